@@ -1,0 +1,167 @@
+//! Spec fields, enums and status pieces shared by the three kinds.
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+/// The region CloudSSO answers in when a resource names none.
+pub const DEFAULT_REGION: &str = "cn-shanghai";
+
+pub fn default_region() -> String {
+    DEFAULT_REGION.to_string()
+}
+
+/// A reference to a Secret in the resource's own namespace.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SecretReference {
+    /// Name of a Secret in the same namespace with keys `accessKeyId`, `accessKeySecret` and optionally `securityToken`.
+    pub name: String,
+}
+
+/// Whether the controller writes to the cloud or only reports what it finds.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
+pub enum ManagementPolicy {
+    /// Make the cloud match the spec and put it back when it drifts.
+    #[default]
+    Enforce,
+    /// Never write; report what the cloud has and whether it matches the spec.
+    Observe,
+}
+
+/// What deleting the resource does to the cloud.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
+pub enum DeletionPolicy {
+    /// Leave the cloud as it is.
+    #[default]
+    Orphan,
+    /// Write back the value the cloud had before this resource first changed it (`status.restoreTo`).
+    Restore,
+}
+
+/// Directory-wide MFA setting, as UpdateMFAAuthenticationSettings takes it.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Hash, JsonSchema)]
+pub enum MfaAuthenticationSettings {
+    /// MFA is required for every user.
+    Enabled,
+    /// Each user's own setting applies (see UserMfaSetting).
+    Byuser,
+    /// MFA is off for every user.
+    Disabled,
+    /// MFA is required only for unusual (risky) logons.
+    OnlyRiskyLogin,
+}
+
+impl MfaAuthenticationSettings {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Enabled => "Enabled",
+            Self::Byuser => "Byuser",
+            Self::Disabled => "Disabled",
+            Self::OnlyRiskyLogin => "OnlyRiskyLogin",
+        }
+    }
+
+    /// Whether OperationForRiskLogin means anything under this setting.
+    pub fn takes_risk_login_operation(self) -> bool {
+        matches!(self, Self::Byuser | Self::OnlyRiskyLogin)
+    }
+}
+
+impl std::str::FromStr for MfaAuthenticationSettings {
+    type Err = String;
+    fn from_str(value: &str) -> Result<Self, Self::Err> {
+        match value {
+            "Enabled" => Ok(Self::Enabled),
+            "Byuser" => Ok(Self::Byuser),
+            "Disabled" => Ok(Self::Disabled),
+            "OnlyRiskyLogin" => Ok(Self::OnlyRiskyLogin),
+            other => Err(format!(
+                "'{other}' is not an MFA setting (Enabled, Byuser, Disabled, OnlyRiskyLogin)"
+            )),
+        }
+    }
+}
+
+/// What happens on an unusual logon under `Byuser` or `OnlyRiskyLogin`.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Hash, JsonSchema)]
+pub enum OperationForRiskLogin {
+    /// MFA is prompted but may be skipped by users without a device.
+    Autonomous,
+    /// MFA is required; users without a device must bind one.
+    EnforceVerify,
+}
+
+impl OperationForRiskLogin {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Autonomous => "Autonomous",
+            Self::EnforceVerify => "EnforceVerify",
+        }
+    }
+}
+
+impl std::str::FromStr for OperationForRiskLogin {
+    type Err = String;
+    fn from_str(value: &str) -> Result<Self, Self::Err> {
+        match value {
+            "Autonomous" => Ok(Self::Autonomous),
+            "EnforceVerify" => Ok(Self::EnforceVerify),
+            other => Err(format!(
+                "'{other}' is not an operation for risky logons (Autonomous, EnforceVerify)"
+            )),
+        }
+    }
+}
+
+/// A single user's MFA setting, as UpdateUserMFAAuthenticationSettings takes it.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Hash, JsonSchema)]
+pub enum UserMfaAuthenticationSettings {
+    /// MFA is required for this user (when the directory is `Byuser`).
+    Enabled,
+    /// MFA is off for this user (when the directory is `Byuser`).
+    Disabled,
+}
+
+impl UserMfaAuthenticationSettings {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Enabled => "Enabled",
+            Self::Disabled => "Disabled",
+        }
+    }
+}
+
+impl std::str::FromStr for UserMfaAuthenticationSettings {
+    type Err = String;
+    fn from_str(value: &str) -> Result<Self, Self::Err> {
+        match value {
+            "Enabled" => Ok(Self::Enabled),
+            "Disabled" => Ok(Self::Disabled),
+            other => Err(format!(
+                "'{other}' is not a user MFA setting (Enabled, Disabled)"
+            )),
+        }
+    }
+}
+
+/// Status fields every kind carries.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct CommonStatus {
+    /// Latest observations of the resource's state, in the metav1.Condition shape (`Ready`, `Synced`, ...).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub conditions: Vec<Condition>,
+    /// The `metadata.generation` this status was computed from.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+    /// When the cloud was last read successfully (RFC 3339).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_sync_time: Option<String>,
+}
+
+/// CEL expression for the `d-` directory id format (the API documents no fixed length).
+pub const DIRECTORY_ID_RULE: &str = "self.matches('^d-[a-z0-9]+$')";
+pub const DIRECTORY_ID_MESSAGE: &str =
+    "directoryId must be 'd-' followed by lowercase letters and digits, e.g. d-00fc2p61abcd";
+pub const IMMUTABLE_RULE: &str = "self == oldSelf";

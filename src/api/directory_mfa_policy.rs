@@ -1,0 +1,101 @@
+//! `DirectoryMfaPolicy`: one CloudSSO directory's MFA setting.
+
+use kube::{CustomResource, KubeSchema};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use super::common::{
+    CommonStatus, DeletionPolicy, ManagementPolicy, MfaAuthenticationSettings,
+    OperationForRiskLogin, SecretReference, default_region,
+};
+
+/// The MFA setting a CloudSSO directory should have (UpdateMFAAuthenticationSettings).
+#[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[kube(
+    group = "cloudsso.mfa-operator.dev",
+    version = "v1alpha1",
+    kind = "DirectoryMfaPolicy",
+    plural = "directorymfapolicies",
+    shortname = "dmp",
+    category = "cloudsso",
+    namespaced,
+    doc = "DirectoryMfaPolicy declares the MFA setting of one CloudSSO directory; the operator enforces it (or only observes it) and reports what the cloud has.",
+    status = "DirectoryMfaPolicyStatus",
+    printcolumn = r#"{"name":"Directory","type":"string","jsonPath":".spec.directoryId"}"#,
+    printcolumn = r#"{"name":"Desired","type":"string","jsonPath":".spec.mfaAuthenticationSettings"}"#,
+    printcolumn = r#"{"name":"Observed","type":"string","jsonPath":".status.observed.mfaAuthenticationSettings"}"#,
+    printcolumn = r#"{"name":"Mode","type":"string","jsonPath":".spec.managementPolicy"}"#,
+    printcolumn = r#"{"name":"Ready","type":"string","jsonPath":".status.conditions[?(@.type==\"Ready\")].status"}"#,
+    printcolumn = r#"{"name":"Synced","type":"string","jsonPath":".status.conditions[?(@.type==\"Synced\")].status"}"#,
+    printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
+)]
+#[x_kube(validation = Rule::new(
+    "!has(self.operationForRiskLogin) || self.mfaAuthenticationSettings == 'Byuser' || self.mfaAuthenticationSettings == 'OnlyRiskyLogin'"
+).message("operationForRiskLogin is only valid when mfaAuthenticationSettings is Byuser or OnlyRiskyLogin"))]
+#[serde(rename_all = "camelCase")]
+pub struct DirectoryMfaPolicySpec {
+    /// The CloudSSO directory id (`d-` followed by lowercase letters and digits). Immutable.
+    #[x_kube(validation = Rule::new("self.matches('^d-[a-z0-9]+$')").message("directoryId must be 'd-' followed by lowercase letters and digits, e.g. d-00fc2p61abcd"))]
+    #[x_kube(validation = Rule::new("self == oldSelf").message("directoryId is immutable"))]
+    pub directory_id: String,
+
+    /// The MFA setting of every user of the directory: Enabled, Byuser (each user's own setting applies), Disabled or OnlyRiskyLogin.
+    pub mfa_authentication_settings: MfaAuthenticationSettings,
+
+    /// What an unusual logon requires: Autonomous (MFA may be skipped) or EnforceVerify (MFA required). Only valid with Byuser or OnlyRiskyLogin.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub operation_for_risk_login: Option<OperationForRiskLogin>,
+
+    /// Verification methods users may use, passed to the API's AllowedVerificationTypes (e.g. [TOTP]) and observed back. Left alone when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub allowed_verification_types: Option<Vec<String>>,
+
+    /// The region of the CloudSSO endpoint; the endpoint is derived from it unless `endpoint` is set.
+    #[serde(default = "default_region")]
+    pub region: String,
+
+    /// A URL that overrides the endpoint derived from the region (private endpoints, the emulator).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub endpoint: Option<String>,
+
+    /// A Secret in this namespace holding `accessKeyId`, `accessKeySecret` and optionally `securityToken`. Without it the controller's own credential chain is used.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub credentials_secret_ref: Option<SecretReference>,
+
+    /// Enforce (default: make the cloud match, repair drift) or Observe (never write; report only).
+    #[serde(default)]
+    pub management_policy: ManagementPolicy,
+
+    /// Orphan (default: deleting leaves the cloud as is) or Restore (write back `status.restoreTo` on delete).
+    #[serde(default)]
+    pub deletion_policy: DeletionPolicy,
+}
+
+/// The directory's MFA setting as the cloud reports it (GetMFAAuthenticationSettingInfo).
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ObservedDirectoryMfa {
+    /// MfaAuthenticationAdvanceSettings as reported by the cloud.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mfa_authentication_settings: Option<String>,
+    /// OperationForRiskLogin as reported (only present under Byuser or OnlyRiskyLogin).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub operation_for_risk_login: Option<String>,
+    /// AllowedVerificationTypes as reported.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub allowed_verification_types: Option<Vec<String>>,
+}
+
+/// What the controller last saw and did.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct DirectoryMfaPolicyStatus {
+    #[serde(flatten)]
+    pub common: CommonStatus,
+    /// The directory's settings as the cloud reports them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed: Option<ObservedDirectoryMfa>,
+    /// The settings the cloud had before this resource first changed them; written back on delete under deletionPolicy Restore.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub restore_to: Option<ObservedDirectoryMfa>,
+}

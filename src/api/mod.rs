@@ -1,0 +1,34 @@
+//! The three custom resources: spec, status and the CRD YAML generated from them. No I/O.
+
+pub mod common;
+pub mod directory_mfa_policy;
+pub mod ram_user_mfa_status;
+pub mod user_mfa_setting;
+
+pub use common::*;
+pub use directory_mfa_policy::*;
+pub use ram_user_mfa_status::*;
+pub use user_mfa_setting::*;
+
+use kube::CustomResourceExt;
+
+/// Every CRD as one YAML stream, in the order `crds/*.yaml` sorts, each document starting with `---`.
+pub fn crd_documents() -> Result<Vec<(String, String)>, serde_yaml::Error> {
+    let crds = [
+        DirectoryMfaPolicy::crd(),
+        RamUserMfaStatus::crd(),
+        UserMfaSetting::crd(),
+    ];
+    crds.into_iter()
+        .map(|crd| {
+            let name = crd.metadata.name.clone().unwrap_or_default();
+            let file = format!("{}.yaml", name);
+            serde_yaml::to_string(&crd).map(|yaml| (file, format!("---\n{yaml}")))
+        })
+        .collect()
+}
+
+/// All CRDs concatenated: what `cloudsso-mfa-operator crd` prints and `crds/` holds.
+pub fn crds_yaml() -> Result<String, serde_yaml::Error> {
+    Ok(crd_documents()?.into_iter().map(|(_, yaml)| yaml).collect())
+}

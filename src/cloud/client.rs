@@ -1,0 +1,357 @@
+//! The signed HTTP transport: one client per endpoint and credential, with a client-side rate
+//! limit and jittered exponential retry of retryable failures.
+
+use std::collections::BTreeMap;
+use std::num::NonZeroU32;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
+use jiff::Timestamp;
+use rand::Rng;
+use serde::de::DeserializeOwned;
+
+use super::credentials::{CredentialSource, Credentials};
+use super::endpoint::Endpoint;
+use super::error::CloudError;
+use super::signer::{CanonicalHeaders, RequestToSign, sha256_hex};
+
+pub const USER_AGENT: &str = concat!("cloudsso-mfa-operator/", env!("CARGO_PKG_VERSION"));
+
+/// How hard a client pushes and how long it keeps trying.
+#[derive(Debug, Clone)]
+pub struct ClientConfig {
+    /// Calls per second per credential (CloudSSO allows 100/s per account, shared with every tool).
+    pub qps: NonZeroU32,
+    /// Attempts per call, the first included.
+    pub max_attempts: u32,
+    pub base_backoff: Duration,
+    pub max_backoff: Duration,
+    /// Per-attempt timeout.
+    pub timeout: Duration,
+}
+
+impl Default for ClientConfig {
+    fn default() -> Self {
+        Self {
+            qps: NonZeroU32::new(20).expect("non-zero"),
+            max_attempts: 4,
+            base_backoff: Duration::from_millis(200),
+            max_backoff: Duration::from_secs(10),
+            timeout: Duration::from_secs(15),
+        }
+    }
+}
+
+/// A rate limiter shared by every client that signs with the same credential.
+pub type SharedLimiter = Arc<DefaultDirectRateLimiter>;
+
+pub fn rate_limiter(qps: NonZeroU32) -> SharedLimiter {
+    Arc::new(RateLimiter::direct(Quota::per_second(qps)))
+}
+
+/// Hooks for metrics; the default does nothing.
+pub trait CallObserver: Send + Sync {
+    fn call_finished(&self, _action: &str, _outcome: &str, _elapsed: Duration) {}
+    fn rate_limit_waited(&self, _waited: Duration) {}
+}
+
+struct NoObserver;
+impl CallObserver for NoObserver {}
+
+/// One API (product + version) at one endpoint, signing with one credential source.
+#[derive(Clone)]
+pub struct ApiClient {
+    http: reqwest::Client,
+    endpoint: Endpoint,
+    version: &'static str,
+    credentials: Arc<CredentialSource>,
+    limiter: SharedLimiter,
+    config: ClientConfig,
+    observer: Arc<dyn CallObserver>,
+}
+
+impl std::fmt::Debug for ApiClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ApiClient")
+            .field("endpoint", &self.endpoint)
+            .field("version", &self.version)
+            .field("credentials", &self.credentials.identity())
+            .finish()
+    }
+}
+
+/// Everything that goes on the wire for one attempt, signed.
+#[derive(Debug, Clone)]
+pub struct PreparedRequest {
+    pub url: String,
+    pub query: BTreeMap<String, String>,
+    /// Every header sent, all of them signed, plus `authorization`.
+    pub headers: Vec<(String, String)>,
+}
+
+/// The `x-acs-date` format: ISO 8601 UTC to the second.
+pub fn acs_timestamp(at: Timestamp) -> String {
+    at.strftime("%Y-%m-%dT%H:%M:%SZ").to_string()
+}
+
+pub fn new_nonce() -> String {
+    let bytes: [u8; 16] = rand::rng().random();
+    hex::encode(bytes)
+}
+
+/// What makes each attempt unique: its time, nonce and the caller's user agent.
+#[derive(Debug, Clone)]
+pub struct RequestStamp {
+    pub date: String,
+    pub nonce: String,
+    pub user_agent: String,
+}
+
+impl RequestStamp {
+    pub fn now() -> Self {
+        Self {
+            date: acs_timestamp(Timestamp::now()),
+            nonce: new_nonce(),
+            user_agent: USER_AGENT.to_string(),
+        }
+    }
+}
+
+/// Builds and signs a request the way Alibaba's SDKs do: POST, parameters in the query string,
+/// empty body, and every header sent (host with its port included) signed.
+pub fn prepare_request(
+    endpoint: &Endpoint,
+    version: &str,
+    action: &str,
+    params: &BTreeMap<String, String>,
+    credentials: &Credentials,
+    stamp: &RequestStamp,
+) -> PreparedRequest {
+    let payload_hash = sha256_hex(b"");
+    let mut headers = CanonicalHeaders::new();
+    headers.insert("host", endpoint.authority());
+    headers.insert("x-acs-version", version);
+    headers.insert("x-acs-action", action);
+    headers.insert("user-agent", &stamp.user_agent);
+    headers.insert("x-acs-date", &stamp.date);
+    headers.insert("x-acs-signature-nonce", &stamp.nonce);
+    headers.insert("accept", "application/json");
+    headers.insert("x-acs-content-sha256", &payload_hash);
+    if let Some(token) = &credentials.security_token {
+        headers.insert("x-acs-accesskey-id", &credentials.access_key_id);
+        headers.insert("x-acs-security-token", token.expose());
+    }
+    let authorization = RequestToSign {
+        method: "POST",
+        path: "/",
+        query: params,
+        headers: &headers,
+        payload_hash: &payload_hash,
+    }
+    .authorization(
+        &credentials.access_key_id,
+        credentials.access_key_secret.expose(),
+    );
+    let mut sent: Vec<(String, String)> = headers
+        .iter()
+        .map(|(name, value)| (name.clone(), value.clone()))
+        .collect();
+    sent.push(("authorization".into(), authorization));
+    PreparedRequest {
+        url: endpoint.url(),
+        query: params.clone(),
+        headers: sent,
+    }
+}
+
+pub(crate) fn transport_error(action: &str, url: &str, error: &reqwest::Error) -> CloudError {
+    // reqwest's Display hides the cause ("error sending request"); the source says what happened.
+    let mut detail = error.to_string();
+    let mut source = std::error::Error::source(error);
+    while let Some(cause) = source {
+        detail = format!("{detail}: {cause}");
+        source = cause.source();
+    }
+    CloudError::Transport {
+        action: action.into(),
+        endpoint: url.into(),
+        detail,
+        timeout: error.is_timeout(),
+    }
+}
+
+#[derive(serde::Deserialize, Default)]
+#[serde(rename_all = "PascalCase", default)]
+struct ErrorBody {
+    code: Option<String>,
+    message: Option<String>,
+    request_id: Option<String>,
+}
+
+pub(crate) fn api_error(
+    action: &str,
+    status: u16,
+    headers: &reqwest::header::HeaderMap,
+    body: &[u8],
+) -> CloudError {
+    let retry_after = headers
+        .get("x-acs-retry-after")
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.trim().parse::<u64>().ok())
+        .filter(|millis| *millis > 0)
+        .map(Duration::from_millis);
+    match serde_json::from_slice::<ErrorBody>(body) {
+        Ok(ErrorBody {
+            code: Some(code),
+            message,
+            request_id,
+        }) => CloudError::Api {
+            action: action.into(),
+            code,
+            message: message.unwrap_or_default(),
+            request_id: request_id.unwrap_or_else(|| "-".into()),
+            http_status: status,
+            retry_after,
+        },
+        _ => CloudError::Decode {
+            action: action.into(),
+            http_status: status,
+            detail: format!(
+                "error body without a Code: {}",
+                String::from_utf8_lossy(&body[..body.len().min(200)])
+            ),
+        },
+    }
+}
+
+impl ApiClient {
+    pub fn new(
+        http: reqwest::Client,
+        endpoint: Endpoint,
+        version: &'static str,
+        credentials: Arc<CredentialSource>,
+        limiter: SharedLimiter,
+        config: ClientConfig,
+    ) -> Self {
+        Self {
+            http,
+            endpoint,
+            version,
+            credentials,
+            limiter,
+            config,
+            observer: Arc::new(NoObserver),
+        }
+    }
+
+    pub fn with_observer(mut self, observer: Arc<dyn CallObserver>) -> Self {
+        self.observer = observer;
+        self
+    }
+
+    pub fn endpoint(&self) -> &Endpoint {
+        &self.endpoint
+    }
+
+    /// Calls `action` with `params`, retrying what is retryable, and decodes the answer.
+    pub async fn call<T: DeserializeOwned>(
+        &self,
+        action: &str,
+        params: BTreeMap<String, String>,
+    ) -> Result<T, CloudError> {
+        let mut attempt = 1;
+        loop {
+            let started = Instant::now();
+            let result = self.attempt(action, &params).await;
+            let outcome = match &result {
+                Ok(_) => "ok".to_string(),
+                Err(error) => error.code().unwrap_or(error_outcome(error)).to_string(),
+            };
+            self.observer
+                .call_finished(action, &outcome, started.elapsed());
+            match result {
+                Ok(value) => return Ok(value),
+                Err(error) if error.is_retryable() && attempt < self.config.max_attempts => {
+                    let delay = error
+                        .retry_after()
+                        .map(|after| after.min(self.config.max_backoff))
+                        .unwrap_or_else(|| self.backoff(attempt));
+                    tracing::debug!(action, attempt, ?delay, %error, "retrying cloud call");
+                    tokio::time::sleep(delay).await;
+                    attempt += 1;
+                }
+                Err(error) => return Err(error),
+            }
+        }
+    }
+
+    /// Full jitter: a random delay up to base * 2^(attempt-1), capped.
+    fn backoff(&self, attempt: u32) -> Duration {
+        let ceiling = self
+            .config
+            .base_backoff
+            .saturating_mul(1u32 << (attempt - 1).min(16))
+            .min(self.config.max_backoff);
+        let millis = ceiling.as_millis().max(1) as u64;
+        Duration::from_millis(rand::rng().random_range(millis / 2..=millis))
+    }
+
+    async fn attempt<T: DeserializeOwned>(
+        &self,
+        action: &str,
+        params: &BTreeMap<String, String>,
+    ) -> Result<T, CloudError> {
+        let waited = Instant::now();
+        self.limiter.until_ready().await;
+        self.observer.rate_limit_waited(waited.elapsed());
+        let credentials = self.credentials.get().await?;
+        let prepared = prepare_request(
+            &self.endpoint,
+            self.version,
+            action,
+            params,
+            &credentials,
+            &RequestStamp::now(),
+        );
+        let mut request = self
+            .http
+            .post(&prepared.url)
+            .query(&prepared.query)
+            .timeout(self.config.timeout);
+        for (name, value) in &prepared.headers {
+            request = request.header(name.as_str(), value.as_str());
+        }
+        let url = prepared.url.as_str();
+        let response = request
+            .send()
+            .await
+            .map_err(|error| transport_error(action, url, &error))?;
+        let status = response.status().as_u16();
+        let headers = response.headers().clone();
+        let body = response
+            .bytes()
+            .await
+            .map_err(|error| transport_error(action, url, &error))?;
+        if status >= 400 {
+            let error = api_error(action, status, &headers, &body);
+            tracing::debug!(action, %error, "cloud call failed");
+            return Err(error);
+        }
+        serde_json::from_slice(&body).map_err(|error| CloudError::Decode {
+            action: action.into(),
+            http_status: status,
+            detail: error.to_string(),
+        })
+    }
+}
+
+fn error_outcome(error: &CloudError) -> &'static str {
+    match error {
+        CloudError::Transport { timeout: true, .. } => "timeout",
+        CloudError::Transport { .. } => "connection",
+        CloudError::Decode { .. } => "decode",
+        CloudError::Credentials(_) => "credentials",
+        _ => "error",
+    }
+}

@@ -1,0 +1,204 @@
+//! Errors of the cloud client, classified as retryable or terminal.
+
+use std::time::Duration;
+
+/// Whether trying the same call again can succeed without anyone changing anything.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorClass {
+    /// Throttling, 5xx, timeouts, connection faults.
+    Retryable,
+    /// Not found, invalid parameter, bad credentials, no permission: someone must fix something.
+    Terminal,
+}
+
+/// What the caller should make of an API error code.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ApiErrorKind {
+    Throttled,
+    NotFound,
+    InvalidParameter,
+    CredentialsInvalid,
+    Forbidden,
+    ServerError,
+    Other,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum CloudError {
+    /// The API answered with an error body.
+    #[error("{action} failed: {code}: {message} (HTTP {http_status}, request id {request_id})")]
+    Api {
+        action: String,
+        code: String,
+        message: String,
+        request_id: String,
+        http_status: u16,
+        /// `x-acs-retry-after`, when the answer carried it.
+        retry_after: Option<Duration>,
+    },
+    /// No answer: connection refused or reset, or a timeout.
+    #[error("{action} failed: could not reach {endpoint}: {detail}")]
+    Transport {
+        action: String,
+        endpoint: String,
+        detail: String,
+        timeout: bool,
+    },
+    /// An answer that is not what the API documents.
+    #[error("{action} failed: unexpected answer (HTTP {http_status}): {detail}")]
+    Decode {
+        action: String,
+        http_status: u16,
+        detail: String,
+    },
+    /// No usable credentials.
+    #[error("{0}")]
+    Credentials(#[from] super::credentials::CredentialsError),
+    /// An endpoint or region that does not make a URL.
+    #[error("invalid endpoint '{endpoint}': {detail}")]
+    InvalidEndpoint { endpoint: String, detail: String },
+}
+
+impl CloudError {
+    pub fn api_kind(&self) -> Option<ApiErrorKind> {
+        match self {
+            CloudError::Api {
+                code, http_status, ..
+            } => Some(classify_code(code, *http_status)),
+            _ => None,
+        }
+    }
+
+    pub fn class(&self) -> ErrorClass {
+        match self {
+            CloudError::Api { .. } => match self.api_kind() {
+                Some(ApiErrorKind::Throttled | ApiErrorKind::ServerError) => ErrorClass::Retryable,
+                _ => ErrorClass::Terminal,
+            },
+            CloudError::Transport { .. } => ErrorClass::Retryable,
+            // A garbled answer from a gateway is usually transient; a bad credential chain is not.
+            CloudError::Decode { http_status, .. } if *http_status >= 500 => ErrorClass::Retryable,
+            CloudError::Credentials(error) if error.is_transient() => ErrorClass::Retryable,
+            _ => ErrorClass::Terminal,
+        }
+    }
+
+    pub fn is_retryable(&self) -> bool {
+        self.class() == ErrorClass::Retryable
+    }
+
+    /// The API error code, e.g. `EntityNotExists.User`.
+    pub fn code(&self) -> Option<&str> {
+        match self {
+            CloudError::Api { code, .. } => Some(code),
+            _ => None,
+        }
+    }
+
+    pub fn retry_after(&self) -> Option<Duration> {
+        match self {
+            CloudError::Api { retry_after, .. } => *retry_after,
+            _ => None,
+        }
+    }
+}
+
+/// Maps Alibaba Cloud error codes (and, failing that, the HTTP status) to what they mean.
+pub fn classify_code(code: &str, http_status: u16) -> ApiErrorKind {
+    let lower = code.to_ascii_lowercase();
+    if lower.starts_with("throttling") || lower == "serviceunavailable" || http_status == 429 {
+        ApiErrorKind::Throttled
+    } else if lower.starts_with("entitynotexist")
+        || lower.ends_with(".notfound") && !lower.starts_with("invalidaccesskeyid")
+    {
+        ApiErrorKind::NotFound
+    } else if lower.starts_with("invalidaccesskeyid")
+        || lower.starts_with("signaturedoesnotmatch")
+        || lower.starts_with("invalidsecuritytoken")
+        || lower.starts_with("incompletesignature")
+        || lower == "signaturenoncereused"
+        || lower == "invalidtimestamp.expired"
+    {
+        ApiErrorKind::CredentialsInvalid
+    } else if lower.starts_with("forbidden")
+        || lower.starts_with("nopermission")
+        || http_status == 403
+    {
+        ApiErrorKind::Forbidden
+    } else if lower.starts_with("invalidparameter")
+        || lower.starts_with("missing")
+        || lower.starts_with("invalid")
+    {
+        ApiErrorKind::InvalidParameter
+    } else if http_status >= 500 || lower.starts_with("internalerror") {
+        ApiErrorKind::ServerError
+    } else if http_status == 404 {
+        ApiErrorKind::NotFound
+    } else {
+        ApiErrorKind::Other
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn api(code: &str, status: u16) -> CloudError {
+        CloudError::Api {
+            action: "GetUser".into(),
+            code: code.into(),
+            message: "m".into(),
+            request_id: "r".into(),
+            http_status: status,
+            retry_after: None,
+        }
+    }
+
+    #[test]
+    fn throttling_and_server_errors_are_retryable() {
+        assert!(api("Throttling.User", 400).is_retryable());
+        assert!(api("Throttling.Api", 400).is_retryable());
+        assert!(api("InternalError", 500).is_retryable());
+        assert!(api("ServiceUnavailable", 503).is_retryable());
+    }
+
+    #[test]
+    fn reference_and_credential_errors_are_terminal() {
+        for (code, status, kind) in [
+            ("EntityNotExists.User", 404, ApiErrorKind::NotFound),
+            ("EntityNotExists.Directory", 404, ApiErrorKind::NotFound),
+            (
+                "InvalidAccessKeyId.NotFound",
+                404,
+                ApiErrorKind::CredentialsInvalid,
+            ),
+            (
+                "SignatureDoesNotMatch",
+                400,
+                ApiErrorKind::CredentialsInvalid,
+            ),
+            (
+                "InvalidParameter.MFAAuthenticationSettings",
+                400,
+                ApiErrorKind::InvalidParameter,
+            ),
+            ("MissingDirectoryId", 400, ApiErrorKind::InvalidParameter),
+            ("NoPermission", 403, ApiErrorKind::Forbidden),
+        ] {
+            let error = api(code, status);
+            assert_eq!(error.api_kind(), Some(kind), "{code}");
+            assert!(!error.is_retryable(), "{code}");
+        }
+    }
+
+    #[test]
+    fn connection_faults_are_retryable() {
+        let error = CloudError::Transport {
+            action: "GetUser".into(),
+            endpoint: "http://127.0.0.1:1".into(),
+            detail: "connection refused".into(),
+            timeout: false,
+        };
+        assert!(error.is_retryable());
+    }
+}

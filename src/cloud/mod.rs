@@ -1,0 +1,31 @@
+//! The Alibaba Cloud client: signer, credentials, endpoints, transport, typed operations. Knows
+//! nothing of Kubernetes.
+
+pub mod client;
+pub mod cloudsso;
+pub mod credentials;
+pub mod endpoint;
+pub mod error;
+pub mod ims;
+pub mod signer;
+
+pub use client::{ApiClient, ClientConfig, SharedLimiter, rate_limiter};
+pub use cloudsso::CloudSsoClient;
+pub use credentials::{CredentialSource, Credentials, CredentialsError};
+pub use endpoint::Endpoint;
+pub use error::{ApiErrorKind, CloudError, ErrorClass};
+pub use ims::ImsClient;
+
+/// Installs ring as the process's TLS crypto provider (kube and reqwest share it). Idempotent.
+pub fn install_crypto_provider() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
+/// The HTTP client every cloud call goes through.
+pub fn http_client() -> Result<reqwest::Client, reqwest::Error> {
+    install_crypto_provider();
+    reqwest::Client::builder()
+        .connect_timeout(std::time::Duration::from_secs(5))
+        .pool_idle_timeout(std::time::Duration::from_secs(60))
+        .build()
+}

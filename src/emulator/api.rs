@@ -1,0 +1,584 @@
+//! The emulated actions: CloudSSO 2021-05-15, IMS 2019-08-15 and STS AssumeRoleWithOIDC, with the
+//! real APIs' field names, error codes and HTTP statuses. Pure functions over the state.
+
+use std::collections::BTreeMap;
+
+use serde_json::{Value, json};
+
+use super::seed::{Seed, SeedDirectory, SeedUser};
+
+pub const CLOUDSSO_VERSION: &str = "2021-05-15";
+pub const IMS_VERSION: &str = "2019-08-15";
+pub const STS_VERSION: &str = "2015-04-01";
+
+/// An error answer: HTTP status, code and message, as the real gateway sends them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApiFault {
+    pub status: u16,
+    pub code: String,
+    pub message: String,
+    /// Sent as `x-acs-retry-after` (milliseconds) with throttling answers.
+    pub retry_after: Option<std::time::Duration>,
+}
+
+impl ApiFault {
+    pub fn new(status: u16, code: impl Into<String>, message: impl Into<String>) -> Self {
+        Self {
+            status,
+            code: code.into(),
+            message: message.into(),
+            retry_after: None,
+        }
+    }
+
+    pub fn retrying_after(mut self, wait: std::time::Duration) -> Self {
+        self.retry_after = Some(wait);
+        self
+    }
+
+    fn missing(name: &str) -> Self {
+        Self::new(
+            400,
+            "MissingParameter",
+            format!(
+                "The input parameter \"{name}\" that is mandatory for processing this request is not supplied."
+            ),
+        )
+    }
+
+    fn invalid(name: &str, detail: &str) -> Self {
+        Self::new(
+            400,
+            format!("InvalidParameter.{name}"),
+            format!("The specified parameter \"{name}\" is not valid. {detail}"),
+        )
+    }
+
+    fn directory_not_found() -> Self {
+        Self::new(
+            404,
+            "EntityNotExists.Directory",
+            "The specified directory does not exist.",
+        )
+    }
+
+    fn user_not_found() -> Self {
+        Self::new(
+            404,
+            "EntityNotExists.User",
+            "The specified user does not exist.",
+        )
+    }
+}
+
+pub type Params = BTreeMap<String, String>;
+
+fn required<'a>(params: &'a Params, name: &str) -> Result<&'a str, ApiFault> {
+    params
+        .get(name)
+        .map(String::as_str)
+        .filter(|value| !value.is_empty())
+        .ok_or_else(|| ApiFault::missing(name))
+}
+
+fn directory_mut<'a>(
+    seed: &'a mut Seed,
+    params: &Params,
+) -> Result<&'a mut SeedDirectory, ApiFault> {
+    let directory_id = required(params, "DirectoryId")?;
+    seed.directories
+        .iter_mut()
+        .find(|directory| directory.directory_id == directory_id)
+        .ok_or_else(ApiFault::directory_not_found)
+}
+
+fn user_mut<'a>(
+    directory: &'a mut SeedDirectory,
+    params: &Params,
+) -> Result<&'a mut SeedUser, ApiFault> {
+    let user_id = required(params, "UserId")?;
+    directory
+        .users
+        .iter_mut()
+        .find(|user| user.user_id == user_id)
+        .ok_or_else(ApiFault::user_not_found)
+}
+
+/// A fixed creation time keeps answers stable across runs.
+const USER_CREATE_TIME: &str = "2021-10-26T03:13:43Z";
+
+fn user_json(user: &SeedUser) -> Value {
+    json!({
+        "UserId": user.user_id,
+        "UserName": user.user_name,
+        "DisplayName": user.display_name.clone().unwrap_or_else(|| user.user_name.clone()),
+        "Status": "Enabled",
+        "ProvisionType": "Manual",
+        "CreateTime": USER_CREATE_TIME,
+        "UpdateTime": USER_CREATE_TIME,
+    })
+}
+
+/// Runs one CloudSSO or IMS action against the state. The caller adds RequestId.
+pub fn dispatch(
+    seed: &mut Seed,
+    version: &str,
+    action: &str,
+    params: &Params,
+) -> Result<Value, ApiFault> {
+    match (version, action) {
+        (CLOUDSSO_VERSION, "GetMFAAuthenticationSettingInfo") => {
+            let directory = directory_mut(seed, params)?;
+            let mut info = serde_json::Map::new();
+            info.insert(
+                "MfaAuthenticationAdvanceSettings".into(),
+                json!(directory.mfa_authentication_settings),
+            );
+            // Documented: only shown under Byuser or OnlyRiskyLogin.
+            if matches!(
+                directory.mfa_authentication_settings.as_str(),
+                "Byuser" | "OnlyRiskyLogin"
+            ) && let Some(operation) = &directory.operation_for_risk_login
+            {
+                info.insert("OperationForRiskLogin".into(), json!(operation));
+            }
+            if let Some(types) = &directory.allowed_verification_types {
+                info.insert("AllowedVerificationTypes".into(), json!(types));
+            }
+            Ok(json!({ "MFAAuthenticationSettingInfo": info }))
+        }
+        (CLOUDSSO_VERSION, "UpdateMFAAuthenticationSettings") => {
+            let setting = required(params, "MFAAuthenticationSettings")?.to_string();
+            if !["Enabled", "Byuser", "Disabled", "OnlyRiskyLogin"].contains(&setting.as_str()) {
+                return Err(ApiFault::invalid(
+                    "MFAAuthenticationSettings",
+                    "Valid values: Enabled, Byuser, Disabled, OnlyRiskyLogin.",
+                ));
+            }
+            let operation = params
+                .get("OperationForRiskLogin")
+                .filter(|v| !v.is_empty())
+                .cloned();
+            if let Some(operation) = &operation
+                && !["Autonomous", "EnforceVerify"].contains(&operation.as_str())
+            {
+                return Err(ApiFault::invalid(
+                    "OperationForRiskLogin",
+                    "Valid values: Autonomous, EnforceVerify.",
+                ));
+            }
+            let allowed = match params
+                .get("AllowedVerificationTypes")
+                .filter(|v| !v.is_empty())
+            {
+                Some(raw) => Some(parse_verification_types(raw)?),
+                None => None,
+            };
+            let directory = directory_mut(seed, params)?;
+            directory.mfa_authentication_settings = setting;
+            if operation.is_some() {
+                directory.operation_for_risk_login = operation;
+            } else if directory.operation_for_risk_login.is_none()
+                && matches!(
+                    directory.mfa_authentication_settings.as_str(),
+                    "Byuser" | "OnlyRiskyLogin"
+                )
+            {
+                directory.operation_for_risk_login = Some("Autonomous".into());
+            }
+            if allowed.is_some() {
+                directory.allowed_verification_types = allowed;
+            }
+            Ok(json!({}))
+        }
+        (CLOUDSSO_VERSION, "GetUserMFAAuthenticationSettings") => {
+            let directory = directory_mut(seed, params)?;
+            let user = user_mut(directory, params)?;
+            Ok(json!({ "UserMFAAuthenticationSettings": user.user_mfa_authentication_settings }))
+        }
+        (CLOUDSSO_VERSION, "UpdateUserMFAAuthenticationSettings") => {
+            let setting = required(params, "UserMFAAuthenticationSettings")?.to_string();
+            if !["Enabled", "Disabled"].contains(&setting.as_str()) {
+                return Err(ApiFault::invalid(
+                    "UserMFAAuthenticationSettings",
+                    "Valid values: Enabled, Disabled.",
+                ));
+            }
+            let directory = directory_mut(seed, params)?;
+            let user = user_mut(directory, params)?;
+            user.user_mfa_authentication_settings = setting;
+            Ok(json!({}))
+        }
+        (CLOUDSSO_VERSION, "ListMFADevicesForUser") => {
+            let directory = directory_mut(seed, params)?;
+            let user = user_mut(directory, params)?;
+            let devices: Vec<Value> = user
+                .mfa_devices
+                .iter()
+                .map(|device| {
+                    let mut entry = json!({
+                        "DeviceId": device.device_id,
+                        "DeviceName": device.device_name,
+                        "DeviceType": device.device_type,
+                        "EffectiveTime": device.effective_time,
+                        "UserId": user.user_id,
+                    });
+                    if let Some(last_use) = &device.last_use_time {
+                        entry["LastUseTime"] = json!(last_use);
+                    }
+                    entry
+                })
+                .collect();
+            Ok(json!({ "TotalCounts": devices.len(), "MFADevices": devices }))
+        }
+        (CLOUDSSO_VERSION, "ListUsers") => list_users(seed, params),
+        (CLOUDSSO_VERSION, "GetUser") => {
+            let directory = directory_mut(seed, params)?;
+            let user = user_mut(directory, params)?;
+            Ok(json!({ "User": user_json(user) }))
+        }
+        (IMS_VERSION, "GetUserMFAInfo") => {
+            let principal = required(params, "UserPrincipalName")?;
+            let ram_user = seed
+                .ram_users
+                .iter()
+                .find(|user| user.user_principal_name.eq_ignore_ascii_case(principal))
+                .ok_or_else(|| {
+                    ApiFault::new(
+                        404,
+                        "EntityNotExist.User",
+                        format!("The user does not exist: {principal}"),
+                    )
+                })?;
+            let mut answer = json!({ "IsMFAEnable": ram_user.mfa_device.is_some() });
+            if let Some(device) = &ram_user.mfa_device {
+                answer["MFADevice"] =
+                    json!({ "SerialNumber": device.serial_number, "Type": device.device_type });
+            }
+            Ok(answer)
+        }
+        (CLOUDSSO_VERSION | IMS_VERSION, _) => Err(ApiFault::new(
+            404,
+            "InvalidAction.NotFound",
+            format!(
+                "Specified api is not found, please check your url and method. Action {action} of version {version}"
+            ),
+        )),
+        _ => Err(ApiFault::new(
+            400,
+            "InvalidVersion",
+            format!("Specified parameter Version is not valid: '{version}'."),
+        )),
+    }
+}
+
+fn parse_verification_types(raw: &str) -> Result<Vec<String>, ApiFault> {
+    let types: Vec<String> = serde_json::from_str(raw).map_err(|_| {
+        ApiFault::invalid(
+            "AllowedVerificationTypes",
+            "It must be a JSON array of strings, e.g. [\"TOTP\"].",
+        )
+    })?;
+    if types
+        .iter()
+        .any(|kind| kind.is_empty() || !kind.chars().all(|c| c.is_ascii_alphanumeric()))
+    {
+        return Err(ApiFault::invalid(
+            "AllowedVerificationTypes",
+            "Each type must be a non-empty word such as TOTP.",
+        ));
+    }
+    Ok(types)
+}
+
+/// `UserName eq alice` / `UserName sw al` (attribute and operator case-insensitive).
+fn parse_filter(raw: &str) -> Result<(bool, String), ApiFault> {
+    let bad = || {
+        ApiFault::invalid(
+            "Filter",
+            "Format: <Attribute> <Operator> <Value>; Attribute UserName, Operator eq or sw.",
+        )
+    };
+    let mut parts = raw.trim().splitn(3, ' ');
+    let (attribute, operator, value) = (
+        parts.next().ok_or_else(bad)?,
+        parts.next().ok_or_else(bad)?,
+        parts.next().ok_or_else(bad)?,
+    );
+    if !attribute.eq_ignore_ascii_case("UserName") {
+        return Err(bad());
+    }
+    let prefix = match operator.to_ascii_lowercase().as_str() {
+        "eq" => false,
+        "sw" => true,
+        _ => return Err(bad()),
+    };
+    Ok((prefix, value.trim().trim_matches('"').to_string()))
+}
+
+fn list_users(seed: &mut Seed, params: &Params) -> Result<Value, ApiFault> {
+    let max_results = match params.get("MaxResults").filter(|v| !v.is_empty()) {
+        Some(raw) => raw
+            .parse::<usize>()
+            .ok()
+            .filter(|n| (1..=100).contains(n))
+            .ok_or_else(|| ApiFault::invalid("MaxResults", "Valid values: 1 to 100."))?,
+        None => 10,
+    };
+    let filter = match params.get("Filter").filter(|v| !v.is_empty()) {
+        Some(raw) => Some(parse_filter(raw)?),
+        None => None,
+    };
+    let offset = match params.get("NextToken").filter(|v| !v.is_empty()) {
+        Some(token) => token
+            .strip_prefix("nt-")
+            .and_then(|n| n.parse::<usize>().ok())
+            .ok_or_else(|| {
+                ApiFault::invalid("NextToken", "The token is not one this API returned.")
+            })?,
+        None => 0,
+    };
+    if let Some(status) = params.get("Status").filter(|v| !v.is_empty())
+        && !["Enabled", "Disabled"].contains(&status.as_str())
+    {
+        return Err(ApiFault::invalid(
+            "Status",
+            "Valid values: Enabled, Disabled.",
+        ));
+    }
+    let only_disabled = params.get("Status").is_some_and(|s| s == "Disabled");
+    let only_synchronized = params
+        .get("ProvisionType")
+        .is_some_and(|p| p == "Synchronized");
+    let directory = directory_mut(seed, params)?;
+    let matching: Vec<&SeedUser> = directory
+        .users
+        .iter()
+        .filter(|_| !only_disabled && !only_synchronized)
+        .filter(|user| match &filter {
+            None => true,
+            Some((false, value)) => user.user_name.eq_ignore_ascii_case(value),
+            Some((true, value)) => user
+                .user_name
+                .to_ascii_lowercase()
+                .starts_with(&value.to_ascii_lowercase()),
+        })
+        .collect();
+    let total = matching.len();
+    let page: Vec<Value> = matching
+        .iter()
+        .skip(offset)
+        .take(max_results)
+        .map(|user| user_json(user))
+        .collect();
+    let truncated = offset + page.len() < total;
+    let mut answer = json!({
+        "Users": page,
+        "IsTruncated": truncated,
+        "MaxResults": max_results,
+        "TotalCounts": total,
+    });
+    if truncated {
+        answer["NextToken"] = json!(format!("nt-{}", offset + max_results));
+    }
+    Ok(answer)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn seed() -> Seed {
+        Seed::parse(
+            r#"{"directories": [{"directoryId": "d-1", "mfaAuthenticationSettings": "Enabled",
+                "users": [
+                  {"userId": "u-1", "userName": "alice", "userMfaAuthenticationSettings": "Enabled"},
+                  {"userId": "u-2", "userName": "alan", "userMfaAuthenticationSettings": "Disabled"},
+                  {"userId": "u-3", "userName": "bob", "userMfaAuthenticationSettings": "Enabled"}]}],
+                "ramUsers": [{"userPrincipalName": "carol@x.onaliyun.com"}]}"#,
+            "test",
+        )
+        .unwrap()
+    }
+
+    fn p(pairs: &[(&str, &str)]) -> Params {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn list_users_filters_and_pages() {
+        let mut seed = seed();
+        let page = dispatch(
+            &mut seed,
+            CLOUDSSO_VERSION,
+            "ListUsers",
+            &p(&[
+                ("DirectoryId", "d-1"),
+                ("Filter", "UserName sw al"),
+                ("MaxResults", "1"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(page["Users"][0]["UserName"], "alice");
+        assert_eq!(page["IsTruncated"], true);
+        assert_eq!(page["TotalCounts"], 2);
+        let token = page["NextToken"].as_str().unwrap().to_string();
+        let next = dispatch(
+            &mut seed,
+            CLOUDSSO_VERSION,
+            "ListUsers",
+            &p(&[
+                ("DirectoryId", "d-1"),
+                ("Filter", "UserName sw al"),
+                ("MaxResults", "1"),
+                ("NextToken", &token),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(next["Users"][0]["UserName"], "alan");
+        assert_eq!(next["IsTruncated"], false);
+        let exact = dispatch(
+            &mut seed,
+            CLOUDSSO_VERSION,
+            "ListUsers",
+            &p(&[("DirectoryId", "d-1"), ("Filter", "username EQ bob")]),
+        )
+        .unwrap();
+        assert_eq!(exact["Users"].as_array().unwrap().len(), 1);
+        let bad = dispatch(
+            &mut seed,
+            CLOUDSSO_VERSION,
+            "ListUsers",
+            &p(&[("DirectoryId", "d-1"), ("MaxResults", "101")]),
+        )
+        .unwrap_err();
+        assert_eq!(bad.code, "InvalidParameter.MaxResults");
+    }
+
+    #[test]
+    fn risk_login_operation_is_shown_only_where_documented() {
+        let mut seed = seed();
+        dispatch(
+            &mut seed,
+            CLOUDSSO_VERSION,
+            "UpdateMFAAuthenticationSettings",
+            &p(&[
+                ("DirectoryId", "d-1"),
+                ("MFAAuthenticationSettings", "OnlyRiskyLogin"),
+                ("OperationForRiskLogin", "EnforceVerify"),
+                ("AllowedVerificationTypes", "[\"TOTP\"]"),
+            ]),
+        )
+        .unwrap();
+        let info = dispatch(
+            &mut seed,
+            CLOUDSSO_VERSION,
+            "GetMFAAuthenticationSettingInfo",
+            &p(&[("DirectoryId", "d-1")]),
+        )
+        .unwrap();
+        assert_eq!(
+            info["MFAAuthenticationSettingInfo"]["OperationForRiskLogin"],
+            "EnforceVerify"
+        );
+        assert_eq!(
+            info["MFAAuthenticationSettingInfo"]["AllowedVerificationTypes"][0],
+            "TOTP"
+        );
+        dispatch(
+            &mut seed,
+            CLOUDSSO_VERSION,
+            "UpdateMFAAuthenticationSettings",
+            &p(&[
+                ("DirectoryId", "d-1"),
+                ("MFAAuthenticationSettings", "Enabled"),
+            ]),
+        )
+        .unwrap();
+        let info = dispatch(
+            &mut seed,
+            CLOUDSSO_VERSION,
+            "GetMFAAuthenticationSettingInfo",
+            &p(&[("DirectoryId", "d-1")]),
+        )
+        .unwrap();
+        assert!(
+            info["MFAAuthenticationSettingInfo"]
+                .get("OperationForRiskLogin")
+                .is_none()
+        );
+    }
+
+    #[test]
+    fn unknown_things_get_the_real_codes() {
+        let mut seed = seed();
+        let cases = [
+            (
+                CLOUDSSO_VERSION,
+                "GetUser",
+                p(&[("DirectoryId", "d-9"), ("UserId", "u-1")]),
+                404,
+                "EntityNotExists.Directory",
+            ),
+            (
+                CLOUDSSO_VERSION,
+                "GetUser",
+                p(&[("DirectoryId", "d-1"), ("UserId", "u-9")]),
+                404,
+                "EntityNotExists.User",
+            ),
+            (
+                CLOUDSSO_VERSION,
+                "GetUser",
+                p(&[("DirectoryId", "d-1")]),
+                400,
+                "MissingParameter",
+            ),
+            (
+                CLOUDSSO_VERSION,
+                "UpdateUserMFAAuthenticationSettings",
+                p(&[
+                    ("DirectoryId", "d-1"),
+                    ("UserId", "u-1"),
+                    ("UserMFAAuthenticationSettings", "On"),
+                ]),
+                400,
+                "InvalidParameter.UserMFAAuthenticationSettings",
+            ),
+            (
+                IMS_VERSION,
+                "GetUserMFAInfo",
+                p(&[("UserPrincipalName", "nobody@x")]),
+                404,
+                "EntityNotExist.User",
+            ),
+            (
+                CLOUDSSO_VERSION,
+                "DeleteDirectory",
+                p(&[]),
+                404,
+                "InvalidAction.NotFound",
+            ),
+        ];
+        for (version, action, params, status, code) in cases {
+            let fault = dispatch(&mut seed, version, action, &params).unwrap_err();
+            assert_eq!(
+                (fault.status, fault.code.as_str()),
+                (status, code),
+                "{action}"
+            );
+        }
+        let info = dispatch(
+            &mut seed,
+            IMS_VERSION,
+            "GetUserMFAInfo",
+            &p(&[("UserPrincipalName", "carol@x.onaliyun.com")]),
+        )
+        .unwrap();
+        assert_eq!(info["IsMFAEnable"], false);
+        assert!(info.get("MFADevice").is_none());
+    }
+}

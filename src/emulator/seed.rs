@@ -1,0 +1,366 @@
+//! The emulator's seed file (and the shape of `/_emulator/state`): JSON, strictly validated.
+
+use std::collections::HashSet;
+
+use serde::{Deserialize, Serialize};
+
+/// Most MFA devices CloudSSO lets one user bind.
+pub const MAX_DEVICES_PER_USER: usize = 2;
+
+const DIRECTORY_SETTINGS: [&str; 4] = ["Enabled", "Byuser", "Disabled", "OnlyRiskyLogin"];
+const RISK_LOGIN_OPERATIONS: [&str; 2] = ["Autonomous", "EnforceVerify"];
+const USER_SETTINGS: [&str; 2] = ["Enabled", "Disabled"];
+pub const DEVICE_TYPES: [&str; 3] = ["TOTP", "CrossPlatformPasskey", "PlatformPasskey"];
+const RAM_DEVICE_TYPES: [&str; 2] = ["VMFA", "U2F"];
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Seed {
+    #[serde(default)]
+    pub access_keys: Vec<SeedAccessKey>,
+    #[serde(default)]
+    pub directories: Vec<SeedDirectory>,
+    #[serde(default)]
+    pub ram_users: Vec<SeedRamUser>,
+}
+
+#[derive(Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct SeedAccessKey {
+    pub access_key_id: String,
+    pub access_key_secret: String,
+}
+
+impl std::fmt::Debug for SeedAccessKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "SeedAccessKey({}, ***)", self.access_key_id)
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct SeedDirectory {
+    pub directory_id: String,
+    pub mfa_authentication_settings: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub operation_for_risk_login: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub allowed_verification_types: Option<Vec<String>>,
+    #[serde(default)]
+    pub users: Vec<SeedUser>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct SeedUser {
+    pub user_id: String,
+    pub user_name: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub display_name: Option<String>,
+    pub user_mfa_authentication_settings: String,
+    #[serde(default)]
+    pub mfa_devices: Vec<SeedDevice>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct SeedDevice {
+    pub device_id: String,
+    pub device_name: String,
+    pub device_type: String,
+    pub effective_time: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_use_time: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct SeedRamUser {
+    pub user_principal_name: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mfa_device: Option<SeedRamDevice>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct SeedRamDevice {
+    pub serial_number: String,
+    #[serde(rename = "type")]
+    pub device_type: String,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SeedError {
+    #[error("cannot read seed file {path}: {detail}")]
+    Read { path: String, detail: String },
+    #[error("seed {origin}: invalid JSON: {detail}")]
+    Json { origin: String, detail: String },
+    #[error("seed {origin}: {location}: {detail}")]
+    Invalid {
+        origin: String,
+        location: String,
+        detail: String,
+    },
+}
+
+fn one_of(value: &str, allowed: &[&str], what: &str) -> Result<(), String> {
+    if allowed.contains(&value) {
+        Ok(())
+    } else {
+        Err(format!(
+            "{what} '{value}' is not one of {}",
+            allowed.join(", ")
+        ))
+    }
+}
+
+fn prefixed_id(value: &str, prefix: &str, what: &str) -> Result<(), String> {
+    let valid = value.strip_prefix(prefix).is_some_and(|rest| {
+        !rest.is_empty()
+            && rest
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit())
+    });
+    if valid {
+        Ok(())
+    } else {
+        Err(format!(
+            "{what} '{value}' must be '{prefix}' followed by lowercase letters and digits"
+        ))
+    }
+}
+
+fn rfc3339(value: &str, what: &str) -> Result<(), String> {
+    value
+        .parse::<jiff::Timestamp>()
+        .map(|_| ())
+        .map_err(|error| format!("{what} '{value}' is not an RFC 3339 time: {error}"))
+}
+
+impl Seed {
+    /// Parses and validates; `origin` names the source in messages (a path, or "PUT /_emulator/state").
+    pub fn parse(text: &str, origin: &str) -> Result<Self, SeedError> {
+        let seed: Seed = serde_json::from_str(text).map_err(|error| SeedError::Json {
+            origin: origin.to_string(),
+            detail: error.to_string(),
+        })?;
+        seed.validate()
+            .map_err(|(location, detail)| SeedError::Invalid {
+                origin: origin.to_string(),
+                location,
+                detail,
+            })?;
+        Ok(seed)
+    }
+
+    pub fn load(path: &str) -> Result<Self, SeedError> {
+        let text = std::fs::read_to_string(path).map_err(|error| SeedError::Read {
+            path: path.to_string(),
+            detail: error.to_string(),
+        })?;
+        Self::parse(&text, path)
+    }
+
+    /// Checks every value; the error names where (e.g. `directories[0].users[1]`) and what.
+    pub fn validate(&self) -> Result<(), (String, String)> {
+        let mut key_ids = HashSet::new();
+        for (index, key) in self.access_keys.iter().enumerate() {
+            let at = format!("accessKeys[{index}]");
+            if key.access_key_id.trim().is_empty() || key.access_key_secret.is_empty() {
+                return Err((
+                    at,
+                    "accessKeyId and accessKeySecret must not be empty".into(),
+                ));
+            }
+            if !key_ids.insert(&key.access_key_id) {
+                return Err((at, format!("duplicate accessKeyId '{}'", key.access_key_id)));
+            }
+        }
+        let mut directory_ids = HashSet::new();
+        let mut user_ids = HashSet::new();
+        let mut device_ids = HashSet::new();
+        for (d, directory) in self.directories.iter().enumerate() {
+            let at = format!("directories[{d}]");
+            prefixed_id(&directory.directory_id, "d-", "directoryId")
+                .map_err(|e| (at.clone(), e))?;
+            if !directory_ids.insert(&directory.directory_id) {
+                return Err((
+                    at,
+                    format!("duplicate directoryId '{}'", directory.directory_id),
+                ));
+            }
+            one_of(
+                &directory.mfa_authentication_settings,
+                &DIRECTORY_SETTINGS,
+                "mfaAuthenticationSettings",
+            )
+            .map_err(|e| (at.clone(), e))?;
+            if let Some(operation) = &directory.operation_for_risk_login {
+                one_of(operation, &RISK_LOGIN_OPERATIONS, "operationForRiskLogin")
+                    .map_err(|e| (at.clone(), e))?;
+            }
+            let mut user_names = HashSet::new();
+            for (u, user) in directory.users.iter().enumerate() {
+                let at = format!("{at}.users[{u}]");
+                prefixed_id(&user.user_id, "u-", "userId").map_err(|e| (at.clone(), e))?;
+                if !user_ids.insert(&user.user_id) {
+                    return Err((at, format!("duplicate userId '{}'", user.user_id)));
+                }
+                if user.user_name.trim().is_empty() {
+                    return Err((at, "userName must not be empty".into()));
+                }
+                if !user_names.insert(user.user_name.to_ascii_lowercase()) {
+                    return Err((
+                        at,
+                        format!("duplicate userName '{}' in the directory", user.user_name),
+                    ));
+                }
+                one_of(
+                    &user.user_mfa_authentication_settings,
+                    &USER_SETTINGS,
+                    "userMfaAuthenticationSettings",
+                )
+                .map_err(|e| (at.clone(), e))?;
+                if user.mfa_devices.len() > MAX_DEVICES_PER_USER {
+                    return Err((
+                        at,
+                        format!(
+                            "{} MFA devices, but a user can bind at most {MAX_DEVICES_PER_USER}",
+                            user.mfa_devices.len()
+                        ),
+                    ));
+                }
+                for (m, device) in user.mfa_devices.iter().enumerate() {
+                    let at = format!("{at}.mfaDevices[{m}]");
+                    if device.device_id.trim().is_empty() {
+                        return Err((at, "deviceId must not be empty".into()));
+                    }
+                    if !device_ids.insert(&device.device_id) {
+                        return Err((at, format!("duplicate deviceId '{}'", device.device_id)));
+                    }
+                    one_of(&device.device_type, &DEVICE_TYPES, "deviceType")
+                        .map_err(|e| (at.clone(), e))?;
+                    rfc3339(&device.effective_time, "effectiveTime")
+                        .map_err(|e| (at.clone(), e))?;
+                    if let Some(last_use) = &device.last_use_time {
+                        rfc3339(last_use, "lastUseTime").map_err(|e| (at.clone(), e))?;
+                    }
+                }
+            }
+        }
+        let mut principals = HashSet::new();
+        for (r, ram_user) in self.ram_users.iter().enumerate() {
+            let at = format!("ramUsers[{r}]");
+            if !ram_user.user_principal_name.contains('@') {
+                return Err((
+                    at,
+                    format!(
+                        "userPrincipalName '{}' must look like name@domain",
+                        ram_user.user_principal_name
+                    ),
+                ));
+            }
+            if !principals.insert(ram_user.user_principal_name.to_ascii_lowercase()) {
+                return Err((
+                    at,
+                    format!(
+                        "duplicate userPrincipalName '{}'",
+                        ram_user.user_principal_name
+                    ),
+                ));
+            }
+            if let Some(device) = &ram_user.mfa_device {
+                if device.serial_number.trim().is_empty() {
+                    return Err((at, "mfaDevice.serialNumber must not be empty".into()));
+                }
+                one_of(&device.device_type, &RAM_DEVICE_TYPES, "mfaDevice.type")
+                    .map_err(|e| (at.clone(), e))?;
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOOD: &str = r#"{
+      "accessKeys": [{"accessKeyId": "AK1", "accessKeySecret": "S1"}],
+      "directories": [{"directoryId": "d-00fc2p61abcd", "mfaAuthenticationSettings": "Byuser",
+        "operationForRiskLogin": "Autonomous",
+        "users": [{"userId": "u-00q8wbq42wiltcrk0001", "userName": "alice",
+          "userMfaAuthenticationSettings": "Enabled",
+          "mfaDevices": [{"deviceId": "mfa-1", "deviceName": "Alice-MFA1", "deviceType": "TOTP",
+                          "effectiveTime": "2021-10-29T09:14:06Z"}]}]}],
+      "ramUsers": [{"userPrincipalName": "bob@example.onaliyun.com",
+                    "mfaDevice": {"serialNumber": "acs:ram::1234:mfa/bob", "type": "VMFA"}}]
+    }"#;
+
+    #[test]
+    fn the_contract_example_parses() {
+        let seed = Seed::parse(GOOD, "test").unwrap();
+        assert_eq!(seed.directories[0].users[0].mfa_devices.len(), 1);
+    }
+
+    #[test]
+    fn bad_seeds_say_where_and_what() {
+        let cases = [
+            (
+                GOOD.replace("\"Byuser\"", "\"Sometimes\""),
+                "directories[0]",
+                "Sometimes",
+            ),
+            (
+                GOOD.replace("\"ramUsers\"", "\"ramUsrs\""),
+                "unknown field",
+                "ramUsrs",
+            ),
+            (
+                GOOD.replace("d-00fc2p61abcd", "x-1"),
+                "directories[0]",
+                "directoryId",
+            ),
+            (
+                GOOD.replace("2021-10-29T09:14:06Z", "yesterday"),
+                "mfaDevices[0]",
+                "effectiveTime",
+            ),
+            (
+                GOOD.replace("\"TOTP\"", "\"SMS\""),
+                "mfaDevices[0]",
+                "deviceType",
+            ),
+            (
+                GOOD.replace(
+                    "\"accessKeys\": [",
+                    "\"accessKeys\": [{\"accessKeyId\": \"AK1\", \"accessKeySecret\": \"x\"},",
+                ),
+                "accessKeys[1]",
+                "duplicate",
+            ),
+        ];
+        for (text, location, detail) in cases {
+            let error = Seed::parse(&text, "seed.json").unwrap_err().to_string();
+            assert!(
+                error.contains(location) && error.contains(detail),
+                "{error}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_third_device_is_rejected() {
+        let device = r#"{"deviceId": "mfa-X", "deviceName": "n", "deviceType": "TOTP", "effectiveTime": "2021-10-29T09:14:06Z"}"#;
+        let text = GOOD.replace(
+            "\"effectiveTime\": \"2021-10-29T09:14:06Z\"}]",
+            &format!(
+                "\"effectiveTime\": \"2021-10-29T09:14:06Z\"}}, {}, {}]",
+                device,
+                device.replace("mfa-X", "mfa-Y")
+            ),
+        );
+        let error = Seed::parse(&text, "seed.json").unwrap_err().to_string();
+        assert!(error.contains("at most 2"), "{error}");
+    }
+}

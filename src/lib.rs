@@ -1,0 +1,7 @@
+//! cloudsso-mfa-operator: declare, enforce and report the MFA posture of Alibaba Cloud CloudSSO
+//! directories and users, and of RAM users, as Kubernetes resources.
+
+pub mod api;
+pub mod audit;
+pub mod cloud;
+pub mod emulator;

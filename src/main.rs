@@ -1,0 +1,156 @@
+//! `cloudsso-mfa-operator`: argument parsing and wiring only.
+
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand, ValueEnum};
+
+use cloudsso_mfa_operator::cloud::{
+    self, ApiClient, ClientConfig, CloudSsoClient, CredentialSource, Endpoint, cloudsso,
+};
+use cloudsso_mfa_operator::{api, audit};
+
+#[derive(Parser)]
+#[command(
+    name = "cloudsso-mfa-operator",
+    version,
+    about = "Declare, enforce and report Alibaba Cloud CloudSSO and RAM MFA posture from Kubernetes"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the controller.
+    Run(RunArgs),
+    /// Print every CRD as YAML (what crds/ holds).
+    Crd,
+    /// Read a directory's MFA posture from the cloud and print it (no cluster needed).
+    Audit(AuditArgs),
+}
+
+/// Parses `30s`, `5m`, `1h30m`.
+fn parse_duration(text: &str) -> Result<Duration, String> {
+    let parsed: jiff::SignedDuration = text
+        .parse()
+        .map_err(|_| format!("'{text}' is not a duration such as 30s, 5m or 1h"))?;
+    let duration = Duration::try_from(parsed).map_err(|_| format!("'{text}' is negative"))?;
+    if duration.is_zero() {
+        return Err("the duration must be greater than zero".into());
+    }
+    Ok(duration)
+}
+
+#[derive(clap::Args, Debug)]
+struct RunArgs {
+    /// How often each resource is read back from the cloud (drift detection).
+    #[arg(long, env = "RESYNC_INTERVAL", default_value = "5m", value_parser = parse_duration)]
+    resync_interval: Duration,
+    /// Reconciles that may run at once, per kind.
+    #[arg(long, env = "MAX_CONCURRENT_RECONCILES", default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..=256))]
+    max_concurrent_reconciles: u16,
+    /// Client-side limit of cloud API calls per second, per credential.
+    #[arg(long, env = "CLOUD_QPS", default_value_t = 20, value_parser = clap::value_parser!(u32).range(1..=100))]
+    cloud_qps: u32,
+    /// Address of /metrics, /healthz and /readyz.
+    #[arg(long, env = "METRICS_ADDR", default_value = "0.0.0.0:8080")]
+    metrics_addr: std::net::SocketAddr,
+    /// Take a coordination.k8s.io Lease before reconciling.
+    #[arg(long, env = "LEADER_ELECTION", default_value_t = false)]
+    leader_election: bool,
+    /// Only watch this namespace (all namespaces when absent).
+    #[arg(long, env = "WATCH_NAMESPACE")]
+    watch_namespace: Option<String>,
+}
+
+#[derive(Clone, Copy, ValueEnum, Debug)]
+enum OutputFormat {
+    Table,
+    Json,
+}
+
+#[derive(clap::Args, Debug)]
+struct AuditArgs {
+    /// The CloudSSO directory (d-...).
+    #[arg(long)]
+    directory_id: String,
+    /// Region of the CloudSSO endpoint.
+    #[arg(long, default_value = api::DEFAULT_REGION, conflicts_with = "endpoint")]
+    region: String,
+    /// Endpoint URL overriding the region's (e.g. the emulator).
+    #[arg(long)]
+    endpoint: Option<String>,
+    /// Output format.
+    #[arg(short = 'o', long = "output", value_enum, default_value = "table")]
+    output: OutputFormat,
+    /// Client-side limit of API calls per second.
+    #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u32).range(1..=100))]
+    cloud_qps: u32,
+}
+
+async fn run_audit(args: AuditArgs) -> Result<(), String> {
+    let http =
+        cloud::http_client().map_err(|error| format!("cannot build an HTTP client: {error}"))?;
+    let endpoint = Endpoint::resolve(args.endpoint.as_deref(), || {
+        Endpoint::cloudsso(&args.region)
+    })
+    .map_err(|error| format!("--endpoint/--region: {error}"))?;
+    let credentials =
+        CredentialSource::from_env(http.clone()).map_err(|error| error.to_string())?;
+    let config = ClientConfig {
+        qps: std::num::NonZeroU32::new(args.cloud_qps).unwrap_or(ClientConfig::default().qps),
+        ..ClientConfig::default()
+    };
+    let client = CloudSsoClient::new(ApiClient::new(
+        http,
+        endpoint,
+        cloudsso::VERSION,
+        Arc::new(credentials),
+        cloud::rate_limiter(config.qps),
+        config,
+    ));
+    let report = audit::collect(&client, &args.directory_id)
+        .await
+        .map_err(|error| error.to_string())?;
+    match args.output {
+        OutputFormat::Table => print!("{}", audit::render_table(&report)),
+        OutputFormat::Json => println!(
+            "{}",
+            serde_json::to_string_pretty(&report).map_err(|error| error.to_string())?
+        ),
+    }
+    Ok(())
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("cloudsso-mfa-operator: cannot start the async runtime: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = match cli.command {
+        Command::Crd => api::crds_yaml()
+            .map(|yaml| print!("{yaml}"))
+            .map_err(|error| format!("cannot render the CRDs: {error}")),
+        Command::Audit(args) => runtime.block_on(run_audit(args)),
+        Command::Run(args) => Err(format!(
+            "the controller is not implemented in this build yet (flags parsed: {args:?})"
+        )),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(message) => {
+            eprintln!("cloudsso-mfa-operator: error: {message}");
+            ExitCode::FAILURE
+        }
+    }
+}

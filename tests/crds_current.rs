@@ -1,0 +1,39 @@
+//! crds/ must hold exactly what `cloudsso-mfa-operator crd` prints: fails when the types changed
+//! and `hack/update-crds.sh` was not run.
+
+use std::path::Path;
+
+#[test]
+fn crds_directory_matches_the_rust_types() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("crds");
+    let mut files: Vec<_> = std::fs::read_dir(&dir)
+        .expect("crds/ exists")
+        .filter_map(Result::ok)
+        .map(|entry| entry.path())
+        .filter(|path| path.extension().is_some_and(|ext| ext == "yaml"))
+        .collect();
+    files.sort();
+    let on_disk: String = files
+        .iter()
+        .map(|path| std::fs::read_to_string(path).expect("readable CRD file"))
+        .collect();
+    let generated = cloudsso_mfa_operator::api::crds_yaml().expect("CRDs render");
+    assert!(
+        on_disk == generated,
+        "crds/ is stale: run hack/update-crds.sh and commit the result"
+    );
+    assert_eq!(files.len(), 3, "one file per CRD");
+}
+
+#[test]
+fn the_binary_prints_the_same_bytes() {
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_cloudsso-mfa-operator"))
+        .arg("crd")
+        .output()
+        .expect("binary runs");
+    assert!(output.status.success());
+    assert_eq!(
+        String::from_utf8(output.stdout).unwrap(),
+        cloudsso_mfa_operator::api::crds_yaml().unwrap()
+    );
+}

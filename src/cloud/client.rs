@@ -138,6 +138,7 @@ pub fn prepare_request(
     headers.insert("x-acs-signature-nonce", &stamp.nonce);
     headers.insert("accept", "application/json");
     headers.insert("x-acs-content-sha256", &payload_hash);
+    headers.insert("x-acs-credentials-provider", credentials.provider_name);
     if let Some(token) = &credentials.security_token {
         headers.insert("x-acs-accesskey-id", &credentials.access_key_id);
         headers.insert("x-acs-security-token", token.expose());
@@ -209,7 +210,12 @@ pub(crate) fn api_error(
         }) => CloudError::Api {
             action: action.into(),
             code,
-            message: message.unwrap_or_default(),
+            // Some messages span lines (the string to sign); status conditions and logs want one.
+            message: message
+                .unwrap_or_default()
+                .split_whitespace()
+                .collect::<Vec<_>>()
+                .join(" "),
             request_id: request_id.unwrap_or_else(|| "-".into()),
             http_status: status,
             retry_after,

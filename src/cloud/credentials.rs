@@ -54,6 +54,8 @@ pub struct Credentials {
     pub security_token: Option<Secret>,
     /// When temporary credentials stop working.
     pub expiration: Option<Timestamp>,
+    /// Where they came from, sent as `x-acs-credentials-provider` as the official SDKs do.
+    pub provider_name: &'static str,
 }
 
 impl Credentials {
@@ -74,7 +76,16 @@ impl Credentials {
                 "the access key secret of {access_key_id} is empty"
             )));
         }
+        let provider_name = if security_token
+            .as_deref()
+            .is_some_and(|t| !t.trim().is_empty())
+        {
+            "static_sts"
+        } else {
+            "static_ak"
+        };
         Ok(Self {
+            provider_name,
             access_key_id: access_key_id.trim().to_string(),
             access_key_secret: Secret::new(access_key_secret.trim()),
             security_token: security_token
@@ -322,6 +333,7 @@ async fn assume_role_with_oidc(
         parsed.credentials.access_key_secret,
         Some(parsed.credentials.security_token),
     )?;
+    credentials.provider_name = "oidc_role_arn";
     credentials.expiration = Some(parsed.credentials.expiration.parse().map_err(|error| {
         CredentialsError::Invalid(format!("STS returned an unreadable Expiration: {error}"))
     })?);

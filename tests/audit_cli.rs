@@ -1,0 +1,162 @@
+//! `cloudsso-mfa-operator audit` against the emulator: every seeded user with the right settings
+//! and device counts; a wrong key fails with the API's error code in one clear line.
+
+mod common;
+
+use std::process::Output;
+
+use common::*;
+
+async fn audit(url: &str, key_id: &str, secret: &str, extra: &[&str]) -> Output {
+    audit_directory(DIRECTORY, url, key_id, secret, extra).await
+}
+
+async fn audit_directory(
+    directory: &str,
+    url: &str,
+    key_id: &str,
+    secret: &str,
+    extra: &[&str],
+) -> Output {
+    let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_cloudsso-mfa-operator"));
+    command
+        .args(["audit", "--directory-id", directory, "--endpoint", url])
+        .args(extra)
+        .env_clear()
+        .env("ALIBABA_CLOUD_ACCESS_KEY_ID", key_id)
+        .env("ALIBABA_CLOUD_ACCESS_KEY_SECRET", secret);
+    command.output().await.expect("audit runs")
+}
+
+#[tokio::test]
+async fn table_shows_every_user_with_settings_and_devices() {
+    let (url, _state) = start_emulator().await;
+    let output = audit(&url, ACCESS_KEY_ID, ACCESS_KEY_SECRET, &[]).await;
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(
+        stdout.starts_with(&format!(
+            "Directory {DIRECTORY}: MFA Byuser, risky logons: Autonomous"
+        )),
+        "{stdout}"
+    );
+    let rows: Vec<Vec<&str>> = stdout
+        .lines()
+        .skip_while(|line| !line.starts_with("USER"))
+        .skip(1)
+        .map(|line| line.split_whitespace().collect())
+        .collect();
+    assert_eq!(
+        rows,
+        vec![
+            vec![
+                "alice",
+                "u-00q8wbq42wiltcrk0001",
+                "Enabled",
+                "2",
+                "Alice-MFA1,Alice-Passkey"
+            ],
+            vec!["bob", "u-00q8wbq42wiltcrk0002", "Disabled", "0", "-"],
+            vec![
+                "carol",
+                "u-00q8wbq42wiltcrk0003",
+                "Enabled",
+                "1",
+                "Carol-Key"
+            ],
+        ]
+    );
+}
+
+#[tokio::test]
+async fn json_output_is_machine_readable() {
+    let (url, _state) = start_emulator().await;
+    let output = audit(&url, ACCESS_KEY_ID, ACCESS_KEY_SECRET, &["-o", "json"]).await;
+    assert!(output.status.success());
+    let report: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(report["mfaAuthenticationSettings"], "Byuser");
+    let users = report["users"].as_array().unwrap();
+    assert_eq!(users.len(), 3);
+    assert_eq!(users[0]["boundDeviceCount"], 2);
+    assert_eq!(users[0]["devices"][1]["deviceType"], "PlatformPasskey");
+    assert_eq!(users[1]["userMfaAuthenticationSettings"], "Disabled");
+}
+
+fn one_error_line(output: &Output) -> String {
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr).to_string();
+    assert_eq!(stderr.trim().lines().count(), 1, "one line: {stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    stderr
+}
+
+#[tokio::test]
+async fn wrong_keys_fail_with_the_api_error_code() {
+    let (url, _state) = start_emulator().await;
+    let stderr = one_error_line(&audit(&url, ACCESS_KEY_ID, "wrong-secret", &[]).await);
+    assert!(stderr.contains("SignatureDoesNotMatch"), "{stderr}");
+    let stderr = one_error_line(&audit(&url, "LTAI5tUnknown", "x", &[]).await);
+    assert!(stderr.contains("InvalidAccessKeyId.NotFound"), "{stderr}");
+}
+
+#[tokio::test]
+async fn bad_input_gives_one_clear_line() {
+    let (url, _state) = start_emulator().await;
+    let stderr = one_error_line(
+        &audit_directory("d-nothere", &url, ACCESS_KEY_ID, ACCESS_KEY_SECRET, &[]).await,
+    );
+    assert!(stderr.contains("EntityNotExists.Directory"), "{stderr}");
+    let stderr = one_error_line(&audit("ftp://x", ACCESS_KEY_ID, ACCESS_KEY_SECRET, &[]).await);
+    assert!(stderr.contains("--endpoint"), "{stderr}");
+    let stderr =
+        one_error_line(&audit("http://127.0.0.1:1", ACCESS_KEY_ID, ACCESS_KEY_SECRET, &[]).await);
+    assert!(stderr.contains("could not reach"), "{stderr}");
+
+    let no_credentials = tokio::process::Command::new(env!("CARGO_BIN_EXE_cloudsso-mfa-operator"))
+        .args(["audit", "--directory-id", DIRECTORY, "--endpoint", &url])
+        .env_clear()
+        .output()
+        .await
+        .unwrap();
+    let stderr = one_error_line(&no_credentials);
+    assert!(stderr.contains("ALIBABA_CLOUD_ACCESS_KEY_ID"), "{stderr}");
+
+    let half = tokio::process::Command::new(env!("CARGO_BIN_EXE_cloudsso-mfa-operator"))
+        .args(["audit", "--directory-id", DIRECTORY, "--endpoint", &url])
+        .env_clear()
+        .env("ALIBABA_CLOUD_ACCESS_KEY_ID", "AK")
+        .output()
+        .await
+        .unwrap();
+    let stderr = one_error_line(&half);
+    assert!(
+        stderr.contains(
+            "ALIBABA_CLOUD_ACCESS_KEY_ID is set but ALIBABA_CLOUD_ACCESS_KEY_SECRET is not"
+        ),
+        "{stderr}"
+    );
+}
+
+#[tokio::test]
+async fn bad_flags_are_rejected_by_the_parser() {
+    for args in [
+        vec!["audit"],
+        vec!["audit", "--directory-id", DIRECTORY, "-o", "yaml"],
+        vec!["run", "--resync-interval", "soon"],
+        vec!["run", "--cloud-qps", "0"],
+    ] {
+        let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_cloudsso-mfa-operator"))
+            .args(&args)
+            .output()
+            .await
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(2), "{args:?}: {stderr}");
+        assert!(stderr.starts_with("error:"), "{args:?}: {stderr}");
+        assert!(!stderr.contains("panicked"));
+    }
+}

@@ -1,0 +1,306 @@
+//! The cloud client over real HTTP against the emulator: typed calls, retry of retryable failures
+//! with backoff, honouring the answers' retry-after, terminal errors not retried, RRSA.
+
+mod common;
+
+use std::num::NonZeroU32;
+use std::sync::Arc;
+use std::time::Duration;
+
+use cloudsso_mfa_operator::cloud::{
+    self, ApiClient, ApiErrorKind, ClientConfig, CloudSsoClient, CredentialSource, Credentials,
+    Endpoint, ErrorClass, ImsClient, cloudsso, ims,
+};
+use common::*;
+use serde_json::json;
+
+fn config(qps: u32) -> ClientConfig {
+    ClientConfig {
+        qps: NonZeroU32::new(qps).unwrap(),
+        max_attempts: 3,
+        base_backoff: Duration::from_millis(20),
+        max_backoff: Duration::from_millis(1500),
+        timeout: Duration::from_secs(5),
+    }
+}
+
+fn client_with(url: &str, source: CredentialSource, config: ClientConfig) -> CloudSsoClient {
+    CloudSsoClient::new(ApiClient::new(
+        cloud::http_client().unwrap(),
+        Endpoint::parse(url).unwrap(),
+        cloudsso::VERSION,
+        Arc::new(source),
+        cloud::rate_limiter(config.qps),
+        config,
+    ))
+}
+
+fn client(url: &str, secret: &str, config: ClientConfig) -> CloudSsoClient {
+    client_with(
+        url,
+        CredentialSource::Static(Credentials::new(ACCESS_KEY_ID, secret, None).unwrap()),
+        config,
+    )
+}
+
+#[tokio::test]
+async fn typed_calls_read_and_write_the_cloud() {
+    let (url, _state) = start_emulator().await;
+    let sso = client(&url, ACCESS_KEY_SECRET, config(50));
+    let info = sso.get_mfa_setting_info(DIRECTORY).await.unwrap();
+    assert_eq!(
+        info.mfa_authentication_advance_settings.as_deref(),
+        Some("Byuser")
+    );
+    sso.update_mfa_settings(&cloudsso::MfaSettingUpdate {
+        directory_id: DIRECTORY.into(),
+        mfa_authentication_settings: "OnlyRiskyLogin".into(),
+        operation_for_risk_login: Some("EnforceVerify".into()),
+        allowed_verification_types: Some(vec!["TOTP".into()]),
+    })
+    .await
+    .unwrap();
+    let info = sso.get_mfa_setting_info(DIRECTORY).await.unwrap();
+    assert_eq!(
+        info.operation_for_risk_login.as_deref(),
+        Some("EnforceVerify")
+    );
+    assert_eq!(
+        info.allowed_verification_types,
+        Some(vec!["TOTP".to_string()])
+    );
+
+    let bob = sso
+        .find_user_by_name(DIRECTORY, "bob")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(bob.user_id, "u-00q8wbq42wiltcrk0002");
+    assert!(
+        sso.find_user_by_name(DIRECTORY, "bo")
+            .await
+            .unwrap()
+            .is_none()
+    );
+    sso.update_user_mfa_setting(DIRECTORY, &bob.user_id, "Enabled")
+        .await
+        .unwrap();
+    assert_eq!(
+        sso.get_user_mfa_setting(DIRECTORY, &bob.user_id)
+            .await
+            .unwrap()
+            .as_deref(),
+        Some("Enabled")
+    );
+    let devices = sso
+        .list_mfa_devices(DIRECTORY, "u-00q8wbq42wiltcrk0001")
+        .await
+        .unwrap();
+    assert_eq!(devices.len(), 2);
+    assert_eq!(
+        sso.get_user(DIRECTORY, "u-00q8wbq42wiltcrk0003")
+            .await
+            .unwrap()
+            .user_name,
+        "carol"
+    );
+
+    let ims = ImsClient::new(ApiClient::new(
+        cloud::http_client().unwrap(),
+        Endpoint::parse(&url).unwrap(),
+        ims::VERSION,
+        Arc::new(CredentialSource::Static(
+            Credentials::new(ACCESS_KEY_ID, ACCESS_KEY_SECRET, None).unwrap(),
+        )),
+        cloud::rate_limiter(config(50).qps),
+        config(50),
+    ));
+    let bob_ram = ims
+        .get_user_mfa_info("bob@example.onaliyun.com")
+        .await
+        .unwrap();
+    assert!(bob_ram.is_mfa_enable);
+    assert_eq!(bob_ram.mfa_device.unwrap().device_type, "VMFA");
+}
+
+#[tokio::test]
+async fn terminal_errors_are_typed_and_not_retried() {
+    let (url, _state) = start_emulator().await;
+    let sso = client(&url, ACCESS_KEY_SECRET, config(50));
+    let error = sso
+        .get_user_mfa_setting(DIRECTORY, "u-nobody")
+        .await
+        .unwrap_err();
+    assert_eq!(error.code(), Some("EntityNotExists.User"));
+    assert_eq!(error.api_kind(), Some(ApiErrorKind::NotFound));
+    assert_eq!(error.class(), ErrorClass::Terminal);
+    assert_eq!(
+        calls(
+            &url,
+            "GetUserMFAAuthenticationSettings",
+            "EntityNotExists.User"
+        )
+        .await,
+        1
+    );
+
+    let wrong = client(&url, "not-the-secret", config(50));
+    let error = wrong.get_mfa_setting_info(DIRECTORY).await.unwrap_err();
+    assert_eq!(error.code(), Some("SignatureDoesNotMatch"));
+    assert_eq!(error.api_kind(), Some(ApiErrorKind::CredentialsInvalid));
+    assert!(error.to_string().contains("request id"), "{error}");
+    assert_eq!(
+        calls(
+            &url,
+            "GetMFAAuthenticationSettingInfo",
+            "SignatureDoesNotMatch"
+        )
+        .await,
+        1
+    );
+}
+
+#[tokio::test]
+async fn server_errors_are_retried_up_to_the_limit() {
+    let (url, _state) = start_emulator().await;
+    assert_eq!(
+        put_json(&format!("{url}/_emulator/faults"), json!({"errorRate": 1})).await,
+        200
+    );
+    let sso = client(&url, ACCESS_KEY_SECRET, config(50));
+    let error = sso.get_mfa_setting_info(DIRECTORY).await.unwrap_err();
+    assert_eq!(error.code(), Some("ServiceUnavailable"));
+    assert_eq!(
+        calls(
+            &url,
+            "GetMFAAuthenticationSettingInfo",
+            "ServiceUnavailable"
+        )
+        .await,
+        3
+    );
+}
+
+#[tokio::test]
+async fn dropped_connections_are_transport_errors_and_retried() {
+    let (url, _state) = start_emulator().await;
+    assert_eq!(
+        put_json(&format!("{url}/_emulator/faults"), json!({"dropRate": 1})).await,
+        200
+    );
+    let sso = client(&url, ACCESS_KEY_SECRET, config(50));
+    let error = sso.get_mfa_setting_info(DIRECTORY).await.unwrap_err();
+    assert!(
+        matches!(error, cloud::CloudError::Transport { .. }),
+        "{error:?}"
+    );
+    assert!(error.is_retryable());
+    assert_eq!(
+        calls(&url, "GetMFAAuthenticationSettingInfo", "dropped").await,
+        3
+    );
+}
+
+#[tokio::test]
+async fn throttling_is_retried_after_the_answers_retry_after() {
+    let (url, _state) = start_emulator().await;
+    assert_eq!(
+        put_json(&format!("{url}/_emulator/faults"), json!({"qps": 1})).await,
+        200
+    );
+    // The client's own limit is set too high on purpose, so the emulator's quota bites.
+    let sso = client(&url, ACCESS_KEY_SECRET, config(50));
+    for _ in 0..3 {
+        sso.get_mfa_setting_info(DIRECTORY).await.unwrap();
+    }
+    assert!(calls(&url, "GetMFAAuthenticationSettingInfo", "Throttling.User").await >= 1);
+    assert_eq!(
+        calls(&url, "GetMFAAuthenticationSettingInfo", "ok").await,
+        3
+    );
+}
+
+#[tokio::test]
+async fn the_client_side_limit_keeps_under_the_quota() {
+    let (url, _state) = start_emulator().await;
+    assert_eq!(
+        put_json(&format!("{url}/_emulator/faults"), json!({"qps": 5})).await,
+        200
+    );
+    let sso = client(
+        &url,
+        ACCESS_KEY_SECRET,
+        ClientConfig {
+            max_attempts: 1,
+            ..config(2)
+        },
+    );
+    let results =
+        futures::future::join_all((0..8).map(|_| sso.get_mfa_setting_info(DIRECTORY))).await;
+    assert!(results.iter().all(Result::is_ok));
+    assert_eq!(
+        calls(&url, "GetMFAAuthenticationSettingInfo", "Throttling.User").await,
+        0
+    );
+}
+
+#[tokio::test]
+async fn rrsa_exchanges_the_oidc_token_once_and_signs_with_sts_credentials() {
+    let (url, _state) = start_emulator().await;
+    let dir = tempfile::tempdir().unwrap();
+    let token_file = dir.path().join("token");
+    std::fs::write(&token_file, "eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJvcCJ9.c2ln\n").unwrap();
+    let vars = [
+        (
+            "ALIBABA_CLOUD_ROLE_ARN",
+            "acs:ram::1234:role/cloudsso-mfa-operator".to_string(),
+        ),
+        (
+            "ALIBABA_CLOUD_OIDC_PROVIDER_ARN",
+            "acs:ram::1234:oidc-provider/ack-rrsa".to_string(),
+        ),
+        (
+            "ALIBABA_CLOUD_OIDC_TOKEN_FILE",
+            token_file.display().to_string(),
+        ),
+        ("ALIBABA_CLOUD_STS_ENDPOINT", url.clone()),
+    ];
+    let source = CredentialSource::from_lookup(
+        |name| {
+            vars.iter()
+                .find(|(k, _)| *k == name)
+                .map(|(_, v)| v.clone())
+        },
+        cloud::http_client().unwrap(),
+    )
+    .unwrap();
+    let sso = client_with(&url, source, config(50));
+    for _ in 0..3 {
+        sso.get_mfa_setting_info(DIRECTORY).await.unwrap();
+    }
+    assert_eq!(calls(&url, "AssumeRoleWithOIDC", "ok").await, 1);
+    assert_eq!(
+        calls(&url, "GetMFAAuthenticationSettingInfo", "ok").await,
+        3
+    );
+
+    std::fs::write(&token_file, "not-a-jwt").unwrap();
+    let bad = CredentialSource::from_lookup(
+        |name| {
+            vars.iter()
+                .find(|(k, _)| *k == name)
+                .map(|(_, v)| v.clone())
+        },
+        cloud::http_client().unwrap(),
+    )
+    .unwrap();
+    let error = client_with(&url, bad, config(50))
+        .get_mfa_setting_info(DIRECTORY)
+        .await
+        .unwrap_err();
+    assert!(
+        error.to_string().contains("InvalidParameter.OIDCToken"),
+        "{error}"
+    );
+    assert_eq!(error.class(), ErrorClass::Terminal);
+}

@@ -1,0 +1,69 @@
+//! Helpers shared by the in-process integration tests: an emulator on a free loopback port.
+#![allow(dead_code)]
+
+use cloudsso_mfa_operator::emulator::{self, Seed, SharedState};
+
+pub const ACCESS_KEY_ID: &str = "LTAI5tTestKey";
+pub const ACCESS_KEY_SECRET: &str = "test-secret";
+pub const DIRECTORY: &str = "d-00fc2p61abcd";
+
+pub fn seed() -> Seed {
+    Seed::parse(
+        &format!(
+            r#"{{
+      "accessKeys": [{{"accessKeyId": "{ACCESS_KEY_ID}", "accessKeySecret": "{ACCESS_KEY_SECRET}"}}],
+      "directories": [{{"directoryId": "{DIRECTORY}", "mfaAuthenticationSettings": "Byuser",
+        "operationForRiskLogin": "Autonomous",
+        "users": [
+          {{"userId": "u-00q8wbq42wiltcrk0001", "userName": "alice", "userMfaAuthenticationSettings": "Enabled",
+            "mfaDevices": [
+              {{"deviceId": "mfa-a1", "deviceName": "Alice-MFA1", "deviceType": "TOTP", "effectiveTime": "2021-10-29T09:14:06Z"}},
+              {{"deviceId": "mfa-a2", "deviceName": "Alice-Passkey", "deviceType": "PlatformPasskey", "effectiveTime": "2024-01-02T03:04:05Z"}}]}},
+          {{"userId": "u-00q8wbq42wiltcrk0002", "userName": "bob", "userMfaAuthenticationSettings": "Disabled"}},
+          {{"userId": "u-00q8wbq42wiltcrk0003", "userName": "carol", "userMfaAuthenticationSettings": "Enabled",
+            "mfaDevices": [{{"deviceId": "mfa-c1", "deviceName": "Carol-Key", "deviceType": "CrossPlatformPasskey", "effectiveTime": "2025-05-05T05:05:05Z"}}]}}
+        ]}}],
+      "ramUsers": [{{"userPrincipalName": "bob@example.onaliyun.com", "mfaDevice": {{"serialNumber": "acs:ram::1234:mfa/bob", "type": "VMFA"}}}}]
+    }}"#
+        ),
+        "test seed",
+    )
+    .expect("test seed is valid")
+}
+
+/// Starts an emulator; returns its base URL and state.
+pub async fn start_emulator() -> (String, SharedState) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    (url, emulator::spawn(listener, seed()))
+}
+
+/// Calls counted by the emulator for `action` with `outcome`.
+pub async fn calls(url: &str, action: &str, outcome: &str) -> u64 {
+    let body: serde_json::Value = reqwest_get(&format!("{url}/_emulator/calls")).await;
+    body[action][outcome].as_u64().unwrap_or(0)
+}
+
+pub async fn reqwest_get(url: &str) -> serde_json::Value {
+    cloudsso_mfa_operator::cloud::http_client()
+        .unwrap()
+        .get(url)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
+}
+
+pub async fn put_json(url: &str, body: serde_json::Value) -> u16 {
+    cloudsso_mfa_operator::cloud::http_client()
+        .unwrap()
+        .put(url)
+        .json(&body)
+        .send()
+        .await
+        .unwrap()
+        .status()
+        .as_u16()
+}

@@ -4,4 +4,5 @@
 pub mod api;
 pub mod audit;
 pub mod cloud;
+pub mod controller;
 pub mod emulator;

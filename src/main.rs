@@ -9,7 +9,21 @@ use clap::{Parser, Subcommand, ValueEnum};
 use cloudsso_mfa_operator::cloud::{
     self, ApiClient, ClientConfig, CloudSsoClient, CredentialSource, Endpoint, cloudsso,
 };
-use cloudsso_mfa_operator::{api, audit};
+use cloudsso_mfa_operator::{api, audit, controller};
+
+/// Logs to stderr; LOG_FORMAT=json for JSON lines, RUST_LOG for levels (default info).
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| "info,kube=warn".into());
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    if std::env::var("LOG_FORMAT").is_ok_and(|format| format == "json") {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}
 
 #[derive(Parser)]
 #[command(
@@ -142,9 +156,21 @@ fn main() -> ExitCode {
             .map(|yaml| print!("{yaml}"))
             .map_err(|error| format!("cannot render the CRDs: {error}")),
         Command::Audit(args) => runtime.block_on(run_audit(args)),
-        Command::Run(args) => Err(format!(
-            "the controller is not implemented in this build yet (flags parsed: {args:?})"
-        )),
+        Command::Run(args) => {
+            init_logging();
+            if args.leader_election {
+                tracing::warn!(
+                    "--leader-election is not implemented yet; running as the only replica"
+                );
+            }
+            runtime.block_on(controller::run(controller::RunOptions {
+                resync_interval: args.resync_interval,
+                max_concurrent_reconciles: args.max_concurrent_reconciles,
+                cloud_qps: std::num::NonZeroU32::new(args.cloud_qps)
+                    .unwrap_or(ClientConfig::default().qps),
+                watch_namespace: args.watch_namespace,
+            }))
+        }
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

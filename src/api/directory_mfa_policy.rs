@@ -98,4 +98,7 @@ pub struct DirectoryMfaPolicyStatus {
     /// The settings the cloud had before this resource first changed them; written back on delete under deletionPolicy Restore.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub restore_to: Option<ObservedDirectoryMfa>,
+    /// Other DirectoryMfaPolicies (namespace/name) that name the same directory; they are not applied while this one owns it.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub contenders: Vec<String>,
 }

@@ -1,0 +1,118 @@
+//! Building and merging `metav1.Condition`s: one place that keeps `lastTransitionTime` unless the
+//! status flips and stamps `observedGeneration`.
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+
+pub const READY: &str = "Ready";
+pub const SYNCED: &str = "Synced";
+pub const EFFECTIVE: &str = "Effective";
+
+/// A condition to set, before timestamps.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DesiredCondition {
+    pub type_: &'static str,
+    pub status: bool,
+    pub reason: String,
+    pub message: String,
+}
+
+impl DesiredCondition {
+    pub fn new(
+        type_: &'static str,
+        status: bool,
+        reason: impl Into<String>,
+        message: impl Into<String>,
+    ) -> Self {
+        Self {
+            type_,
+            status,
+            reason: reason.into(),
+            message: message.into(),
+        }
+    }
+}
+
+/// Merges `desired` into `existing`: the transition time moves only when the status changes;
+/// conditions not named in `desired` are kept as they were.
+pub fn merge(
+    existing: &[Condition],
+    desired: &[DesiredCondition],
+    generation: Option<i64>,
+    now: &Time,
+) -> Vec<Condition> {
+    let mut merged: Vec<Condition> = existing.to_vec();
+    for want in desired {
+        let status = if want.status { "True" } else { "False" }.to_string();
+        let transition = existing
+            .iter()
+            .find(|c| c.type_ == want.type_ && c.status == status)
+            .map(|c| c.last_transition_time.clone())
+            .unwrap_or_else(|| now.clone());
+        let condition = Condition {
+            type_: want.type_.to_string(),
+            status,
+            reason: want.reason.clone(),
+            message: want.message.clone(),
+            last_transition_time: transition,
+            observed_generation: generation,
+        };
+        match merged.iter_mut().find(|c| c.type_ == want.type_) {
+            Some(slot) => *slot = condition,
+            None => merged.push(condition),
+        }
+    }
+    merged
+}
+
+pub fn find<'a>(conditions: &'a [Condition], type_: &str) -> Option<&'a Condition> {
+    conditions.iter().find(|c| c.type_ == type_)
+}
+
+pub fn is_true(conditions: &[Condition], type_: &str) -> bool {
+    find(conditions, type_).is_some_and(|c| c.status == "True")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn time(s: &str) -> Time {
+        Time(s.parse().unwrap())
+    }
+
+    #[test]
+    fn transition_time_moves_only_when_status_flips() {
+        let t0 = time("2026-01-01T00:00:00Z");
+        let t1 = time("2026-01-01T01:00:00Z");
+        let first = merge(
+            &[],
+            &[DesiredCondition::new(READY, true, "Synced", "ok")],
+            Some(1),
+            &t0,
+        );
+        let same = merge(
+            &first,
+            &[DesiredCondition::new(READY, true, "Synced", "still ok")],
+            Some(2),
+            &t1,
+        );
+        assert_eq!(same[0].last_transition_time, t0);
+        assert_eq!(same[0].observed_generation, Some(2));
+        assert_eq!(same[0].message, "still ok");
+        let flipped = merge(
+            &same,
+            &[DesiredCondition::new(READY, false, "UserNotFound", "gone")],
+            Some(2),
+            &t1,
+        );
+        assert_eq!(flipped[0].last_transition_time, t1);
+        assert_eq!(flipped[0].status, "False");
+        let with_other = merge(
+            &flipped,
+            &[DesiredCondition::new(SYNCED, false, "UserNotFound", "gone")],
+            Some(2),
+            &t1,
+        );
+        assert_eq!(with_other.len(), 2);
+    }
+}

@@ -1,0 +1,159 @@
+//! The controllers' error type: what went wrong, which condition reason it shows as, and whether
+//! waiting can fix it.
+
+use crate::cloud::{ApiErrorKind, CloudError, CredentialsError};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ReconcileError {
+    #[error("credentials missing: {0}")]
+    CredentialsMissing(String),
+    #[error("credentials rejected: {0}")]
+    CredentialsInvalid(String),
+    #[error("directory {directory_id} not found: {detail}")]
+    DirectoryNotFound {
+        directory_id: String,
+        detail: String,
+    },
+    #[error("user {user} not found in directory {directory_id}{detail}")]
+    UserNotFound {
+        user: String,
+        directory_id: String,
+        detail: String,
+    },
+    #[error("invalid spec: {0}")]
+    InvalidSpec(String),
+    #[error("not allowed: {0}")]
+    Forbidden(String),
+    #[error("throttled by the cloud: {0}")]
+    Throttled(String),
+    #[error("cloud unavailable: {0}")]
+    CloudUnavailable(String),
+    #[error("{0}")]
+    Cloud(String),
+    #[error("directory {directory_id} is already managed by {owner}")]
+    Conflict { directory_id: String, owner: String },
+    #[error("Kubernetes API: {0}")]
+    Kube(#[from] kube::Error),
+    #[error("finalizer: {0}")]
+    Finalizer(String),
+}
+
+impl ReconcileError {
+    /// The condition reason (and Event reason) a person sees.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            Self::CredentialsMissing(_) => "CredentialsMissing",
+            Self::CredentialsInvalid(_) => "CredentialsInvalid",
+            Self::DirectoryNotFound { .. } => "DirectoryNotFound",
+            Self::UserNotFound { .. } => "UserNotFound",
+            Self::InvalidSpec(_) => "InvalidSpec",
+            Self::Forbidden(_) => "Forbidden",
+            Self::Throttled(_) => "Throttled",
+            Self::CloudUnavailable(_) => "CloudUnavailable",
+            Self::Cloud(_) => "CloudError",
+            Self::Conflict { .. } => "Conflict",
+            Self::Kube(_) => "KubernetesError",
+            Self::Finalizer(_) => "FinalizerError",
+        }
+    }
+
+    /// Whether the same call can succeed later without anyone fixing anything.
+    pub fn is_retryable(&self) -> bool {
+        matches!(
+            self,
+            Self::Throttled(_) | Self::CloudUnavailable(_) | Self::Kube(_) | Self::Finalizer(_)
+        )
+    }
+
+    /// Maps a cloud error met while working on `directory_id` (and `user`, when about a user).
+    pub fn from_cloud(error: CloudError, directory_id: &str, user: Option<&str>) -> Self {
+        let text = error.to_string();
+        if let CloudError::Credentials(credentials) = &error {
+            return match credentials {
+                CredentialsError::Missing(_) => Self::CredentialsMissing(text),
+                error if error.is_transient() => Self::CloudUnavailable(text),
+                _ => Self::CredentialsInvalid(text),
+            };
+        }
+        match error.api_kind() {
+            Some(ApiErrorKind::NotFound) => {
+                let code = error.code().unwrap_or_default();
+                if code.contains(".Directory") {
+                    Self::DirectoryNotFound {
+                        directory_id: directory_id.to_string(),
+                        detail: text,
+                    }
+                } else if code.contains(".User") && user.is_some() {
+                    Self::UserNotFound {
+                        user: user.unwrap_or_default().to_string(),
+                        directory_id: directory_id.to_string(),
+                        detail: format!(": {text}"),
+                    }
+                } else {
+                    Self::Cloud(text)
+                }
+            }
+            Some(ApiErrorKind::CredentialsInvalid) => Self::CredentialsInvalid(text),
+            Some(ApiErrorKind::Forbidden) => Self::Forbidden(text),
+            Some(ApiErrorKind::Throttled) => Self::Throttled(text),
+            Some(ApiErrorKind::InvalidParameter) => Self::InvalidSpec(text),
+            Some(ApiErrorKind::ServerError) => Self::CloudUnavailable(text),
+            _ if error.is_retryable() => Self::CloudUnavailable(text),
+            _ => Self::Cloud(text),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn api(code: &str, status: u16) -> CloudError {
+        CloudError::Api {
+            action: "GetUserMFAAuthenticationSettings".into(),
+            code: code.into(),
+            message: "m".into(),
+            request_id: "r".into(),
+            http_status: status,
+            retry_after: None,
+        }
+    }
+
+    #[test]
+    fn cloud_errors_map_to_specific_reasons() {
+        let cases = [
+            (
+                api("EntityNotExists.Directory", 404),
+                "DirectoryNotFound",
+                false,
+            ),
+            (api("EntityNotExists.User", 404), "UserNotFound", false),
+            (
+                api("InvalidAccessKeyId.NotFound", 404),
+                "CredentialsInvalid",
+                false,
+            ),
+            (
+                api("SignatureDoesNotMatch", 400),
+                "CredentialsInvalid",
+                false,
+            ),
+            (api("Throttling.User", 400), "Throttled", true),
+            (api("ServiceUnavailable", 503), "CloudUnavailable", true),
+            (api("NoPermission", 403), "Forbidden", false),
+            (
+                api("InvalidParameter.AllowedVerificationTypes", 400),
+                "InvalidSpec",
+                false,
+            ),
+        ];
+        for (error, reason, retryable) in cases {
+            let mapped = ReconcileError::from_cloud(error, "d-1", Some("alice"));
+            assert_eq!(
+                (mapped.reason(), mapped.is_retryable()),
+                (reason, retryable),
+                "{mapped}"
+            );
+        }
+    }
+}

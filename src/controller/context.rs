@@ -175,13 +175,14 @@ impl CloudClients {
     }
 }
 
+/// One directory's last observed setting and when it was read; locked while a read is in flight.
+type CachedSetting = Arc<tokio::sync::Mutex<Option<(MfaSettingInfo, Instant)>>>;
+
 /// Directory settings shared by all users of a directory: one read per resync period, and
 /// concurrent readers of a cold entry wait for the one call in flight.
 #[derive(Default)]
 pub struct DirectoryCache {
-    entries: Mutex<
-        HashMap<(String, String), Arc<tokio::sync::Mutex<Option<(MfaSettingInfo, Instant)>>>>,
-    >,
+    entries: Mutex<HashMap<(String, String), CachedSetting>>,
 }
 
 impl DirectoryCache {

@@ -15,7 +15,7 @@ use super::error::ReconcileError;
 use super::status::{apply_status, sync_time};
 use crate::api::{
     CommonStatus, DeletionPolicy, DirectoryMfaPolicy, DirectoryMfaPolicySpec,
-    DirectoryMfaPolicyStatus, ManagementPolicy, ObservedDirectoryMfa,
+    DirectoryMfaPolicyStatus, ManagementPolicy, ObservedDirectoryMfa, UserMfaSetting,
 };
 use crate::cloud::Endpoint;
 use crate::cloud::cloudsso::{MfaSettingInfo, MfaSettingUpdate};
@@ -205,6 +205,24 @@ pub async fn reconcile(
 pub struct DirectoryContext {
     pub base: Arc<Context>,
     pub index: PolicyIndex,
+    pub users: UserIndex,
+}
+
+/// The UserMfaSettings the user controller sees, and a way to wake them: their Effective
+/// condition follows the directory's setting.
+pub struct UserIndex {
+    pub store: Store<UserMfaSetting>,
+    pub wake: futures::channel::mpsc::UnboundedSender<ObjectRef<UserMfaSetting>>,
+}
+
+impl UserIndex {
+    fn wake_directory_users(&self, directory_id: &str) {
+        for user in self.store.state() {
+            if user.spec.directory_id == directory_id {
+                let _ = self.wake.unbounded_send(ObjectRef::from_obj(user.as_ref()));
+            }
+        }
+    }
 }
 
 struct Observation {
@@ -234,6 +252,18 @@ async fn apply(
                     observation.observed.clone(),
                 )
                 .await;
+            let setting_before = previous
+                .observed
+                .as_ref()
+                .and_then(|observed| observed.mfa_authentication_settings.as_deref());
+            if setting_before
+                != observation
+                    .observed
+                    .mfa_authentication_advance_settings
+                    .as_deref()
+            {
+                ctx.users.wake_directory_users(&policy.spec.directory_id);
+            }
             let mut status = DirectoryMfaPolicyStatus {
                 common: CommonStatus {
                     conditions: conditions::merge(
@@ -459,7 +489,7 @@ async fn cleanup(
         .wake_claimants(&spec.directory_id, &key_of(&policy));
     let status = policy.status.clone().unwrap_or_default();
     let is_owner =
-        !conditions::find(&status.common.conditions, READY).is_some_and(|c| c.reason == "Conflict");
+        conditions::find(&status.common.conditions, READY).is_none_or(|c| c.reason != "Conflict");
     if spec.deletion_policy == DeletionPolicy::Orphan || !is_owner {
         return Ok(Action::await_change());
     }

@@ -24,7 +24,7 @@ use serde::de::DeserializeOwned;
 use crate::api::{DirectoryMfaPolicy, RamUserMfaStatus, SecretReference, UserMfaSetting};
 use crate::cloud::{self, ClientConfig, CredentialSource};
 use context::{CloudClients, Context, Settings, backoff};
-use directory::{DirectoryContext, PolicyIndex};
+use directory::{DirectoryContext, PolicyIndex, UserIndex};
 use error::ReconcileError;
 
 /// What `run` needs from the command line.
@@ -69,10 +69,7 @@ fn error_policy<K: Resource>(object: Arc<K>, error: &ReconcileError, ctx: &Conte
         object.meta().name.clone().unwrap_or_default()
     );
     let attempt = ctx.failures.record(&key);
-    let delay = error
-        .is_retryable()
-        .then(|| backoff(true, attempt))
-        .unwrap_or_else(|| backoff(false, attempt));
+    let delay = backoff(error.is_retryable(), attempt);
     tracing::warn!(object = %key, reason = error.reason(), %error, attempt, ?delay, "reconcile failed");
     Action::requeue(delay)
 }
@@ -148,11 +145,18 @@ pub async fn run(options: RunOptions) -> Result<(), String> {
             .applied_objects()
             .predicate_filter(spec_or_lifecycle, Default::default());
     let (wake, woken) = futures::channel::mpsc::unbounded();
+    let settings: Api<UserMfaSetting> = api_for(&client, &options.watch_namespace);
+    let (user_store, user_writer) = reflector::store();
+    let (wake_users, woken_users) = futures::channel::mpsc::unbounded();
     let directory_ctx = Arc::new(DirectoryContext {
         base: ctx.clone(),
         index: PolicyIndex {
             store: policy_store.clone(),
             wake,
+        },
+        users: UserIndex {
+            store: user_store.clone(),
+            wake: wake_users,
         },
     });
     let directories = Controller::for_stream(policy_stream, policy_store.clone())
@@ -173,8 +177,6 @@ pub async fn run(options: RunOptions) -> Result<(), String> {
         )
         .for_each(|_| future::ready(()));
 
-    let settings: Api<UserMfaSetting> = api_for(&client, &options.watch_namespace);
-    let (user_store, user_writer) = reflector::store();
     let user_stream = reflector::reflector(user_writer, watcher(settings, watch_config.clone()))
         .default_backoff()
         .applied_objects()
@@ -188,6 +190,7 @@ pub async fn run(options: RunOptions) -> Result<(), String> {
                 u.spec.credentials_secret_ref.as_ref()
             }),
         )
+        .reconcile_on(woken_users)
         .shutdown_on_signal()
         .run(
             user::reconcile,

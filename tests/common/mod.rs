@@ -67,3 +67,41 @@ pub async fn put_json(url: &str, body: serde_json::Value) -> u16 {
         .status()
         .as_u16()
 }
+
+/// Reads the emulator's state, lets `change` edit it, and writes it back (a console change).
+pub async fn change_state(url: &str, change: impl FnOnce(&mut serde_json::Value)) {
+    let mut state = reqwest_get(&format!("{url}/_emulator/state")).await;
+    change(&mut state);
+    assert_eq!(
+        put_json(&format!("{url}/_emulator/state"), state).await,
+        200
+    );
+}
+
+pub async fn state(url: &str) -> serde_json::Value {
+    reqwest_get(&format!("{url}/_emulator/state")).await
+}
+
+/// Total calls of `action`, any outcome.
+pub async fn all_calls(url: &str, action: &str) -> u64 {
+    let body = reqwest_get(&format!("{url}/_emulator/calls")).await;
+    body[action]
+        .as_object()
+        .map(|outcomes| outcomes.values().filter_map(|v| v.as_u64()).sum())
+        .unwrap_or(0)
+}
+
+/// Calls of any action whose name starts with `Update`.
+pub async fn write_calls(url: &str) -> u64 {
+    let body = reqwest_get(&format!("{url}/_emulator/calls")).await;
+    body.as_object()
+        .map(|actions| {
+            actions
+                .iter()
+                .filter(|(action, _)| action.starts_with("Update"))
+                .flat_map(|(_, outcomes)| outcomes.as_object().into_iter().flat_map(|o| o.values()))
+                .filter_map(|v| v.as_u64())
+                .sum()
+        })
+        .unwrap_or(0)
+}

@@ -189,3 +189,166 @@ where
         std::panic::resume_unwind(panic);
     }
 }
+
+/// An operator process for one test, watching only the test's namespace; killed when dropped.
+pub struct Operator {
+    child: tokio::process::Child,
+    pub log: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl Operator {
+    pub fn log_tail(&self) -> String {
+        let text = std::fs::read_to_string(&self.log).unwrap_or_default();
+        let lines: Vec<&str> = text.lines().collect();
+        lines[lines.len().saturating_sub(40)..].join("\n")
+    }
+
+    pub async fn stop(mut self) {
+        let _ = self.child.kill().await;
+    }
+}
+
+impl TestContext {
+    /// Starts `cloudsso-mfa-operator run` for this namespace with a short resync.
+    pub async fn start_operator(&self, resync: &str, env: &[(&str, &str)]) -> Operator {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let log = dir.path().join("operator.log");
+        let file = std::fs::File::create(&log).expect("log file");
+        let child = tokio::process::Command::new(env!("CARGO_BIN_EXE_cloudsso-mfa-operator"))
+            .args([
+                "run",
+                "--resync-interval",
+                resync,
+                "--watch-namespace",
+                &self.namespace,
+            ])
+            .args(["--metrics-addr", "127.0.0.1:0"])
+            .env_remove("ALIBABA_CLOUD_ACCESS_KEY_ID")
+            .env_remove("ALIBABA_CLOUD_ACCESS_KEY_SECRET")
+            .env("KUBECONFIG", &self.cluster.kubeconfig)
+            .env("RUST_LOG", "info,cloudsso_mfa_operator=debug,kube=warn")
+            .envs(env.iter().copied())
+            .stdout(file.try_clone().expect("log file"))
+            .stderr(file)
+            .kill_on_drop(true)
+            .spawn()
+            .expect("operator starts");
+        Operator {
+            child,
+            log,
+            _dir: dir,
+        }
+    }
+
+    /// A Secret with cloud credentials in the test namespace.
+    pub async fn credentials_secret(
+        &self,
+        name: &str,
+        access_key_id: &str,
+        access_key_secret: &str,
+    ) {
+        let secret: k8s_openapi::api::core::v1::Secret =
+            serde_json::from_value(serde_json::json!({
+                "metadata": {"name": name},
+                "stringData": {"accessKeyId": access_key_id, "accessKeySecret": access_key_secret},
+            }))
+            .unwrap();
+        let api: Api<k8s_openapi::api::core::v1::Secret> = self.api();
+        api.patch(
+            name,
+            &PatchParams::apply("cloudsso-e2e").force(),
+            &Patch::Apply(&secret),
+        )
+        .await
+        .expect("apply Secret");
+    }
+
+    /// Creates (or replaces the spec of) a resource from JSON.
+    pub async fn apply<K>(&self, object: serde_json::Value) -> K
+    where
+        K: kube::Resource<Scope = kube::core::NamespaceResourceScope, DynamicType = ()>
+            + Clone
+            + serde::de::DeserializeOwned
+            + serde::Serialize
+            + std::fmt::Debug,
+    {
+        let name = object["metadata"]["name"]
+            .as_str()
+            .expect("name")
+            .to_string();
+        let mut object = object;
+        object["apiVersion"] = K::api_version(&()).into();
+        object["kind"] = K::kind(&()).into();
+        self.api::<K>()
+            .patch(
+                &name,
+                &PatchParams::apply("cloudsso-e2e").force(),
+                &Patch::Apply(&object),
+            )
+            .await
+            .unwrap_or_else(|error| panic!("apply {name}: {error}"))
+    }
+
+    /// Events about `name`, as (reason, note).
+    pub async fn events_for(&self, name: &str) -> Vec<(String, String)> {
+        let api: Api<k8s_openapi::api::events::v1::Event> = self.api();
+        api.list(&Default::default())
+            .await
+            .expect("list events")
+            .items
+            .into_iter()
+            .filter(|event| event.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some(name))
+            .map(|event| {
+                (
+                    event.reason.unwrap_or_default(),
+                    event.note.unwrap_or_default(),
+                )
+            })
+            .collect()
+    }
+}
+
+/// Polls `get` until `check` accepts the value or `timeout` passes; panics with `what` and the
+/// last value seen.
+pub async fn eventually<T: std::fmt::Debug, F, Fut>(
+    what: &str,
+    timeout: Duration,
+    mut get: F,
+    check: impl Fn(&T) -> bool,
+) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = T>,
+{
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        let value = get().await;
+        if check(&value) {
+            return value;
+        }
+        if tokio::time::Instant::now() >= deadline {
+            panic!("timed out after {timeout:?} waiting for {what}; last: {value:#?}");
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+/// The condition `type_` of a resource's status as (status, reason, message).
+pub fn condition(
+    status: &Option<impl serde::Serialize>,
+    type_: &str,
+) -> Option<(String, String, String)> {
+    let value = serde_json::to_value(status).ok()?;
+    value["conditions"]
+        .as_array()?
+        .iter()
+        .find(|c| c["type"] == type_)
+        .map(|c| {
+            (
+                c["status"].as_str().unwrap_or_default().to_string(),
+                c["reason"].as_str().unwrap_or_default().to_string(),
+                c["message"].as_str().unwrap_or_default().to_string(),
+            )
+        })
+}

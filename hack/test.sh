@@ -47,8 +47,12 @@ export KUBECTL=${KUBECTL:-$(hack/build-control-plane.sh 2>/dev/null)/kubectl}
 "$KUBECTL" version --kubeconfig "$KUBECONFIG" | sed 's/^/    /' || fail "the API server does not answer"
 
 step "Rust tests: unit, integration, e2e against the API server"
-cargo test --all-targets --no-fail-fast 2>&1 | tee "$CACHE_ROOT/cargo-test.log" | grep -E '^(test |     Running|test result|failures:|---- )|panicked' || true
-[[ ${PIPESTATUS[0]} -eq 0 ]] || fail "cargo test (full log: $CACHE_ROOT/cargo-test.log)"
+set +e +o pipefail
+cargo test --all-targets --no-fail-fast 2>&1 | tee "$CACHE_ROOT/cargo-test.log" \
+  | grep --line-buffered -E '^(test |     Running|test result|failures:|---- )|panicked|timed out|e2e\]'
+cargo_status=${PIPESTATUS[0]}
+set -e -o pipefail
+((cargo_status == 0)) || fail "cargo test exited $cargo_status (full log: $CACHE_ROOT/cargo-test.log)"
 
 step "the official Python SDKs against the emulator"
 CLOUDSSO_EMULATOR_BIN="$CARGO_TARGET_DIR/debug/cloudsso-emulator" python3 -m pytest -q tests/sdk || fail "pytest tests/sdk"

@@ -106,7 +106,7 @@ impl CloudError {
 /// Maps Alibaba Cloud error codes (and, failing that, the HTTP status) to what they mean.
 pub fn classify_code(code: &str, http_status: u16) -> ApiErrorKind {
     let lower = code.to_ascii_lowercase();
-    if lower.starts_with("throttling") || lower == "serviceunavailable" || http_status == 429 {
+    if lower.starts_with("throttling") || http_status == 429 {
         ApiErrorKind::Throttled
     } else if lower.starts_with("entitynotexist")
         || lower.ends_with(".notfound") && !lower.starts_with("invalidaccesskeyid")

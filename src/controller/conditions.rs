@@ -64,6 +64,20 @@ pub fn merge(
     merged
 }
 
+/// Ready and Synced, both False for the reason `error` gives.
+pub fn failed(error: &super::error::ReconcileError) -> [DesiredCondition; 2] {
+    let message = error.to_string();
+    [
+        DesiredCondition::new(READY, false, error.reason(), message.clone()),
+        DesiredCondition::new(SYNCED, false, error.reason(), message),
+    ]
+}
+
+/// Whether Ready already says exactly this (so an Event about it would repeat itself).
+pub fn ready_says(conditions: &[Condition], reason: &str, message: &str) -> bool {
+    find(conditions, READY).is_some_and(|c| c.reason == reason && c.message == message)
+}
+
 pub fn find<'a>(conditions: &'a [Condition], type_: &str) -> Option<&'a Condition> {
     conditions.iter().find(|c| c.type_ == type_)
 }

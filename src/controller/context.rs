@@ -186,6 +186,15 @@ pub struct DirectoryCache {
 }
 
 impl DirectoryCache {
+    fn slot(&self, endpoint: &Endpoint, directory_id: &str) -> CachedSetting {
+        self.entries
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .entry((endpoint.url(), directory_id.to_string()))
+            .or_default()
+            .clone()
+    }
+
     pub async fn get_or_fetch<F, Fut>(
         &self,
         endpoint: &Endpoint,
@@ -197,13 +206,7 @@ impl DirectoryCache {
         F: FnOnce() -> Fut,
         Fut: std::future::Future<Output = Result<MfaSettingInfo, cloud::CloudError>>,
     {
-        let slot = self
-            .entries
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .entry((endpoint.url(), directory_id.to_string()))
-            .or_default()
-            .clone();
+        let slot = self.slot(endpoint, directory_id);
         let mut entry = slot.lock().await;
         if let Some((info, fetched)) = entry.as_ref()
             && fetched.elapsed() < ttl
@@ -217,13 +220,7 @@ impl DirectoryCache {
 
     /// Records a fresh observation (the directory controller just read or wrote it).
     pub async fn store(&self, endpoint: &Endpoint, directory_id: &str, info: MfaSettingInfo) {
-        let slot = self
-            .entries
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .entry((endpoint.url(), directory_id.to_string()))
-            .or_default()
-            .clone();
+        let slot = self.slot(endpoint, directory_id);
         *slot.lock().await = Some((info, Instant::now()));
     }
 }
@@ -285,6 +282,39 @@ impl Context {
             directories: DirectoryCache::default(),
             user_ids: Mutex::default(),
             failures: Failures::default(),
+        }
+    }
+
+    /// The CloudSSO client a resource asks for: its endpoint (or its region's) and its credentials.
+    pub async fn cloudsso_for(
+        &self,
+        namespace: &str,
+        endpoint: Option<&str>,
+        region: &str,
+        secret_ref: Option<&SecretReference>,
+    ) -> Result<(Endpoint, CloudSsoClient), ReconcileError> {
+        let endpoint = Endpoint::resolve(endpoint, || Endpoint::cloudsso(region))
+            .map_err(|error| ReconcileError::InvalidSpec(format!("endpoint: {error}")))?;
+        let source = self
+            .cloud
+            .source(&self.client, namespace, secret_ref)
+            .await?;
+        Ok((endpoint.clone(), self.cloud.cloudsso(endpoint, source)))
+    }
+
+    /// A Warning Event for a failed reconcile, only when Ready did not already say the same.
+    pub async fn report_failure<K>(
+        &self,
+        object: &K,
+        previous: &[k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition],
+        error: &ReconcileError,
+    ) where
+        K: Resource<DynamicType = ()>,
+    {
+        let message = error.to_string();
+        if !super::conditions::ready_says(previous, error.reason(), &message) {
+            self.event(object, true, error.reason(), "Reconcile", message)
+                .await;
         }
     }
 

@@ -291,17 +291,11 @@ async fn apply(
             Ok(Action::requeue(ctx.base.settings.jittered_resync()))
         }
         Err(error) => {
-            let reason = error.reason();
-            let message = error.to_string();
-            let failed = [
-                DesiredCondition::new(READY, false, reason, message.clone()),
-                DesiredCondition::new(SYNCED, false, reason, message.clone()),
-            ];
             let status = DirectoryMfaPolicyStatus {
                 common: CommonStatus {
                     conditions: conditions::merge(
                         &previous.common.conditions,
-                        &failed,
+                        &conditions::failed(&error),
                         policy.meta().generation,
                         &now_time(),
                     ),
@@ -310,13 +304,9 @@ async fn apply(
                 },
                 ..previous.clone()
             };
-            let was = conditions::find(&previous.common.conditions, READY)
-                .map(|c| (c.reason.clone(), c.message.clone()));
-            if was != Some((reason.to_string(), message.clone())) {
-                ctx.base
-                    .event(policy.as_ref(), true, reason, "Reconcile", message)
-                    .await;
-            }
+            ctx.base
+                .report_failure(policy.as_ref(), &previous.common.conditions, &error)
+                .await;
             if status != previous {
                 apply_status(api, &name, &status).await?;
             }
@@ -354,20 +344,15 @@ async fn enforce(
         ctx.index.wake_claimants(directory_id, &key);
     }
 
-    let endpoint = Endpoint::resolve(spec.endpoint.as_deref(), || {
-        Endpoint::cloudsso(&spec.region)
-    })
-    .map_err(|error| ReconcileError::InvalidSpec(format!("endpoint: {error}")))?;
-    let source = ctx
+    let (endpoint, client) = ctx
         .base
-        .cloud
-        .source(
-            &ctx.base.client,
+        .cloudsso_for(
             &policy.namespace().unwrap_or_default(),
+            spec.endpoint.as_deref(),
+            &spec.region,
             spec.credentials_secret_ref.as_ref(),
         )
         .await?;
-    let client = ctx.base.cloud.cloudsso(endpoint.clone(), source);
     let cloud_error = |error| ReconcileError::from_cloud(error, directory_id, None);
     let mut observed = client
         .get_mfa_setting_info(directory_id)
@@ -500,20 +485,15 @@ async fn cleanup(
     else {
         return Ok(Action::await_change());
     };
-    let endpoint = Endpoint::resolve(spec.endpoint.as_deref(), || {
-        Endpoint::cloudsso(&spec.region)
-    })
-    .map_err(|error| ReconcileError::InvalidSpec(format!("endpoint: {error}")))?;
-    let source = ctx
+    let (_, client) = ctx
         .base
-        .cloud
-        .source(
-            &ctx.base.client,
+        .cloudsso_for(
             &policy.namespace().unwrap_or_default(),
+            spec.endpoint.as_deref(),
+            &spec.region,
             spec.credentials_secret_ref.as_ref(),
         )
         .await?;
-    let client = ctx.base.cloud.cloudsso(endpoint, source);
     match client.update_mfa_settings(&update).await {
         Ok(()) => {
             ctx.base

@@ -96,6 +96,38 @@ where
     }
 }
 
+/// A controller for one kind: its objects (filtered to spec and lifecycle changes) in `store`, and
+/// the Secrets they name, so a changed credential re-queues its users. Stops on SIGTERM/SIGINT
+/// after the reconciles in flight finish.
+fn controller_for<K>(
+    api: Api<K>,
+    store: reflector::Store<K>,
+    writer: reflector::store::Writer<K>,
+    secrets: &Api<Secret>,
+    secret_ref: fn(&K) -> Option<&SecretReference>,
+) -> Controller<K>
+where
+    K: Resource<DynamicType = ()>
+        + Clone
+        + DeserializeOwned
+        + std::fmt::Debug
+        + Send
+        + Sync
+        + 'static,
+{
+    let stream = reflector::reflector(writer, watcher(api, watcher::Config::default()))
+        .default_backoff()
+        .applied_objects()
+        .predicate_filter(spec_or_lifecycle, Default::default());
+    Controller::for_stream(stream, store.clone())
+        .watches(
+            secrets.clone(),
+            watcher::Config::default(),
+            users_of_secret(store, secret_ref),
+        )
+        .shutdown_on_signal()
+}
+
 pub async fn run(options: RunOptions) -> Result<(), String> {
     cloud::install_crypto_provider();
     let client = kube::Client::try_default().await.map_err(|error| {
@@ -134,93 +166,69 @@ pub async fn run(options: RunOptions) -> Result<(), String> {
     let controller_config =
         ControllerConfig::default().concurrency(options.max_concurrent_reconciles);
     let secrets: Api<Secret> = api_for(&client, &options.watch_namespace);
-    let watch_config = watcher::Config::default();
 
-    // DirectoryMfaPolicy, with a store shared for the Conflict rule and a channel to wake claimants.
-    let policies: Api<DirectoryMfaPolicy> = api_for(&client, &options.watch_namespace);
     let (policy_store, policy_writer) = reflector::store();
-    let policy_stream =
-        reflector::reflector(policy_writer, watcher(policies, watch_config.clone()))
-            .default_backoff()
-            .applied_objects()
-            .predicate_filter(spec_or_lifecycle, Default::default());
-    let (wake, woken) = futures::channel::mpsc::unbounded();
-    let settings: Api<UserMfaSetting> = api_for(&client, &options.watch_namespace);
     let (user_store, user_writer) = reflector::store();
+    let (ram_store, ram_writer) = reflector::store();
+    // Channels that wake policies (the Conflict rule) and users (Effective follows the directory).
+    let (wake_policies, woken_policies) = futures::channel::mpsc::unbounded();
     let (wake_users, woken_users) = futures::channel::mpsc::unbounded();
     let directory_ctx = Arc::new(DirectoryContext {
         base: ctx.clone(),
         index: PolicyIndex {
             store: policy_store.clone(),
-            wake,
+            wake: wake_policies,
         },
         users: UserIndex {
             store: user_store.clone(),
             wake: wake_users,
         },
     });
-    let directories = Controller::for_stream(policy_stream, policy_store.clone())
-        .with_config(controller_config.clone())
-        .watches(
-            secrets.clone(),
-            watch_config.clone(),
-            users_of_secret(policy_store, |p: &DirectoryMfaPolicy| {
-                p.spec.credentials_secret_ref.as_ref()
-            }),
-        )
-        .reconcile_on(woken)
-        .shutdown_on_signal()
-        .run(
-            directory::reconcile,
-            |object, error, ctx: Arc<DirectoryContext>| error_policy(object, error, &ctx.base),
-            directory_ctx,
-        )
-        .for_each(|_| future::ready(()));
-
-    let user_stream = reflector::reflector(user_writer, watcher(settings, watch_config.clone()))
-        .default_backoff()
-        .applied_objects()
-        .predicate_filter(spec_or_lifecycle, Default::default());
-    let users = Controller::for_stream(user_stream, user_store.clone())
-        .with_config(controller_config.clone())
-        .watches(
-            secrets.clone(),
-            watch_config.clone(),
-            users_of_secret(user_store, |u: &UserMfaSetting| {
-                u.spec.credentials_secret_ref.as_ref()
-            }),
-        )
-        .reconcile_on(woken_users)
-        .shutdown_on_signal()
-        .run(
-            user::reconcile,
-            |object, error, ctx: Arc<Context>| error_policy(object, error, &ctx),
-            ctx.clone(),
-        )
-        .for_each(|_| future::ready(()));
-
-    let reports: Api<RamUserMfaStatus> = api_for(&client, &options.watch_namespace);
-    let (ram_store, ram_writer) = reflector::store();
-    let ram_stream = reflector::reflector(ram_writer, watcher(reports, watch_config.clone()))
-        .default_backoff()
-        .applied_objects()
-        .predicate_filter(spec_or_lifecycle, Default::default());
-    let rams = Controller::for_stream(ram_stream, ram_store.clone())
-        .with_config(controller_config)
-        .watches(
-            secrets,
-            watch_config,
-            users_of_secret(ram_store, |r: &RamUserMfaStatus| {
-                r.spec.credentials_secret_ref.as_ref()
-            }),
-        )
-        .shutdown_on_signal()
-        .run(
-            ram::reconcile,
-            |object, error, ctx: Arc<Context>| error_policy(object, error, &ctx),
-            ctx.clone(),
-        )
-        .for_each(|_| future::ready(()));
+    let namespace = &options.watch_namespace;
+    let directories = controller_for(
+        api_for(&client, namespace),
+        policy_store,
+        policy_writer,
+        &secrets,
+        |p: &DirectoryMfaPolicy| p.spec.credentials_secret_ref.as_ref(),
+    )
+    .with_config(controller_config.clone())
+    .reconcile_on(woken_policies)
+    .run(
+        directory::reconcile,
+        |object, error, ctx: Arc<DirectoryContext>| error_policy(object, error, &ctx.base),
+        directory_ctx,
+    )
+    .for_each(|_| future::ready(()));
+    let users = controller_for(
+        api_for(&client, namespace),
+        user_store,
+        user_writer,
+        &secrets,
+        |u: &UserMfaSetting| u.spec.credentials_secret_ref.as_ref(),
+    )
+    .with_config(controller_config.clone())
+    .reconcile_on(woken_users)
+    .run(
+        user::reconcile,
+        |object, error, ctx: Arc<Context>| error_policy(object, error, &ctx),
+        ctx.clone(),
+    )
+    .for_each(|_| future::ready(()));
+    let rams = controller_for(
+        api_for(&client, namespace),
+        ram_store,
+        ram_writer,
+        &secrets,
+        |r: &RamUserMfaStatus| r.spec.credentials_secret_ref.as_ref(),
+    )
+    .with_config(controller_config)
+    .run(
+        ram::reconcile,
+        |object, error, ctx: Arc<Context>| error_policy(object, error, &ctx),
+        ctx.clone(),
+    )
+    .for_each(|_| future::ready(()));
 
     tracing::info!(resync = ?options.resync_interval, namespace = ?options.watch_namespace, "controllers started");
     futures::join!(directories, users, rams);

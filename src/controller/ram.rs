@@ -87,13 +87,7 @@ pub async fn reconcile(
             ];
             (conditions, Ok((enabled, device)))
         }
-        Err(error) => {
-            let conditions = [
-                DesiredCondition::new(READY, false, error.reason(), error.to_string()),
-                DesiredCondition::new(SYNCED, false, error.reason(), error.to_string()),
-            ];
-            (conditions, Err(error))
-        }
+        Err(error) => (conditions::failed(&error), Err(error)),
     };
     let mut status = RamUserMfaStatusStatus {
         common: CommonStatus {
@@ -130,18 +124,8 @@ pub async fn reconcile(
                 status.mfa_enabled = None;
                 status.device = None;
             }
-            let was =
-                conditions::find(&previous.common.conditions, READY).map(|c| c.reason.clone());
-            if was.as_deref() != Some(error.reason()) {
-                ctx.event(
-                    resource.as_ref(),
-                    true,
-                    error.reason(),
-                    "Observe",
-                    error.to_string(),
-                )
+            ctx.report_failure(resource.as_ref(), &previous.common.conditions, &error)
                 .await;
-            }
             if status != previous {
                 apply_status(&api, &resource.name_any(), &status).await?;
             }

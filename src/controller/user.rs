@@ -113,22 +113,15 @@ struct Target {
 
 async fn target(setting: &UserMfaSetting, ctx: &Context) -> Result<Target, ReconcileError> {
     let spec = &setting.spec;
-    let endpoint = Endpoint::resolve(spec.endpoint.as_deref(), || {
-        Endpoint::cloudsso(&spec.region)
-    })
-    .map_err(|error| ReconcileError::InvalidSpec(format!("endpoint: {error}")))?;
-    let source = ctx
-        .cloud
-        .source(
-            &ctx.client,
+    let (endpoint, client) = ctx
+        .cloudsso_for(
             &setting.namespace().unwrap_or_default(),
+            spec.endpoint.as_deref(),
+            &spec.region,
             spec.credentials_secret_ref.as_ref(),
         )
         .await?;
-    Ok(Target {
-        client: ctx.cloud.cloudsso(endpoint.clone(), source),
-        endpoint,
-    })
+    Ok(Target { endpoint, client })
 }
 
 /// The user id: given, or resolved from the name (cached until it stops resolving).
@@ -236,16 +229,10 @@ async fn apply(
             Ok(Action::requeue(ctx.settings.jittered_resync()))
         }
         Err(error) => {
-            let reason = error.reason();
-            let message = error.to_string();
-            let failed = [
-                DesiredCondition::new(READY, false, reason, message.clone()),
-                DesiredCondition::new(SYNCED, false, reason, message.clone()),
-            ];
             let mut status = previous.clone();
             status.common.conditions = conditions::merge(
                 &previous.common.conditions,
-                &failed,
+                &conditions::failed(&error),
                 setting.meta().generation,
                 &now,
             );
@@ -257,12 +244,8 @@ async fn apply(
                 status.bound_device_count = None;
                 status.devices = None;
             }
-            let was = conditions::find(&previous.common.conditions, READY)
-                .map(|c| (c.reason.clone(), c.message.clone()));
-            if was != Some((reason.to_string(), message.clone())) {
-                ctx.event(setting.as_ref(), true, reason, "Reconcile", message)
-                    .await;
-            }
+            ctx.report_failure(setting.as_ref(), &previous.common.conditions, &error)
+                .await;
             if status != previous {
                 apply_status(api, &name, &status).await?;
             }

@@ -121,10 +121,6 @@ impl CloudSsoClient {
         Self { api }
     }
 
-    pub fn api(&self) -> &ApiClient {
-        &self.api
-    }
-
     pub async fn get_mfa_setting_info(
         &self,
         directory_id: &str,

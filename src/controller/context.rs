@@ -27,7 +27,6 @@ pub const FINALIZER: &str = "cloudsso.mfa-operator.dev/finalizer";
 #[derive(Debug, Clone)]
 pub struct Settings {
     pub resync_interval: Duration,
-    pub client: ClientConfig,
 }
 
 impl Settings {
@@ -300,6 +299,42 @@ impl Context {
             .source(&self.client, namespace, secret_ref)
             .await?;
         Ok((endpoint.clone(), self.cloud.cloudsso(endpoint, source)))
+    }
+
+    /// Finishes a deletion after writing back `status.restoreTo`: an Event either way, and a cloud
+    /// object that is already gone counts as restored, so deletion never hangs on it.
+    pub async fn finish_restore<K>(
+        &self,
+        object: &K,
+        written: Result<(), cloud::CloudError>,
+        directory_id: &str,
+        user: Option<&str>,
+        restored: String,
+    ) -> Result<kube::runtime::controller::Action, ReconcileError>
+    where
+        K: Resource<DynamicType = ()>,
+    {
+        match written {
+            Ok(()) => {
+                self.event(object, false, "Restored", "Delete", restored)
+                    .await;
+                Ok(kube::runtime::controller::Action::await_change())
+            }
+            Err(error)
+                if error
+                    .code()
+                    .is_some_and(|code| code.starts_with("EntityNotExist")) =>
+            {
+                Ok(kube::runtime::controller::Action::await_change())
+            }
+            Err(error) => {
+                let error = ReconcileError::from_cloud(error, directory_id, user);
+                let note = format!("could not restore before deletion: {error}");
+                self.event(object, true, error.reason(), "Delete", note)
+                    .await;
+                Err(error)
+            }
+        }
     }
 
     /// A Warning Event for a failed reconcile, only when Ready did not already say the same.

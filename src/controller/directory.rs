@@ -494,44 +494,14 @@ async fn cleanup(
             spec.credentials_secret_ref.as_ref(),
         )
         .await?;
-    match client.update_mfa_settings(&update).await {
-        Ok(()) => {
-            ctx.base
-                .event(
-                    policy.as_ref(),
-                    false,
-                    "Restored",
-                    "Delete",
-                    format!(
-                        "directory {} set back to {}",
-                        spec.directory_id, update.mfa_authentication_settings
-                    ),
-                )
-                .await;
-            Ok(Action::await_change())
-        }
-        // The directory is gone: there is nothing to restore, and deletion must not hang.
-        Err(error)
-            if error
-                .code()
-                .is_some_and(|code| code.starts_with("EntityNotExist")) =>
-        {
-            Ok(Action::await_change())
-        }
-        Err(error) => {
-            let error = ReconcileError::from_cloud(error, &spec.directory_id, None);
-            ctx.base
-                .event(
-                    policy.as_ref(),
-                    true,
-                    error.reason(),
-                    "Delete",
-                    format!("could not restore before deletion: {error}"),
-                )
-                .await;
-            Err(error)
-        }
-    }
+    let restored = format!(
+        "directory {} set back to {}",
+        spec.directory_id, update.mfa_authentication_settings
+    );
+    let written = client.update_mfa_settings(&update).await;
+    ctx.base
+        .finish_restore(policy.as_ref(), written, &spec.directory_id, None, restored)
+        .await
 }
 
 #[cfg(test)]

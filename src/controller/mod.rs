@@ -160,7 +160,6 @@ pub async fn run(options: RunOptions) -> Result<(), String> {
         CloudClients::new(http, default_source, client_config.clone()),
         Settings {
             resync_interval: options.resync_interval,
-            client: client_config,
         },
     ));
     let controller_config =

@@ -29,10 +29,6 @@ where
     .map(|_| ())
 }
 
-pub fn now_rfc3339() -> String {
-    Timestamp::now().strftime("%Y-%m-%dT%H:%M:%SZ").to_string()
-}
-
 /// The `lastSyncTime` to write: kept when nothing else changed and it is younger than half the
 /// resync interval, so bursts of reconciles do not rewrite status for a timestamp alone.
 pub fn sync_time(previous: Option<&str>, rest_unchanged: bool, resync: Duration) -> String {
@@ -43,5 +39,5 @@ pub fn sync_time(previous: Option<&str>, rest_unchanged: bool, resync: Duration)
     {
         return previous.to_string();
     }
-    now_rfc3339()
+    crate::cloud::client::acs_timestamp(Timestamp::now())
 }

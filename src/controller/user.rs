@@ -426,43 +426,19 @@ async fn cleanup(setting: Arc<UserMfaSetting>, ctx: &Context) -> Result<Action, 
         return Ok(Action::await_change());
     };
     let target = target(&setting, ctx).await?;
-    match target
+    let written = target
         .client
         .update_user_mfa_setting(&spec.directory_id, &user_id, &restore)
-        .await
-    {
-        Ok(()) => {
-            ctx.event(
-                setting.as_ref(),
-                false,
-                "Restored",
-                "Delete",
-                format!("user {user_id} set back to {restore}"),
-            )
-            .await;
-            Ok(Action::await_change())
-        }
-        // The user or directory is gone: nothing to restore, and deletion must not hang.
-        Err(error)
-            if error
-                .code()
-                .is_some_and(|code| code.starts_with("EntityNotExist")) =>
-        {
-            Ok(Action::await_change())
-        }
-        Err(error) => {
-            let error = ReconcileError::from_cloud(error, &spec.directory_id, Some(&user_id));
-            ctx.event(
-                setting.as_ref(),
-                true,
-                error.reason(),
-                "Delete",
-                format!("could not restore before deletion: {error}"),
-            )
-            .await;
-            Err(error)
-        }
-    }
+        .await;
+    let restored = format!("user {user_id} set back to {restore}");
+    ctx.finish_restore(
+        setting.as_ref(),
+        written,
+        &spec.directory_id,
+        Some(&user_id),
+        restored,
+    )
+    .await
 }
 
 #[cfg(test)]

@@ -57,6 +57,21 @@ pub async fn collect(
     directory_id: &str,
 ) -> Result<DirectoryReport, CloudError> {
     let setting = client.get_mfa_setting_info(directory_id).await?;
+    let users = collect_users(client, directory_id).await?;
+    Ok(DirectoryReport {
+        directory_id: directory_id.to_string(),
+        mfa_authentication_settings: setting.mfa_authentication_advance_settings,
+        operation_for_risk_login: setting.operation_for_risk_login,
+        allowed_verification_types: setting.allowed_verification_types,
+        users,
+    })
+}
+
+/// Every user of the directory with their MFA setting and devices, sorted by name.
+pub async fn collect_users(
+    client: &CloudSsoClient,
+    directory_id: &str,
+) -> Result<Vec<UserReport>, CloudError> {
     let users = client.list_all_users(directory_id, None).await?;
     let mut reports: Vec<UserReport> = futures::stream::iter(users)
         .map(|user| async move {
@@ -76,13 +91,7 @@ pub async fn collect(
         .try_collect()
         .await?;
     reports.sort_by(|a, b| a.user_name.cmp(&b.user_name));
-    Ok(DirectoryReport {
-        directory_id: directory_id.to_string(),
-        mfa_authentication_settings: setting.mfa_authentication_advance_settings,
-        operation_for_risk_login: setting.operation_for_risk_login,
-        allowed_verification_types: setting.allowed_verification_types,
-        users: reports,
-    })
+    Ok(reports)
 }
 
 /// The human-readable report: a directory line, then one row per user.

@@ -6,3 +6,5 @@ pub mod audit;
 pub mod cloud;
 pub mod controller;
 pub mod emulator;
+pub mod leader;
+pub mod telemetry;

@@ -9,21 +9,8 @@ use clap::{Parser, Subcommand, ValueEnum};
 use cloudsso_mfa_operator::cloud::{
     self, ApiClient, ClientConfig, CloudSsoClient, CredentialSource, Endpoint, cloudsso,
 };
-use cloudsso_mfa_operator::{api, audit, controller};
-
-/// Logs to stderr; LOG_FORMAT=json for JSON lines, RUST_LOG for levels (default info).
-fn init_logging() {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| "info,kube=warn".into());
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    if std::env::var("LOG_FORMAT").is_ok_and(|format| format == "json") {
-        builder.json().init();
-    } else {
-        builder.init();
-    }
-}
+use cloudsso_mfa_operator::leader::LeaseSettings;
+use cloudsso_mfa_operator::{api, audit, controller, telemetry};
 
 #[derive(Parser)]
 #[command(
@@ -72,9 +59,28 @@ struct RunArgs {
     /// Address of /metrics, /healthz and /readyz.
     #[arg(long, env = "METRICS_ADDR", default_value = "0.0.0.0:8080")]
     metrics_addr: std::net::SocketAddr,
-    /// Take a coordination.k8s.io Lease before reconciling.
+    /// Take a coordination.k8s.io Lease before reconciling, so only one replica reconciles.
     #[arg(long, env = "LEADER_ELECTION", default_value_t = false)]
     leader_election: bool,
+    /// Namespace of the Lease (default: POD_NAMESPACE, else the in-cluster namespace, else default).
+    #[arg(long, env = "LEADER_ELECTION_NAMESPACE")]
+    leader_election_namespace: Option<String>,
+    /// Name of the Lease.
+    #[arg(
+        long,
+        env = "LEADER_ELECTION_ID",
+        default_value = "cloudsso-mfa-operator"
+    )]
+    leader_election_id: String,
+    /// How long a leader that stopped renewing keeps the Lease (a standby's longest wait).
+    #[arg(long, env = "LEASE_DURATION", default_value = "15s", value_parser = parse_duration)]
+    lease_duration: Duration,
+    /// How long the leader keeps trying to renew before it stops leading.
+    #[arg(long, env = "LEASE_RENEW_DEADLINE", default_value = "10s", value_parser = parse_duration)]
+    lease_renew_deadline: Duration,
+    /// How often standbys try to take the Lease and the leader renews it.
+    #[arg(long, env = "LEASE_RETRY_PERIOD", default_value = "2s", value_parser = parse_duration)]
+    lease_retry_period: Duration,
     /// Only watch this namespace (all namespaces when absent).
     #[arg(long, env = "WATCH_NAMESPACE")]
     watch_namespace: Option<String>,
@@ -139,6 +145,43 @@ async fn run_audit(args: AuditArgs) -> Result<(), String> {
     Ok(())
 }
 
+const IN_CLUSTER_NAMESPACE: &str = "/var/run/secrets/kubernetes.io/serviceaccount/namespace";
+
+/// The Lease settings when leader election is on; the identity is the pod name (or host name)
+/// plus a random suffix, so a restarted pod never mistakes itself for its previous life.
+fn lease_settings(args: &RunArgs) -> Result<Option<LeaseSettings>, String> {
+    if !args.leader_election {
+        return Ok(None);
+    }
+    let namespace = args
+        .leader_election_namespace
+        .clone()
+        .or_else(|| std::env::var("POD_NAMESPACE").ok())
+        .or_else(|| {
+            std::fs::read_to_string(IN_CLUSTER_NAMESPACE)
+                .ok()
+                .map(|text| text.trim().to_string())
+        })
+        .filter(|namespace| !namespace.is_empty())
+        .unwrap_or_else(|| "default".into());
+    let host = std::env::var("POD_NAME")
+        .or_else(|_| std::env::var("HOSTNAME"))
+        .unwrap_or_else(|_| "cloudsso-mfa-operator".into());
+    let suffix: u32 = rand::random();
+    let settings = LeaseSettings {
+        namespace,
+        name: args.leader_election_id.clone(),
+        identity: format!("{host}_{suffix:08x}"),
+        lease_duration: args.lease_duration,
+        renew_deadline: args.lease_renew_deadline,
+        retry_period: args.lease_retry_period,
+    };
+    settings.validate().map_err(|error| {
+        format!("--lease-duration/--lease-renew-deadline/--lease-retry-period: {error}")
+    })?;
+    Ok(Some(settings))
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
@@ -157,19 +200,18 @@ fn main() -> ExitCode {
             .map_err(|error| format!("cannot render the CRDs: {error}")),
         Command::Audit(args) => runtime.block_on(run_audit(args)),
         Command::Run(args) => {
-            init_logging();
-            if args.leader_election {
-                tracing::warn!(
-                    "--leader-election is not implemented yet; running as the only replica"
-                );
-            }
-            runtime.block_on(controller::run(controller::RunOptions {
-                resync_interval: args.resync_interval,
-                max_concurrent_reconciles: args.max_concurrent_reconciles,
-                cloud_qps: std::num::NonZeroU32::new(args.cloud_qps)
-                    .unwrap_or(ClientConfig::default().qps),
-                watch_namespace: args.watch_namespace,
-            }))
+            telemetry::init_logging();
+            lease_settings(&args).and_then(|leader_election| {
+                runtime.block_on(controller::run(controller::RunOptions {
+                    resync_interval: args.resync_interval,
+                    max_concurrent_reconciles: args.max_concurrent_reconciles,
+                    cloud_qps: std::num::NonZeroU32::new(args.cloud_qps)
+                        .unwrap_or(ClientConfig::default().qps),
+                    watch_namespace: args.watch_namespace,
+                    metrics_addr: args.metrics_addr,
+                    leader_election,
+                }))
+            })
         }
     };
     match result {

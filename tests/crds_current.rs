@@ -1,13 +1,22 @@
-//! crds/ must hold exactly what `cloudsso-mfa-operator crd` prints: fails when the types changed
+//! crds/ (and the chart's copy) must hold exactly what `cloudsso-mfa-operator crd` prints: fails when the types changed
 //! and `hack/update-crds.sh` was not run.
 
 use std::path::Path;
 
 #[test]
 fn crds_directory_matches_the_rust_types() {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("crds");
+    assert_directory_current("crds");
+}
+
+#[test]
+fn the_helm_chart_carries_the_same_crds() {
+    assert_directory_current("deploy/helm/cloudsso-mfa-operator/crds");
+}
+
+fn assert_directory_current(relative: &str) {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join(relative);
     let mut files: Vec<_> = std::fs::read_dir(&dir)
-        .expect("crds/ exists")
+        .unwrap_or_else(|error| panic!("{relative}/: {error}"))
         .filter_map(Result::ok)
         .map(|entry| entry.path())
         .filter(|path| path.extension().is_some_and(|ext| ext == "yaml"))
@@ -20,9 +29,9 @@ fn crds_directory_matches_the_rust_types() {
     let generated = cloudsso_mfa_operator::api::crds_yaml().expect("CRDs render");
     assert!(
         on_disk == generated,
-        "crds/ is stale: run hack/update-crds.sh and commit the result"
+        "{relative}/ is stale: run hack/update-crds.sh and commit the result"
     );
-    assert_eq!(files.len(), 3, "one file per CRD");
+    assert_eq!(files.len(), 3, "{relative}/: one file per CRD");
 }
 
 #[test]

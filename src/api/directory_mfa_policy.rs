@@ -101,4 +101,19 @@ pub struct DirectoryMfaPolicyStatus {
     /// Other DirectoryMfaPolicies (namespace/name) that name the same directory; they are not applied while this one owns it.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub contenders: Vec<String>,
+    /// How many of the directory's users are in each MFA state, from the last census of the directory (taken once per resync interval by the owning policy).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub users: Option<DirectoryUserSummary>,
+}
+
+/// A census of a directory's users (ListUsers, then each user's MFA setting and devices).
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct DirectoryUserSummary {
+    /// Users in the directory.
+    pub total: u64,
+    /// Users whose own MFA setting is Disabled.
+    pub mfa_disabled: u64,
+    /// Users whose MFA setting is Enabled but who have no MFA device bound.
+    pub mfa_enabled_without_device: u64,
 }

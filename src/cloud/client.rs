@@ -13,7 +13,7 @@ use serde::de::DeserializeOwned;
 
 use super::credentials::{CredentialSource, Credentials};
 use super::endpoint::Endpoint;
-use super::error::CloudError;
+use super::error::{ApiErrorKind, CloudError};
 use super::signer::{CanonicalHeaders, RequestToSign, sha256_hex};
 
 pub const USER_AGENT: &str = concat!("cloudsso-mfa-operator/", env!("CARGO_PKG_VERSION"));
@@ -52,7 +52,9 @@ pub fn rate_limiter(qps: NonZeroU32) -> SharedLimiter {
 
 /// Hooks for metrics; the default does nothing.
 pub trait CallObserver: Send + Sync {
-    fn call_finished(&self, _action: &str, _outcome: &str, _elapsed: Duration) {}
+    /// One request (attempt) ended: `outcome` is `ok` or the error code; `throttled` when the
+    /// cloud refused it for the quota.
+    fn call_finished(&self, _action: &str, _outcome: &str, _throttled: bool, _elapsed: Duration) {}
     fn rate_limit_waited(&self, _waited: Duration) {}
 }
 
@@ -274,8 +276,10 @@ impl ApiClient {
                 Ok(_) => "ok".to_string(),
                 Err(error) => error.code().unwrap_or(error_outcome(error)).to_string(),
             };
+            let throttled =
+                matches!(&result, Err(error) if error.api_kind() == Some(ApiErrorKind::Throttled));
             self.observer
-                .call_finished(action, &outcome, started.elapsed());
+                .call_finished(action, &outcome, throttled, started.elapsed());
             match result {
                 Ok(value) => return Ok(value),
                 Err(error) if error.is_retryable() && attempt < self.config.max_attempts => {

@@ -9,7 +9,7 @@ pub mod error;
 pub mod ims;
 pub mod signer;
 
-pub use client::{ApiClient, ClientConfig, SharedLimiter, rate_limiter};
+pub use client::{ApiClient, CallObserver, ClientConfig, SharedLimiter, rate_limiter};
 pub use cloudsso::CloudSsoClient;
 pub use credentials::{CredentialSource, Credentials, CredentialsError};
 pub use endpoint::Endpoint;

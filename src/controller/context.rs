@@ -12,6 +12,7 @@ use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use kube::{Api, Resource, ResourceExt};
 use rand::Rng;
 
+use super::census::CensusClock;
 use super::error::ReconcileError;
 use crate::api::SecretReference;
 use crate::cloud::cloudsso::MfaSettingInfo;
@@ -19,6 +20,7 @@ use crate::cloud::{
     self, ApiClient, ClientConfig, CloudSsoClient, CredentialSource, Credentials, Endpoint,
     ImsClient, SharedLimiter,
 };
+use crate::telemetry::Metrics;
 
 pub const MANAGER: &str = "cloudsso-mfa-operator";
 pub const FINALIZER: &str = "cloudsso.mfa-operator.dev/finalizer";
@@ -46,6 +48,7 @@ pub struct CloudClients {
     limiters: Mutex<HashMap<String, SharedLimiter>>,
     clients: Mutex<HashMap<(String, &'static str, u64), ApiClient>>,
     secret_sources: Mutex<HashMap<u64, Arc<CredentialSource>>>,
+    metrics: Arc<Metrics>,
 }
 
 fn fingerprint(value: &impl Hash) -> u64 {
@@ -59,6 +62,7 @@ impl CloudClients {
         http: reqwest::Client,
         default_source: Result<CredentialSource, String>,
         config: ClientConfig,
+        metrics: Arc<Metrics>,
     ) -> Self {
         Self {
             http,
@@ -67,6 +71,7 @@ impl CloudClients {
             limiters: Mutex::default(),
             clients: Mutex::default(),
             secret_sources: Mutex::default(),
+            metrics,
         }
     }
 
@@ -153,6 +158,11 @@ impl CloudClients {
                     .entry(identity)
                     .or_insert_with(|| cloud::rate_limiter(self.config.qps))
                     .clone();
+                let api = if version == cloud::ims::VERSION {
+                    "ims"
+                } else {
+                    "cloudsso"
+                };
                 ApiClient::new(
                     self.http.clone(),
                     endpoint,
@@ -161,6 +171,7 @@ impl CloudClients {
                     limiter,
                     self.config.clone(),
                 )
+                .with_observer(self.metrics.cloud_observer(api))
             })
             .clone()
     }
@@ -265,10 +276,17 @@ pub struct Context {
     /// (endpoint, directory, userName) -> userId, dropped when the id stops resolving.
     pub user_ids: Mutex<HashMap<(String, String, String), String>>,
     pub failures: Failures,
+    pub metrics: Arc<Metrics>,
+    pub censuses: CensusClock,
 }
 
 impl Context {
-    pub fn new(client: kube::Client, cloud: CloudClients, settings: Settings) -> Self {
+    pub fn new(
+        client: kube::Client,
+        cloud: CloudClients,
+        settings: Settings,
+        metrics: Arc<Metrics>,
+    ) -> Self {
         let reporter = Reporter {
             controller: MANAGER.into(),
             instance: std::env::var("POD_NAME").ok(),
@@ -281,6 +299,8 @@ impl Context {
             directories: DirectoryCache::default(),
             user_ids: Mutex::default(),
             failures: Failures::default(),
+            metrics,
+            censuses: CensusClock::default(),
         }
     }
 

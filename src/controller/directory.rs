@@ -9,6 +9,7 @@ use kube::runtime::finalizer::{Event as FinalizerEvent, finalizer};
 use kube::runtime::reflector::{ObjectRef, Store};
 use kube::{Resource, ResourceExt};
 
+use super::census;
 use super::conditions::{self, DesiredCondition, READY, SYNCED};
 use super::context::{Context, FINALIZER};
 use super::error::ReconcileError;
@@ -17,8 +18,8 @@ use crate::api::{
     CommonStatus, DeletionPolicy, DirectoryMfaPolicy, DirectoryMfaPolicySpec,
     DirectoryMfaPolicyStatus, ManagementPolicy, ObservedDirectoryMfa, UserMfaSetting,
 };
-use crate::cloud::Endpoint;
 use crate::cloud::cloudsso::{MfaSettingInfo, MfaSettingUpdate};
+use crate::cloud::{CloudSsoClient, Endpoint};
 
 /// One field whose cloud value differs from the spec.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -227,6 +228,7 @@ impl UserIndex {
 
 struct Observation {
     endpoint: Endpoint,
+    client: CloudSsoClient,
     observed: MfaSettingInfo,
     conditions: Vec<DesiredCondition>,
     restore_to: Option<ObservedDirectoryMfa>,
@@ -264,6 +266,14 @@ async fn apply(
             {
                 ctx.users.wake_directory_users(&policy.spec.directory_id);
             }
+            let users = census::refresh(
+                &ctx.base,
+                &observation.client,
+                &observation.endpoint,
+                &policy.spec.directory_id,
+                previous.users,
+            )
+            .await;
             let mut status = DirectoryMfaPolicyStatus {
                 common: CommonStatus {
                     conditions: conditions::merge(
@@ -278,6 +288,7 @@ async fn apply(
                 observed: Some(observed_of(&observation.observed)),
                 restore_to: observation.restore_to,
                 contenders: observation.contenders,
+                users,
             };
             let unchanged = status == previous;
             status.common.last_sync_time = Some(sync_time(
@@ -458,6 +469,7 @@ async fn enforce(
     };
     Ok(Observation {
         endpoint,
+        client,
         observed,
         conditions,
         restore_to,
@@ -475,6 +487,15 @@ async fn cleanup(
     let status = policy.status.clone().unwrap_or_default();
     let is_owner =
         conditions::find(&status.common.conditions, READY).is_none_or(|c| c.reason != "Conflict");
+    if is_owner {
+        // Its gauges go with it; a contender that takes over counts the directory afresh.
+        ctx.base.metrics.forget_directory(&spec.directory_id);
+        if let Ok(endpoint) = Endpoint::resolve(spec.endpoint.as_deref(), || {
+            Endpoint::cloudsso(&spec.region)
+        }) {
+            ctx.base.censuses.forget(&endpoint, &spec.directory_id);
+        }
+    }
     if spec.deletion_policy == DeletionPolicy::Orphan || !is_owner {
         return Ok(Action::await_change());
     }

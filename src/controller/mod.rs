@@ -1,5 +1,6 @@
 //! The controllers of the three kinds and their wiring (`cloudsso-mfa-operator run`).
 
+pub mod census;
 pub mod conditions;
 pub mod context;
 pub mod directory;
@@ -12,7 +13,7 @@ use std::hash::{Hash, Hasher};
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures::{StreamExt, future};
+use futures::{FutureExt, StreamExt, future};
 use k8s_openapi::api::core::v1::Secret;
 use kube::api::{Api, ListParams};
 use kube::runtime::controller::{Action, Config as ControllerConfig, Controller};
@@ -27,6 +28,9 @@ use context::{CloudClients, Context, Settings, backoff};
 use directory::{DirectoryContext, PolicyIndex, UserIndex};
 use error::ReconcileError;
 
+use crate::leader::{LeaderElector, LeaseSettings};
+use crate::telemetry::{self, Health, Metrics};
+
 /// What `run` needs from the command line.
 #[derive(Debug, Clone)]
 pub struct RunOptions {
@@ -34,6 +38,9 @@ pub struct RunOptions {
     pub max_concurrent_reconciles: u16,
     pub cloud_qps: std::num::NonZeroU32,
     pub watch_namespace: Option<String>,
+    pub metrics_addr: std::net::SocketAddr,
+    /// Take this Lease before reconciling; None runs as the only replica.
+    pub leader_election: Option<LeaseSettings>,
 }
 
 /// Reconcile when the spec, deletion or finalizers change; not for our own status writes.
@@ -97,8 +104,7 @@ where
 }
 
 /// A controller for one kind: its objects (filtered to spec and lifecycle changes) in `store`, and
-/// the Secrets they name, so a changed credential re-queues its users. Stops on SIGTERM/SIGINT
-/// after the reconciles in flight finish.
+/// the Secrets they name, so a changed credential re-queues its users.
 fn controller_for<K>(
     api: Api<K>,
     store: reflector::Store<K>,
@@ -119,17 +125,94 @@ where
         .default_backoff()
         .applied_objects()
         .predicate_filter(spec_or_lifecycle, Default::default());
-    Controller::for_stream(stream, store.clone())
-        .watches(
-            secrets.clone(),
-            watcher::Config::default(),
-            users_of_secret(store, secret_ref),
-        )
-        .shutdown_on_signal()
+    Controller::for_stream(stream, store.clone()).watches(
+        secrets.clone(),
+        watcher::Config::default(),
+        users_of_secret(store, secret_ref),
+    )
 }
 
+/// Resolves once SIGTERM or SIGINT arrived (cloneable: every waiter sees the same signal).
+#[derive(Clone)]
+pub struct Shutdown(tokio::sync::watch::Receiver<bool>);
+
+impl Shutdown {
+    /// Listens for SIGTERM and SIGINT from now on.
+    pub fn on_signals() -> std::io::Result<Self> {
+        use tokio::signal::unix::{SignalKind, signal};
+        let mut terminate = signal(SignalKind::terminate())?;
+        let mut interrupt = signal(SignalKind::interrupt())?;
+        let (sender, receiver) = tokio::sync::watch::channel(false);
+        tokio::spawn(async move {
+            tokio::select! {
+                _ = terminate.recv() => tracing::info!("SIGTERM: finishing the reconciles in flight, then stopping"),
+                _ = interrupt.recv() => tracing::info!("SIGINT: finishing the reconciles in flight, then stopping"),
+            }
+            let _ = sender.send(true);
+            // Keep the sender alive so waiters see `true`, not a closed channel.
+            futures::future::pending::<()>().await;
+        });
+        Ok(Self(receiver))
+    }
+
+    pub async fn wait(self) {
+        let mut receiver = self.0;
+        let _ = receiver.wait_for(|signalled| *signalled).await;
+    }
+}
+
+/// Wraps a reconcile function so that each run is counted and timed in the metrics.
+fn measured<K, C, F, Fut>(
+    kind: &'static str,
+    metrics: Arc<Metrics>,
+    reconcile: F,
+) -> impl FnMut(Arc<K>, Arc<C>) -> futures::future::BoxFuture<'static, Result<Action, ReconcileError>>
+where
+    F: Fn(Arc<K>, Arc<C>) -> Fut,
+    Fut: std::future::Future<Output = Result<Action, ReconcileError>> + Send + 'static,
+{
+    move |object, ctx| {
+        let metrics = metrics.clone();
+        let run = reconcile(object, ctx);
+        Box::pin(async move {
+            let started = std::time::Instant::now();
+            let result = run.await;
+            metrics.reconcile_finished(
+                kind,
+                started.elapsed(),
+                result.as_ref().err().map(ReconcileError::reason),
+            );
+            result
+        })
+    }
+}
+
+/// Everything `run` starts, in order: the metrics and health server, the check that the API
+/// server and the CRDs answer, the leader Lease when asked for, and the three controllers, which
+/// finish their reconciles in flight on SIGTERM before the Lease is released.
 pub async fn run(options: RunOptions) -> Result<(), String> {
     cloud::install_crypto_provider();
+    let shutdown =
+        Shutdown::on_signals().map_err(|error| format!("cannot listen for signals: {error}"))?;
+    let metrics = Arc::new(Metrics::new());
+    let health = Arc::new(Health::default());
+    let listener = tokio::net::TcpListener::bind(options.metrics_addr)
+        .await
+        .map_err(|error| format!("--metrics-addr {}: {error}", options.metrics_addr))?;
+    let served_at = listener
+        .local_addr()
+        .map_err(|error| format!("--metrics-addr {}: {error}", options.metrics_addr))?;
+    tracing::info!(address = %served_at, "serving /metrics, /healthz and /readyz");
+    let (stop_server, server_stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(telemetry::server::serve(
+        listener,
+        metrics.clone(),
+        health.clone(),
+        async move {
+            let _ = server_stopped.await;
+        },
+    ));
+
     let client = kube::Client::try_default().await.map_err(|error| {
         format!("cannot reach Kubernetes (KUBECONFIG or in-cluster config): {error}")
     })?;
@@ -143,9 +226,68 @@ pub async fn run(options: RunOptions) -> Result<(), String> {
             }
             other => format!("cannot list DirectoryMfaPolicies: {other}"),
         })?;
+    health.set_ready(true);
 
-    let http =
-        cloud::http_client().map_err(|error| format!("cannot build an HTTP client: {error}"))?;
+    let elector = options
+        .leader_election
+        .clone()
+        .map(|settings| LeaderElector::new(client.clone(), settings));
+    if let Some(elector) = &elector {
+        tracing::info!(lease = %elector.lease(), identity = elector.identity(), "waiting to become the leader");
+        tokio::select! {
+            () = elector.acquire() => {}
+            () = shutdown.clone().wait() => {
+                tracing::info!("stopped while standing by");
+                let _ = stop_server.send(());
+                return Ok(());
+            }
+        }
+    }
+    metrics.set_leader(true);
+
+    let controllers = run_controllers(client, &options, metrics.clone(), shutdown.clone().wait());
+    let outcome = match &elector {
+        None => {
+            controllers.await;
+            Ok(())
+        }
+        Some(elector) => {
+            tokio::select! {
+                () = controllers => {
+                    elector.release().await;
+                    Ok(())
+                }
+                lost = elector.hold() => {
+                    metrics.set_leader(false);
+                    // Like controller-runtime: stop at once, so two replicas never reconcile together;
+                    // the Deployment restarts this one as a standby.
+                    Err(format!("lost leadership: {lost}"))
+                }
+            }
+        }
+    };
+    metrics.set_leader(false);
+    let _ = stop_server.send(());
+    if let Ok(Err(error)) = server.await {
+        tracing::warn!(%error, "the metrics server failed");
+    }
+    outcome
+}
+
+async fn run_controllers(
+    client: kube::Client,
+    options: &RunOptions,
+    metrics: Arc<Metrics>,
+    shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static,
+) {
+    let shutdown = shutdown.shared();
+    let http = match cloud::http_client() {
+        Ok(http) => http,
+        Err(error) => {
+            tracing::error!(%error, "cannot build an HTTP client");
+            return;
+        }
+    };
     let default_source =
         CredentialSource::from_env(http.clone()).map_err(|error| error.to_string());
     if let Err(error) = &default_source {
@@ -157,10 +299,11 @@ pub async fn run(options: RunOptions) -> Result<(), String> {
     };
     let ctx = Arc::new(Context::new(
         client.clone(),
-        CloudClients::new(http, default_source, client_config.clone()),
+        CloudClients::new(http, default_source, client_config.clone(), metrics.clone()),
         Settings {
             resync_interval: options.resync_interval,
         },
+        metrics.clone(),
     ));
     let controller_config =
         ControllerConfig::default().concurrency(options.max_concurrent_reconciles);
@@ -192,9 +335,10 @@ pub async fn run(options: RunOptions) -> Result<(), String> {
         |p: &DirectoryMfaPolicy| p.spec.credentials_secret_ref.as_ref(),
     )
     .with_config(controller_config.clone())
+    .graceful_shutdown_on(shutdown.clone())
     .reconcile_on(woken_policies)
     .run(
-        directory::reconcile,
+        measured("DirectoryMfaPolicy", metrics.clone(), directory::reconcile),
         |object, error, ctx: Arc<DirectoryContext>| error_policy(object, error, &ctx.base),
         directory_ctx,
     )
@@ -207,9 +351,10 @@ pub async fn run(options: RunOptions) -> Result<(), String> {
         |u: &UserMfaSetting| u.spec.credentials_secret_ref.as_ref(),
     )
     .with_config(controller_config.clone())
+    .graceful_shutdown_on(shutdown.clone())
     .reconcile_on(woken_users)
     .run(
-        user::reconcile,
+        measured("UserMfaSetting", metrics.clone(), user::reconcile),
         |object, error, ctx: Arc<Context>| error_policy(object, error, &ctx),
         ctx.clone(),
     )
@@ -222,8 +367,9 @@ pub async fn run(options: RunOptions) -> Result<(), String> {
         |r: &RamUserMfaStatus| r.spec.credentials_secret_ref.as_ref(),
     )
     .with_config(controller_config)
+    .graceful_shutdown_on(shutdown)
     .run(
-        ram::reconcile,
+        measured("RamUserMfaStatus", metrics.clone(), ram::reconcile),
         |object, error, ctx: Arc<Context>| error_policy(object, error, &ctx),
         ctx.clone(),
     )
@@ -231,6 +377,5 @@ pub async fn run(options: RunOptions) -> Result<(), String> {
 
     tracing::info!(resync = ?options.resync_interval, namespace = ?options.watch_namespace, "controllers started");
     futures::join!(directories, users, rams);
-    tracing::info!("controllers stopped");
-    Ok(())
+    tracing::info!("controllers stopped; every reconcile in flight finished");
 }

@@ -1,0 +1,364 @@
+//! The operator's Prometheus metrics: reconciles, cloud API calls, the client-side rate limiter,
+//! leadership, and the MFA compliance of each directory.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::{Registry, Unit};
+
+use crate::cloud::CallObserver;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct KindLabels {
+    pub kind: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ReconcileErrorLabels {
+    pub kind: String,
+    /// The condition reason the failure reports (CredentialsInvalid, Throttled, ...).
+    pub reason: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct CloudCallLabels {
+    /// `cloudsso` or `ims`.
+    pub api: String,
+    pub action: String,
+    /// `ok`, or the API's error code, or a transport failure (`timeout`, `connection`, ...).
+    pub outcome: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct CloudActionLabels {
+    pub api: String,
+    pub action: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct DirectoryLabels {
+    pub directory: String,
+}
+
+type HistogramFamily<L> = Family<L, Histogram, fn() -> Histogram>;
+
+fn reconcile_buckets() -> Histogram {
+    // 5 ms .. ~41 s
+    Histogram::new(exponential_buckets(0.005, 2.0, 14))
+}
+
+fn call_buckets() -> Histogram {
+    // 1 ms .. ~16 s
+    Histogram::new(exponential_buckets(0.001, 2.0, 15))
+}
+
+/// How many users of a directory are in each MFA state, from one census of the directory.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct DirectoryCompliance {
+    pub users: u64,
+    pub mfa_disabled: u64,
+    pub mfa_enabled_without_device: u64,
+}
+
+pub struct Metrics {
+    registry: Registry,
+    reconciles: Family<KindLabels, Counter>,
+    reconcile_errors: Family<ReconcileErrorLabels, Counter>,
+    reconcile_duration: HistogramFamily<KindLabels>,
+    cloud_calls: Family<CloudCallLabels, Counter>,
+    cloud_call_duration: HistogramFamily<CloudActionLabels>,
+    cloud_throttled: Family<CloudActionLabels, Counter>,
+    rate_limiter_wait: Histogram,
+    leader: Gauge,
+    directory_users: Family<DirectoryLabels, Gauge>,
+    users_mfa_disabled: Family<DirectoryLabels, Gauge>,
+    users_without_device: Family<DirectoryLabels, Gauge>,
+}
+
+impl std::fmt::Debug for Metrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Metrics").finish_non_exhaustive()
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    pub fn new() -> Self {
+        let mut registry = Registry::with_prefix("cloudsso_mfa_operator");
+        let metrics = Self {
+            reconciles: Family::default(),
+            reconcile_errors: Family::default(),
+            reconcile_duration: Family::new_with_constructor(reconcile_buckets),
+            cloud_calls: Family::default(),
+            cloud_call_duration: Family::new_with_constructor(call_buckets),
+            cloud_throttled: Family::default(),
+            rate_limiter_wait: Histogram::new(exponential_buckets(0.001, 4.0, 9)),
+            leader: Gauge::default(),
+            directory_users: Family::default(),
+            users_mfa_disabled: Family::default(),
+            users_without_device: Family::default(),
+            registry: Registry::default(),
+        };
+        registry.register(
+            "reconciles",
+            "Reconciles run, by kind",
+            metrics.reconciles.clone(),
+        );
+        registry.register(
+            "reconcile_errors",
+            "Reconciles that failed, by kind and the reason their Ready condition reports",
+            metrics.reconcile_errors.clone(),
+        );
+        registry.register_with_unit(
+            "reconcile_duration",
+            "Time one reconcile took, by kind",
+            Unit::Seconds,
+            metrics.reconcile_duration.clone(),
+        );
+        registry.register(
+            "cloud_api_calls",
+            "Cloud API requests (each attempt), by API, action and outcome (ok or the error code)",
+            metrics.cloud_calls.clone(),
+        );
+        registry.register_with_unit(
+            "cloud_api_call_duration",
+            "Time one cloud API request took, by API and action",
+            Unit::Seconds,
+            metrics.cloud_call_duration.clone(),
+        );
+        registry.register(
+            "cloud_api_throttled",
+            "Cloud API requests the cloud answered with a throttling error, by API and action",
+            metrics.cloud_throttled.clone(),
+        );
+        registry.register_with_unit(
+            "rate_limiter_wait",
+            "Time a cloud API request waited for the client-side rate limiter (the sum is the total wait)",
+            Unit::Seconds,
+            metrics.rate_limiter_wait.clone(),
+        );
+        registry.register(
+            "leader",
+            "1 while this process holds the leader Lease (or runs without leader election), else 0",
+            metrics.leader.clone(),
+        );
+        registry.register(
+            "directory_users",
+            "Users in a CloudSSO directory, at its last census",
+            metrics.directory_users.clone(),
+        );
+        registry.register(
+            "directory_users_mfa_disabled",
+            "Users of a CloudSSO directory whose own MFA setting is Disabled",
+            metrics.users_mfa_disabled.clone(),
+        );
+        registry.register(
+            "directory_users_mfa_enabled_without_device",
+            "Users of a CloudSSO directory with MFA Enabled but no MFA device bound",
+            metrics.users_without_device.clone(),
+        );
+        Self {
+            registry,
+            ..metrics
+        }
+    }
+
+    /// The exposition in the OpenMetrics text format (which Prometheus scrapes natively).
+    pub fn encode(&self) -> Result<String, std::fmt::Error> {
+        let mut text = String::new();
+        prometheus_client::encoding::text::encode(&mut text, &self.registry)?;
+        Ok(text)
+    }
+
+    pub fn reconcile_finished(&self, kind: &str, elapsed: Duration, error_reason: Option<&str>) {
+        let labels = KindLabels { kind: kind.into() };
+        self.reconciles.get_or_create(&labels).inc();
+        self.reconcile_duration
+            .get_or_create(&labels)
+            .observe(elapsed.as_secs_f64());
+        if let Some(reason) = error_reason {
+            self.reconcile_errors
+                .get_or_create(&ReconcileErrorLabels {
+                    kind: kind.into(),
+                    reason: reason.into(),
+                })
+                .inc();
+        }
+    }
+
+    pub fn set_leader(&self, leading: bool) {
+        self.leader.set(i64::from(leading));
+    }
+
+    pub fn set_compliance(&self, directory: &str, compliance: DirectoryCompliance) {
+        let labels = DirectoryLabels {
+            directory: directory.into(),
+        };
+        let as_gauge = |count: u64| i64::try_from(count).unwrap_or(i64::MAX);
+        self.directory_users
+            .get_or_create(&labels)
+            .set(as_gauge(compliance.users));
+        self.users_mfa_disabled
+            .get_or_create(&labels)
+            .set(as_gauge(compliance.mfa_disabled));
+        self.users_without_device
+            .get_or_create(&labels)
+            .set(as_gauge(compliance.mfa_enabled_without_device));
+    }
+
+    /// Drops a directory's gauges (its policy was deleted), so no stale series stays behind.
+    pub fn forget_directory(&self, directory: &str) {
+        let labels = DirectoryLabels {
+            directory: directory.into(),
+        };
+        self.directory_users.remove(&labels);
+        self.users_mfa_disabled.remove(&labels);
+        self.users_without_device.remove(&labels);
+    }
+
+    /// A [`CallObserver`] for one API's client.
+    pub fn cloud_observer(self: &Arc<Self>, api: &'static str) -> Arc<dyn CallObserver> {
+        Arc::new(CloudCallRecorder {
+            api,
+            metrics: self.clone(),
+        })
+    }
+}
+
+struct CloudCallRecorder {
+    api: &'static str,
+    metrics: Arc<Metrics>,
+}
+
+impl CallObserver for CloudCallRecorder {
+    fn call_finished(&self, action: &str, outcome: &str, throttled: bool, elapsed: Duration) {
+        let action_labels = CloudActionLabels {
+            api: self.api.into(),
+            action: action.into(),
+        };
+        self.metrics
+            .cloud_calls
+            .get_or_create(&CloudCallLabels {
+                api: self.api.into(),
+                action: action.into(),
+                outcome: outcome.into(),
+            })
+            .inc();
+        self.metrics
+            .cloud_call_duration
+            .get_or_create(&action_labels)
+            .observe(elapsed.as_secs_f64());
+        if throttled {
+            self.metrics
+                .cloud_throttled
+                .get_or_create(&action_labels)
+                .inc();
+        }
+    }
+
+    fn rate_limit_waited(&self, waited: Duration) {
+        self.metrics.rate_limiter_wait.observe(waited.as_secs_f64());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample(text: &str, prefix: &str) -> Option<f64> {
+        text.lines()
+            .find(|line| line.starts_with(prefix))
+            .and_then(|line| line.rsplit(' ').next())
+            .and_then(|value| value.parse().ok())
+    }
+
+    #[test]
+    fn reconciles_errors_and_calls_are_counted_by_their_labels() {
+        let metrics = Arc::new(Metrics::new());
+        metrics.reconcile_finished("UserMfaSetting", Duration::from_millis(20), None);
+        metrics.reconcile_finished(
+            "UserMfaSetting",
+            Duration::from_millis(20),
+            Some("Throttled"),
+        );
+        let observer = metrics.cloud_observer("cloudsso");
+        observer.call_finished("ListUsers", "ok", false, Duration::from_millis(3));
+        observer.call_finished(
+            "ListUsers",
+            "Throttling.User",
+            true,
+            Duration::from_millis(3),
+        );
+        observer.rate_limit_waited(Duration::from_millis(250));
+        let text = metrics.encode().unwrap();
+        assert_eq!(
+            sample(
+                &text,
+                "cloudsso_mfa_operator_reconciles_total{kind=\"UserMfaSetting\"}"
+            ),
+            Some(2.0)
+        );
+        assert_eq!(
+            sample(
+                &text,
+                "cloudsso_mfa_operator_reconcile_errors_total{kind=\"UserMfaSetting\",reason=\"Throttled\"}"
+            ),
+            Some(1.0)
+        );
+        assert_eq!(
+            sample(
+                &text,
+                "cloudsso_mfa_operator_cloud_api_calls_total{api=\"cloudsso\",action=\"ListUsers\",outcome=\"Throttling.User\"}"
+            ),
+            Some(1.0)
+        );
+        assert_eq!(
+            sample(
+                &text,
+                "cloudsso_mfa_operator_cloud_api_throttled_total{api=\"cloudsso\",action=\"ListUsers\"}"
+            ),
+            Some(1.0)
+        );
+        assert_eq!(
+            sample(
+                &text,
+                "cloudsso_mfa_operator_rate_limiter_wait_seconds_sum "
+            ),
+            Some(0.25)
+        );
+        assert!(text.ends_with("# EOF\n"), "{text}");
+    }
+
+    #[test]
+    fn compliance_gauges_are_set_and_forgotten_per_directory() {
+        let metrics = Metrics::new();
+        metrics.set_compliance(
+            "d-1",
+            DirectoryCompliance {
+                users: 3,
+                mfa_disabled: 1,
+                mfa_enabled_without_device: 2,
+            },
+        );
+        let text = metrics.encode().unwrap();
+        assert_eq!(
+            sample(
+                &text,
+                "cloudsso_mfa_operator_directory_users_mfa_enabled_without_device{directory=\"d-1\"}"
+            ),
+            Some(2.0)
+        );
+        metrics.forget_directory("d-1");
+        assert!(!metrics.encode().unwrap().contains("d-1"));
+    }
+}

@@ -23,6 +23,8 @@ pub const ROOT: &str = env!("CARGO_MANIFEST_DIR");
 pub struct ClusterInfo {
     pub kubeconfig: PathBuf,
     pub kubectl: PathBuf,
+    /// helm: from PATH when KUBECONFIG is given (HELM overrides), else the cached build.
+    pub helm: PathBuf,
     pub server_version: String,
 }
 
@@ -89,6 +91,11 @@ pub async fn cluster() -> ClusterInfo {
                 }
                 None => PathBuf::from(run_script(&["hack/build-control-plane.sh"])).join("kubectl"),
             };
+            let helm = match std::env::var_os("HELM") {
+                Some(path) => PathBuf::from(path),
+                None if std::env::var_os("KUBECONFIG").is_some() && which("helm") => "helm".into(),
+                None => PathBuf::from(run_script(&["hack/build-control-plane.sh"])).join("helm"),
+            };
             let client = client_for(&kubeconfig).await;
             let version = client
                 .apiserver_version()
@@ -103,6 +110,7 @@ pub async fn cluster() -> ClusterInfo {
             ClusterInfo {
                 kubeconfig,
                 kubectl,
+                helm,
                 server_version: version.git_version,
             }
         })
@@ -207,11 +215,141 @@ impl Operator {
     pub async fn stop(mut self) {
         let _ = self.child.kill().await;
     }
+
+    /// SIGKILL: the process dies without cleaning up (a crashed or evicted pod).
+    pub async fn kill(&mut self) {
+        let _ = self.child.kill().await;
+    }
+
+    /// SIGTERM: what the kubelet sends before stopping a pod.
+    pub fn terminate(&self) {
+        let pid = self.child.id().expect("operator still running");
+        let status = std::process::Command::new("kill")
+            .args(["-TERM", &pid.to_string()])
+            .status()
+            .expect("kill runs");
+        assert!(status.success(), "kill -TERM {pid} failed");
+    }
+
+    /// Waits for the process to exit.
+    pub async fn wait_exit(&mut self, timeout: Duration) -> std::process::ExitStatus {
+        tokio::time::timeout(timeout, self.child.wait())
+            .await
+            .unwrap_or_else(|_| {
+                panic!(
+                    "operator still running after {timeout:?}\n{}",
+                    self.log_tail()
+                )
+            })
+            .expect("wait for operator")
+    }
+
+    /// The JSON log lines written so far (the harness runs the operator with LOG_FORMAT=json).
+    pub fn log_lines(&self) -> Vec<serde_json::Value> {
+        std::fs::read_to_string(&self.log)
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|line| serde_json::from_str(line).ok())
+            .collect()
+    }
+
+    /// Whether a log line's message contains `text`.
+    pub fn logged(&self, text: &str) -> bool {
+        self.log_lines().iter().any(|line| {
+            line["fields"]["message"]
+                .as_str()
+                .is_some_and(|message| message.contains(text))
+        })
+    }
+
+    /// Where /metrics is served, as the operator logged it once it bound the port.
+    pub async fn metrics_address(&self) -> String {
+        eventually(
+            "the operator to log its metrics address",
+            Duration::from_secs(20),
+            || async {
+                self.log_lines().into_iter().find_map(|line| {
+                    line["fields"]["address"]
+                        .as_str()
+                        .filter(|_| {
+                            line["fields"]["message"]
+                                .as_str()
+                                .is_some_and(|m| m.starts_with("serving /metrics"))
+                        })
+                        .map(String::from)
+                })
+            },
+            Option::is_some,
+        )
+        .await
+        .unwrap()
+    }
+
+    /// GET `path` on the metrics server; (HTTP status, body).
+    pub async fn http_get(&self, path: &str) -> (u16, String) {
+        let url = format!("http://{}{path}", self.metrics_address().await);
+        let response = reqwest::get(&url)
+            .await
+            .unwrap_or_else(|error| panic!("GET {url}: {error}"));
+        let status = response.status().as_u16();
+        (status, response.text().await.unwrap_or_default())
+    }
+
+    /// One scrape of /metrics.
+    pub async fn scrape(&self) -> Metrics {
+        let (status, body) = self.http_get("/metrics").await;
+        assert_eq!(status, 200, "{body}");
+        Metrics(body)
+    }
+}
+
+/// A scrape of /metrics in the OpenMetrics text format.
+#[derive(Debug, Clone)]
+pub struct Metrics(pub String);
+
+impl Metrics {
+    /// The value of the series `name{labels}`: every `key="value"` in `labels` must match (other
+    /// labels are allowed); the sum when several series match; None when none does.
+    pub fn value(&self, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
+        let mut found = None;
+        for line in self.0.lines().filter(|l| !l.starts_with('#')) {
+            let (series, value) = match line.rsplit_once(' ') {
+                Some(parts) => parts,
+                None => continue,
+            };
+            let (series_name, series_labels) = match series.split_once('{') {
+                Some((n, rest)) => (n, rest.trim_end_matches('}')),
+                None => (series, ""),
+            };
+            if series_name != name {
+                continue;
+            }
+            if labels.iter().all(|(k, v)| {
+                series_labels
+                    .split(',')
+                    .any(|pair| pair == format!("{k}=\"{v}\""))
+            }) {
+                let value: f64 = value.parse().unwrap_or(f64::NAN);
+                found = Some(found.unwrap_or(0.0) + value);
+            }
+        }
+        found
+    }
 }
 
 impl TestContext {
     /// Starts `cloudsso-mfa-operator run` for this namespace with a short resync.
     pub async fn start_operator(&self, resync: &str, env: &[(&str, &str)]) -> Operator {
+        self.start_operator_with(resync, &[], env).await
+    }
+
+    /// Like `start_operator`, with extra command-line arguments (env may override KUBECONFIG).
+    pub async fn start_operator_with(
+        &self,
+        resync: &str,
+        args: &[&str],
+        env: &[(&str, &str)],
+    ) -> Operator {
         let dir = tempfile::tempdir().expect("temp dir");
         let log = dir.path().join("operator.log");
         let file = std::fs::File::create(&log).expect("log file");
@@ -224,6 +362,8 @@ impl TestContext {
                 &self.namespace,
             ])
             .args(["--metrics-addr", "127.0.0.1:0"])
+            .args(args)
+            .env("LOG_FORMAT", "json")
             .env_remove("ALIBABA_CLOUD_ACCESS_KEY_ID")
             .env_remove("ALIBABA_CLOUD_ACCESS_KEY_SECRET")
             .env("KUBECONFIG", &self.cluster.kubeconfig)

@@ -492,3 +492,59 @@ pub fn condition(
             )
         })
 }
+
+pub const CHART: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/deploy/helm/cloudsso-mfa-operator"
+);
+
+impl TestContext {
+    /// `helm ARGS --namespace <namespace>` against the test cluster; (success, stdout, stderr).
+    pub async fn helm(&self, args: &[&str]) -> (bool, String, String) {
+        let output = tokio::process::Command::new(&self.cluster.helm)
+            .args(args)
+            .args(["--namespace", &self.namespace])
+            .env("KUBECONFIG", &self.cluster.kubeconfig)
+            .output()
+            .await
+            .expect("helm runs");
+        (
+            output.status.success(),
+            String::from_utf8_lossy(&output.stdout).to_string(),
+            String::from_utf8_lossy(&output.stderr).to_string(),
+        )
+    }
+
+    /// A kubeconfig that authenticates as ServiceAccount `name` of the test namespace, with a
+    /// token from the TokenRequest API (what a pod's projected token is). Lives in `dir`.
+    pub async fn service_account_kubeconfig(&self, name: &str, dir: &Path) -> PathBuf {
+        let (ok, token, stderr) = self
+            .kubectl(&["create", "token", name, "--duration", "1h"])
+            .await;
+        assert!(ok, "kubectl create token {name}: {stderr}");
+        let admin = std::fs::read_to_string(&self.cluster.kubeconfig).expect("kubeconfig");
+        let mut config: serde_yaml::Value = serde_yaml::from_str(&admin).expect("kubeconfig YAML");
+        let user = format!("system:serviceaccount:{}:{name}", self.namespace);
+        config["users"] = serde_yaml::to_value(vec![serde_json::json!({
+            "name": user, "user": {"token": token.trim()}
+        })])
+        .unwrap();
+        let current = config["current-context"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        for context in config["contexts"].as_sequence_mut().expect("contexts") {
+            if context["name"].as_str() == Some(current.as_str()) {
+                context["context"]["user"] = serde_yaml::Value::String(user.clone());
+            }
+        }
+        let path = dir.join(format!("{name}.kubeconfig"));
+        std::fs::write(&path, serde_yaml::to_string(&config).unwrap()).expect("write kubeconfig");
+        path
+    }
+
+    /// A client for a kubeconfig file (e.g. a ServiceAccount's).
+    pub async fn client_for(&self, kubeconfig: &Path) -> Client {
+        client_for(kubeconfig).await
+    }
+}

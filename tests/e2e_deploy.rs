@@ -1,0 +1,305 @@
+//! The Helm chart against a real kube-apiserver: it lints and renders, installs with
+//! `helm install`, its pod passes the "restricted" Pod Security profile, and its ServiceAccount's
+//! RBAC is exactly enough: the operator running as that ServiceAccount reconciles every kind and
+//! is denied what its rules leave out.
+
+mod common;
+mod harness;
+
+use std::time::Duration;
+
+use cloudsso_mfa_operator::api::{DirectoryMfaPolicy, RamUserMfaStatus, UserMfaSetting};
+use common::*;
+use harness::{CHART, TestContext, condition, eventually};
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::coordination::v1::Lease;
+use k8s_openapi::api::core::v1::{Namespace, Pod, Secret};
+use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
+use serde_json::{Value, json};
+
+const WAIT: Duration = Duration::from_secs(40);
+const SECRET: &str = "cloud-keys";
+
+/// `helm template` with `--set` pairs; the rendered documents as JSON, or helm's stderr.
+async fn render(ctx: &TestContext, sets: &[&str]) -> Result<Vec<Value>, String> {
+    let mut args = vec!["template", "rel", CHART];
+    for set in sets {
+        args.extend(["--set", set]);
+    }
+    let (ok, stdout, stderr) = ctx.helm(&args).await;
+    if !ok {
+        return Err(stderr);
+    }
+    Ok(serde_yaml::Deserializer::from_str(&stdout)
+        .filter_map(|document| {
+            let value: Value = serde::Deserialize::deserialize(document).ok()?;
+            (!value.is_null()).then_some(value)
+        })
+        .collect())
+}
+
+fn kinds(documents: &[Value]) -> Vec<String> {
+    let mut kinds: Vec<String> = documents
+        .iter()
+        .map(|d| d["kind"].as_str().unwrap_or_default().to_string())
+        .collect();
+    kinds.sort();
+    kinds
+}
+
+fn find<'a>(documents: &'a [Value], kind: &str) -> &'a Value {
+    documents
+        .iter()
+        .find(|d| d["kind"] == kind)
+        .unwrap_or_else(|| panic!("no {kind} rendered"))
+}
+
+fn env_of(deployment: &Value) -> Vec<Value> {
+    deployment["spec"]["template"]["spec"]["containers"][0]["env"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+}
+
+#[tokio::test]
+async fn chart_lints_renders_every_option_and_refuses_bad_values() {
+    harness::with_namespace("chart-render", |ctx| async move {
+        let (ok, stdout, stderr) = ctx.helm(&["lint", "--strict", CHART]).await;
+        assert!(ok, "helm lint: {stdout}{stderr}");
+
+        let defaults = render(&ctx, &[]).await.unwrap();
+        assert_eq!(
+            kinds(&defaults),
+            ["ClusterRole", "ClusterRoleBinding", "Deployment", "PodDisruptionBudget", "Role", "RoleBinding", "Service", "ServiceAccount"]
+        );
+        let deployment = find(&defaults, "Deployment");
+        assert_eq!(deployment["spec"]["replicas"], 2);
+        let pod = &deployment["spec"]["template"]["spec"];
+        assert_eq!(pod["containers"][0]["livenessProbe"]["httpGet"]["path"], "/healthz");
+        assert_eq!(pod["containers"][0]["readinessProbe"]["httpGet"]["path"], "/readyz");
+        assert!(env_of(deployment).contains(&json!({"name": "LEADER_ELECTION", "value": "true"})));
+        let leases = find(&defaults, "Role");
+        assert_eq!(leases["rules"][1]["resourceNames"], json!(["cloudsso-mfa-operator"]));
+
+        // Credentials from an existing Secret, or RRSA; a ServiceMonitor; one namespace only.
+        let secret = render(&ctx, &["credentials.existingSecret=keys"]).await.unwrap();
+        let env = env_of(find(&secret, "Deployment"));
+        assert!(env.iter().any(|e| e["name"] == "ALIBABA_CLOUD_ACCESS_KEY_ID"
+            && e["valueFrom"]["secretKeyRef"] == json!({"name": "keys", "key": "accessKeyId"})));
+        let rrsa = render(&ctx, &[
+            "credentials.rrsa.enabled=true",
+            "credentials.rrsa.roleArn=acs:ram::1234:role/mfa-operator",
+            "credentials.rrsa.oidcProviderArn=acs:ram::1234:oidc-provider/ack-rrsa-c1",
+            "metrics.serviceMonitor.enabled=true",
+            "watchNamespace=security",
+        ])
+        .await
+        .unwrap();
+        assert_eq!(
+            find(&rrsa, "ServiceAccount")["metadata"]["annotations"]["pod-identity.alibabacloud.com/role-name"],
+            "mfa-operator"
+        );
+        let deployment = find(&rrsa, "Deployment");
+        let env = env_of(deployment);
+        for name in ["ALIBABA_CLOUD_ROLE_ARN", "ALIBABA_CLOUD_OIDC_PROVIDER_ARN", "ALIBABA_CLOUD_OIDC_TOKEN_FILE"] {
+            assert!(env.iter().any(|e| e["name"] == name), "{name} missing");
+        }
+        assert!(env.contains(&json!({"name": "WATCH_NAMESPACE", "value": "security"})));
+        let volume = &deployment["spec"]["template"]["spec"]["volumes"][0]["projected"]["sources"][0]["serviceAccountToken"];
+        assert_eq!(volume["audience"], "sts.aliyuncs.com");
+        assert_eq!(find(&rrsa, "ServiceMonitor")["spec"]["endpoints"][0]["port"], "metrics");
+        assert!(!kinds(&rrsa).contains(&"ClusterRole".to_string()), "watchNamespace must not need a ClusterRole");
+        assert_eq!(
+            rrsa.iter().filter(|d| d["kind"] == "Role" && d["metadata"]["namespace"] == "security").count(),
+            1
+        );
+
+        // Values that cannot work are refused with the reason.
+        for (sets, reason) in [
+            (vec!["leaderElection.enabled=false"], "replicaCount > 1 needs leaderElection.enabled"),
+            (vec!["credentials.rrsa.enabled=true"], "needs credentials.rrsa.roleArn"),
+            (vec!["metrics.serviceMonitor.enabled=true", "metrics.service.enabled=false"], "needs metrics.service.enabled"),
+        ] {
+            let error = render(&ctx, &sets).await.unwrap_err();
+            assert!(error.contains(reason), "{sets:?}: {error}");
+        }
+        let single = render(&ctx, &["replicaCount=1", "leaderElection.enabled=false"]).await.unwrap();
+        assert!(!kinds(&single).contains(&"PodDisruptionBudget".to_string()));
+    })
+    .await;
+}
+
+/// Installs the chart into the test namespace as `release`; uninstalls when dropped is not
+/// possible in async, so tests call `uninstall` at the end (the namespace goes anyway).
+async fn install(ctx: &TestContext, release: &str, sets: &[&str]) {
+    let mut args = vec!["install", release, CHART, "--set", "image.pullPolicy=Never"];
+    for set in sets {
+        args.extend(["--set", set]);
+    }
+    let (ok, stdout, stderr) = ctx.helm(&args).await;
+    assert!(ok, "helm install: {stdout}{stderr}");
+}
+
+async fn uninstall(ctx: &TestContext, release: &str) {
+    let (ok, _, stderr) = ctx.helm(&["uninstall", release]).await;
+    assert!(ok, "helm uninstall: {stderr}");
+}
+
+fn release_name() -> String {
+    format!("r{:05}", rand::random::<u32>() % 100_000)
+}
+
+#[tokio::test]
+async fn chart_installs_and_its_pod_passes_the_restricted_pod_security_profile() {
+    harness::with_namespace("chart-install", |ctx| async move {
+        let namespaces: Api<Namespace> = Api::all(ctx.client.clone());
+        namespaces
+            .patch(
+                &ctx.namespace,
+                &PatchParams::default(),
+                &Patch::Merge(json!({"metadata": {"labels": {
+                    "pod-security.kubernetes.io/enforce": "restricted",
+                    "pod-security.kubernetes.io/enforce-version": "latest"}}})),
+            )
+            .await
+            .expect("label the namespace restricted");
+        let release = release_name();
+        install(&ctx, &release, &[]).await;
+        let (ok, status, _) = ctx.helm(&["status", &release, "-o", "json"]).await;
+        assert!(ok);
+        let status: Value = serde_json::from_str(&status).unwrap();
+        assert_eq!(status["info"]["status"], "deployed");
+
+        let deployment = ctx
+            .api::<Deployment>()
+            .get(&format!("{release}-cloudsso-mfa-operator"))
+            .await
+            .expect("the chart's Deployment exists");
+        let template = deployment.spec.unwrap().template;
+        let pod_from = |spec: Value| -> Pod {
+            serde_json::from_value(json!({
+                "metadata": {"name": "operator-pod", "labels": template.metadata.as_ref().unwrap().labels},
+                "spec": spec,
+            }))
+            .unwrap()
+        };
+        let spec = serde_json::to_value(template.spec.as_ref().unwrap()).unwrap();
+        let pods = ctx.api::<Pod>();
+        pods.create(&PostParams::default(), &pod_from(spec.clone()))
+            .await
+            .unwrap_or_else(|error| panic!("the restricted namespace rejected the chart's pod: {error}"));
+
+        // The control: without its securityContext the same pod is refused, so the check is real.
+        let mut loose = spec;
+        loose.as_object_mut().unwrap().remove("securityContext");
+        loose["containers"][0].as_object_mut().unwrap().remove("securityContext");
+        let mut pod = pod_from(loose);
+        pod.metadata.name = Some("loose-pod".into());
+        match pods.create(&PostParams::default(), &pod).await {
+            Err(kube::Error::Api(status)) => {
+                assert_eq!(status.code, 403);
+                assert!(status.message.contains("violates PodSecurity"), "{}", status.message);
+            }
+            other => panic!("a pod without securityContext was not refused: {other:?}"),
+        }
+        uninstall(&ctx, &release).await;
+    })
+    .await;
+}
+
+fn ready(status: &Option<impl serde::Serialize>) -> bool {
+    condition(status, "Ready").is_some_and(|(s, _, _)| s == "True")
+}
+
+fn is_forbidden<T: std::fmt::Debug>(result: Result<T, kube::Error>) -> bool {
+    matches!(result, Err(kube::Error::Api(ref status)) if status.code == 403)
+}
+
+#[tokio::test]
+async fn operator_as_the_charts_service_account_reconciles_everything_and_nothing_more() {
+    harness::with_namespace("chart-rbac", |ctx| async move {
+        let (url, _state) = start_emulator().await;
+        ctx.credentials_secret(SECRET, ACCESS_KEY_ID, ACCESS_KEY_SECRET).await;
+        let release = release_name();
+        install(&ctx, &release, &[]).await;
+        let account = format!("{release}-cloudsso-mfa-operator");
+        let dir = tempfile::tempdir().unwrap();
+        let kubeconfig = ctx.service_account_kubeconfig(&account, dir.path()).await;
+        let kubeconfig = kubeconfig.to_str().unwrap();
+        let lease_args = ["--leader-election", "--leader-election-namespace", ctx.namespace.as_str()];
+        let operator = ctx
+            .start_operator_with("5s", &lease_args, &[("KUBECONFIG", kubeconfig), ("POD_NAME", "sa-operator")])
+            .await;
+
+        let common = json!({"directoryId": DIRECTORY, "endpoint": url, "credentialsSecretRef": {"name": SECRET}});
+        let with = |extra: Value| {
+            let mut spec = common.clone();
+            spec.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
+            spec
+        };
+        ctx.apply::<DirectoryMfaPolicy>(json!({"metadata": {"name": "dir"},
+            "spec": with(json!({"mfaAuthenticationSettings": "Enabled"}))})).await;
+        ctx.apply::<UserMfaSetting>(json!({"metadata": {"name": "bob"},
+            "spec": with(json!({"userName": "bob", "userMfaAuthenticationSettings": "Enabled"}))})).await;
+        ctx.apply::<RamUserMfaStatus>(json!({"metadata": {"name": "ram-bob"}, "spec": {
+            "userPrincipalName": "bob@example.onaliyun.com", "endpoint": url,
+            "credentialsSecretRef": {"name": SECRET}}})).await;
+        let dmp = ctx.api::<DirectoryMfaPolicy>();
+        let ums = ctx.api::<UserMfaSetting>();
+        let ram = ctx.api::<RamUserMfaStatus>();
+        let all_ready = || async {
+            (
+                ready(&dmp.get("dir").await.unwrap().status),
+                ready(&ums.get("bob").await.unwrap().status),
+                ready(&ram.get("ram-bob").await.unwrap().status),
+            )
+        };
+        let states = tokio::time::timeout(WAIT, async {
+            loop {
+                let states = all_ready().await;
+                if states == (true, true, true) {
+                    return states;
+                }
+                tokio::time::sleep(Duration::from_millis(250)).await;
+            }
+        })
+        .await;
+        assert!(states.is_ok(), "not all Ready as the ServiceAccount: {:?}\n{}", all_ready().await, operator.log_tail());
+        let holder = ctx.api::<Lease>().get("cloudsso-mfa-operator").await.unwrap().spec.unwrap().holder_identity.unwrap();
+        assert!(holder.starts_with("sa-operator_"), "{holder}");
+        eventually("the Updated Event, published as the ServiceAccount", WAIT,
+            || ctx.events_for("dir"), |events| events.iter().any(|(reason, _)| reason == "Updated")).await;
+        // Finalizers come off as the ServiceAccount too.
+        ums.delete("bob", &DeleteParams::default()).await.unwrap();
+        eventually("bob to be gone", WAIT, || async { ums.get_opt("bob").await.unwrap() }, Option::is_none).await;
+        assert!(!operator.logged("forbidden") && !operator.logged("Forbidden"), "{}", operator.log_tail());
+
+        // What the rules leave out is denied to the same identity.
+        let as_operator = ctx.client_for(std::path::Path::new(kubeconfig)).await;
+        let secrets: Api<Secret> = Api::namespaced(as_operator.clone(), &ctx.namespace);
+        assert!(secrets.get(SECRET).await.is_ok(), "reading a credential Secret is allowed");
+        assert!(is_forbidden(secrets.patch(SECRET, &PatchParams::default(),
+            &Patch::Merge(json!({"stringData": {"accessKeyId": "stolen"}}))).await), "writing a Secret must be denied");
+        let policies: Api<DirectoryMfaPolicy> = Api::namespaced(as_operator.clone(), &ctx.namespace);
+        assert!(is_forbidden(policies.delete("dir", &DeleteParams::default()).await), "deleting a policy must be denied");
+        let system_leases: Api<Lease> = Api::namespaced(as_operator.clone(), "kube-system");
+        assert!(is_forbidden(system_leases.list(&Default::default()).await), "Leases outside its namespace must be denied");
+        let pods: Api<Pod> = Api::namespaced(as_operator, &ctx.namespace);
+        assert!(is_forbidden(pods.list(&Default::default()).await), "pods are none of its business");
+
+        // An operator pointed at a Lease its Role does not name is refused, says so, and never leads.
+        let other = ctx
+            .start_operator_with("5s", &["--leader-election", "--leader-election-namespace", ctx.namespace.as_str(),
+                "--leader-election-id", "someone-elses-lease"], &[("KUBECONFIG", kubeconfig)])
+            .await;
+        eventually("the denied Lease to be reported", WAIT,
+            || async { other.log_lines() },
+            |lines| lines.iter().any(|line| line["fields"]["message"] == "cannot read or write the leader Lease"
+                && line["fields"]["error"].as_str().is_some_and(|e| e.contains("forbidden")))).await;
+        assert_eq!(other.scrape().await.value("cloudsso_mfa_operator_leader", &[]), Some(0.0));
+        other.stop().await;
+        operator.stop().await;
+        uninstall(&ctx, &release).await;
+    })
+    .await;
+}

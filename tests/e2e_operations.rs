@@ -145,6 +145,27 @@ async fn metrics_show_counters_moving_and_compliance_per_directory() {
             json!({"total": 3, "mfaDisabled": 1, "mfaEnabledWithoutDevice": 0})
         );
 
+        // JSON logs name the object of each reconcile and the request id of each cloud call, and
+        // never carry a secret.
+        let lines = operator.log_lines();
+        assert!(
+            lines
+                .iter()
+                .any(|line| line["fields"]["message"] == "cloud call succeeded"
+                    && line["fields"]["request_id"]
+                        .as_str()
+                        .is_some_and(|id| id.len() > 8)
+                    && line["span"]["kind"] == "DirectoryMfaPolicy"
+                    && line["span"]["object"] == format!("{}/dir", ctx.namespace)),
+            "{}",
+            operator.log_tail()
+        );
+        let raw_log = std::fs::read_to_string(&operator.log).unwrap();
+        assert!(
+            !raw_log.contains(ACCESS_KEY_SECRET),
+            "the access key secret reached the log"
+        );
+
         // In the console: bob turns MFA on without binding a device, carol loses her only device.
         change_state(&url, |state| {
             for user in state["directories"][0]["users"].as_array_mut().unwrap() {

@@ -348,7 +348,21 @@ impl ApiClient {
             tracing::debug!(action, %error, "cloud call failed");
             return Err(error);
         }
-        serde_json::from_slice(&body).map_err(|error| CloudError::Decode {
+        let value: serde_json::Value =
+            serde_json::from_slice(&body).map_err(|error| CloudError::Decode {
+                action: action.into(),
+                http_status: status,
+                detail: error.to_string(),
+            })?;
+        // The request id is what Alibaba Cloud support asks for; it is logged for every call.
+        let request_id = value["RequestId"].as_str().unwrap_or("-");
+        tracing::debug!(
+            action,
+            request_id,
+            elapsed_ms = waited.elapsed().as_millis() as u64,
+            "cloud call succeeded"
+        );
+        serde_json::from_value(value).map_err(|error| CloudError::Decode {
             action: action.into(),
             http_status: status,
             detail: error.to_string(),

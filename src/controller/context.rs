@@ -395,6 +395,17 @@ impl Context {
             action: action.into(),
             secondary: None,
         };
+        // Every Event is logged too, with the object, so logs alone tell the story.
+        let object_name = format!(
+            "{}/{}",
+            object.meta().namespace.as_deref().unwrap_or_default(),
+            object.name_any()
+        );
+        if warning {
+            tracing::warn!(kind = %K::kind(&()), object = %object_name, reason, note = event.note.as_deref().unwrap_or_default(), "event");
+        } else {
+            tracing::info!(kind = %K::kind(&()), object = %object_name, reason, note = event.note.as_deref().unwrap_or_default(), "event");
+        }
         if let Err(error) = self.recorder.publish(&event, &object.object_ref(&())).await {
             tracing::warn!(object = %object.name_any(), %error, "could not publish event");
         }

@@ -161,29 +161,45 @@ impl Shutdown {
     }
 }
 
-/// Wraps a reconcile function so that each run is counted and timed in the metrics.
+/// Wraps a reconcile function so that each run is counted and timed in the metrics, and logs
+/// inside it carry the kind and namespace/name (a span of our own target, so it survives the
+/// usual `kube=warn` filter that hides kube-runtime's).
 fn measured<K, C, F, Fut>(
     kind: &'static str,
     metrics: Arc<Metrics>,
     reconcile: F,
 ) -> impl FnMut(Arc<K>, Arc<C>) -> futures::future::BoxFuture<'static, Result<Action, ReconcileError>>
 where
+    K: Resource,
     F: Fn(Arc<K>, Arc<C>) -> Fut,
     Fut: std::future::Future<Output = Result<Action, ReconcileError>> + Send + 'static,
 {
+    use tracing::Instrument;
     move |object, ctx| {
         let metrics = metrics.clone();
+        let span = tracing::info_span!(
+            "reconcile",
+            kind,
+            object = %format!(
+                "{}/{}",
+                object.meta().namespace.as_deref().unwrap_or_default(),
+                object.meta().name.as_deref().unwrap_or_default()
+            )
+        );
         let run = reconcile(object, ctx);
-        Box::pin(async move {
-            let started = std::time::Instant::now();
-            let result = run.await;
-            metrics.reconcile_finished(
-                kind,
-                started.elapsed(),
-                result.as_ref().err().map(ReconcileError::reason),
-            );
-            result
-        })
+        Box::pin(
+            async move {
+                let started = std::time::Instant::now();
+                let result = run.await;
+                metrics.reconcile_finished(
+                    kind,
+                    started.elapsed(),
+                    result.as_ref().err().map(ReconcileError::reason),
+                );
+                result
+            }
+            .instrument(span),
+        )
     }
 }
 

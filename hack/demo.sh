@@ -9,6 +9,7 @@ cd "$ROOT"
 DEMO="$ROOT/.local/demo"
 NAMESPACE=cloudsso-demo
 EMULATOR_ADDR=127.0.0.1:18600
+METRICS_ADDR=127.0.0.1:18680
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-${CLOUDSSO_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/cloudsso-mfa-operator}/target}
 BIN="$CARGO_TARGET_DIR/debug"
 log() { printf '==> %s\n' "$*"; }
@@ -41,12 +42,13 @@ log "installing the CRDs"
 kubectl apply --server-side -f crds/ >/dev/null
 kubectl wait --for condition=established crd -l '!nothing' --all --timeout=60s >/dev/null
 
-log "starting the operator (log: $DEMO/operator.log)"
-"$BIN/cloudsso-mfa-operator" run --resync-interval 20s >"$DEMO/operator.log" 2>&1 &
+kubectl create namespace "$NAMESPACE" --dry-run=client -o yaml | kubectl apply -f - >/dev/null
+log "starting the operator with leader election (log: $DEMO/operator.log, metrics: http://$METRICS_ADDR/metrics)"
+"$BIN/cloudsso-mfa-operator" run --resync-interval 20s --metrics-addr "$METRICS_ADDR" \
+  --leader-election --leader-election-namespace "$NAMESPACE" >"$DEMO/operator.log" 2>&1 &
 echo $! >"$DEMO/operator.pid"
 
 log "applying examples/ in namespace $NAMESPACE"
-kubectl create namespace "$NAMESPACE" --dry-run=client -o yaml | kubectl apply -f - >/dev/null
 kubectl apply -n "$NAMESPACE" -f examples/credentials-secret.yaml -f examples/directory-mfa-policy.yaml \
   -f examples/user-mfa-settings.yaml -f examples/ram-user-mfa-status.yaml >/dev/null
 kubectl wait -n "$NAMESPACE" --for condition=Ready --timeout=60s \
@@ -55,6 +57,8 @@ kubectl wait -n "$NAMESPACE" --for condition=Ready --timeout=60s \
 
 log "kubectl get cloudsso -n $NAMESPACE"
 kubectl get cloudsso -n "$NAMESPACE"
+log "compliance gauges from http://$METRICS_ADDR/metrics"
+curl -fs "http://$METRICS_ADDR/metrics" | grep -E '^cloudsso_mfa_operator_(directory_users|leader)' || true
 cat <<TIP
 
 Try a change:
@@ -62,6 +66,9 @@ Try a change:
   # play a console change: turn bob's MFA off behind the operator's back; it is put back within a resync (20s)
   curl -s http://$EMULATOR_ADDR/_emulator/state | python3 -c 'import json,sys; s=json.load(sys.stdin); [u.update(userMfaAuthenticationSettings="Disabled") for u in s["directories"][0]["users"] if u["userName"]=="bob"]; print(json.dumps(s))' | curl -s -X PUT --data-binary @- http://$EMULATOR_ADDR/_emulator/state
   kubectl get events -n $NAMESPACE --field-selector reason=DriftRepaired -w
+  # who leads, and everything the operator counts
+  kubectl get lease -n $NAMESPACE cloudsso-mfa-operator -o jsonpath='{.spec.holderIdentity}{"\\n"}'
+  curl -s http://$METRICS_ADDR/metrics | grep -v '^#'
   # audit the directory straight from the cloud
   ALIBABA_CLOUD_ACCESS_KEY_ID=LTAI5tDemoAccessKey ALIBABA_CLOUD_ACCESS_KEY_SECRET=demo-secret-not-for-production \\
     $BIN/cloudsso-mfa-operator audit --directory-id d-00fc2p61demo --endpoint http://$EMULATOR_ADDR

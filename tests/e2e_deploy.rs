@@ -218,88 +218,209 @@ fn is_forbidden<T: std::fmt::Debug>(result: Result<T, kube::Error>) -> bool {
 #[tokio::test]
 async fn operator_as_the_charts_service_account_reconciles_everything_and_nothing_more() {
     harness::with_namespace("chart-rbac", |ctx| async move {
-        let (url, _state) = start_emulator().await;
-        ctx.credentials_secret(SECRET, ACCESS_KEY_ID, ACCESS_KEY_SECRET).await;
-        let release = release_name();
-        install(&ctx, &release, &[]).await;
-        let account = format!("{release}-cloudsso-mfa-operator");
-        let dir = tempfile::tempdir().unwrap();
-        let kubeconfig = ctx.service_account_kubeconfig(&account, dir.path()).await;
-        let kubeconfig = kubeconfig.to_str().unwrap();
-        let lease_args = ["--leader-election", "--leader-election-namespace", ctx.namespace.as_str()];
-        let operator = ctx
-            .start_operator_with("5s", &lease_args, &[("KUBECONFIG", kubeconfig), ("POD_NAME", "sa-operator")])
-            .await;
-
-        let common = json!({"directoryId": DIRECTORY, "endpoint": url, "credentialsSecretRef": {"name": SECRET}});
-        let with = |extra: Value| {
-            let mut spec = common.clone();
-            spec.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
-            spec
-        };
-        ctx.apply::<DirectoryMfaPolicy>(json!({"metadata": {"name": "dir"},
-            "spec": with(json!({"mfaAuthenticationSettings": "Enabled"}))})).await;
-        ctx.apply::<UserMfaSetting>(json!({"metadata": {"name": "bob"},
-            "spec": with(json!({"userName": "bob", "userMfaAuthenticationSettings": "Enabled"}))})).await;
-        ctx.apply::<RamUserMfaStatus>(json!({"metadata": {"name": "ram-bob"}, "spec": {
-            "userPrincipalName": "bob@example.onaliyun.com", "endpoint": url,
-            "credentialsSecretRef": {"name": SECRET}}})).await;
-        let dmp = ctx.api::<DirectoryMfaPolicy>();
-        let ums = ctx.api::<UserMfaSetting>();
-        let ram = ctx.api::<RamUserMfaStatus>();
-        let all_ready = || async {
-            (
-                ready(&dmp.get("dir").await.unwrap().status),
-                ready(&ums.get("bob").await.unwrap().status),
-                ready(&ram.get("ram-bob").await.unwrap().status),
-            )
-        };
-        let states = tokio::time::timeout(WAIT, async {
-            loop {
-                let states = all_ready().await;
-                if states == (true, true, true) {
-                    return states;
-                }
-                tokio::time::sleep(Duration::from_millis(250)).await;
-            }
-        })
-        .await;
-        assert!(states.is_ok(), "not all Ready as the ServiceAccount: {:?}\n{}", all_ready().await, operator.log_tail());
-        let holder = ctx.api::<Lease>().get("cloudsso-mfa-operator").await.unwrap().spec.unwrap().holder_identity.unwrap();
-        assert!(holder.starts_with("sa-operator_"), "{holder}");
-        eventually("the Updated Event, published as the ServiceAccount", WAIT,
-            || ctx.events_for("dir"), |events| events.iter().any(|(reason, _)| reason == "Updated")).await;
-        // Finalizers come off as the ServiceAccount too.
-        ums.delete("bob", &DeleteParams::default()).await.unwrap();
-        eventually("bob to be gone", WAIT, || async { ums.get_opt("bob").await.unwrap() }, Option::is_none).await;
-        assert!(!operator.logged("forbidden") && !operator.logged("Forbidden"), "{}", operator.log_tail());
-
-        // What the rules leave out is denied to the same identity.
-        let as_operator = ctx.client_for(std::path::Path::new(kubeconfig)).await;
-        let secrets: Api<Secret> = Api::namespaced(as_operator.clone(), &ctx.namespace);
-        assert!(secrets.get(SECRET).await.is_ok(), "reading a credential Secret is allowed");
-        assert!(is_forbidden(secrets.patch(SECRET, &PatchParams::default(),
-            &Patch::Merge(json!({"stringData": {"accessKeyId": "stolen"}}))).await), "writing a Secret must be denied");
-        let policies: Api<DirectoryMfaPolicy> = Api::namespaced(as_operator.clone(), &ctx.namespace);
-        assert!(is_forbidden(policies.delete("dir", &DeleteParams::default()).await), "deleting a policy must be denied");
-        let system_leases: Api<Lease> = Api::namespaced(as_operator.clone(), "kube-system");
-        assert!(is_forbidden(system_leases.list(&Default::default()).await), "Leases outside its namespace must be denied");
-        let pods: Api<Pod> = Api::namespaced(as_operator, &ctx.namespace);
-        assert!(is_forbidden(pods.list(&Default::default()).await), "pods are none of its business");
-
-        // An operator pointed at a Lease its Role does not name is refused, says so, and never leads.
-        let other = ctx
-            .start_operator_with("5s", &["--leader-election", "--leader-election-namespace", ctx.namespace.as_str(),
-                "--leader-election-id", "someone-elses-lease"], &[("KUBECONFIG", kubeconfig)])
-            .await;
-        eventually("the denied Lease to be reported", WAIT,
-            || async { other.log_lines() },
-            |lines| lines.iter().any(|line| line["fields"]["message"] == "cannot read or write the leader Lease"
-                && line["fields"]["error"].as_str().is_some_and(|e| e.contains("forbidden")))).await;
-        assert_eq!(other.scrape().await.value("cloudsso_mfa_operator_leader", &[]), Some(0.0));
-        other.stop().await;
-        operator.stop().await;
-        uninstall(&ctx, &release).await;
+        prove_rbac(ctx, false).await;
     })
     .await;
+}
+
+/// The same with `watchNamespace`: a Role in that namespace instead of a ClusterRole.
+#[tokio::test]
+async fn with_watch_namespace_a_role_is_enough_and_other_namespaces_are_denied() {
+    harness::with_namespace("chart-rbac-ns", |ctx| async move {
+        prove_rbac(ctx, true).await;
+    })
+    .await;
+}
+
+async fn prove_rbac(ctx: TestContext, namespaced: bool) {
+    let (url, _state) = start_emulator().await;
+    ctx.credentials_secret(SECRET, ACCESS_KEY_ID, ACCESS_KEY_SECRET)
+        .await;
+    let release = release_name();
+    let watch = format!("watchNamespace={}", ctx.namespace);
+    let sets: Vec<&str> = if namespaced {
+        vec![watch.as_str()]
+    } else {
+        Vec::new()
+    };
+    install(&ctx, &release, &sets).await;
+    let account = format!("{release}-cloudsso-mfa-operator");
+    let dir = tempfile::tempdir().unwrap();
+    let kubeconfig = ctx.service_account_kubeconfig(&account, dir.path()).await;
+    let kubeconfig = kubeconfig.to_str().unwrap();
+    let lease_args = [
+        "--leader-election",
+        "--leader-election-namespace",
+        ctx.namespace.as_str(),
+    ];
+    let operator = ctx
+        .start_operator_with(
+            "5s",
+            &lease_args,
+            &[("KUBECONFIG", kubeconfig), ("POD_NAME", "sa-operator")],
+        )
+        .await;
+
+    let common = json!({"directoryId": DIRECTORY, "endpoint": url, "credentialsSecretRef": {"name": SECRET}});
+    let with = |extra: Value| {
+        let mut spec = common.clone();
+        spec.as_object_mut()
+            .unwrap()
+            .extend(extra.as_object().unwrap().clone());
+        spec
+    };
+    ctx.apply::<DirectoryMfaPolicy>(json!({"metadata": {"name": "dir"},
+            "spec": with(json!({"mfaAuthenticationSettings": "Enabled"}))}))
+        .await;
+    ctx.apply::<UserMfaSetting>(json!({"metadata": {"name": "bob"},
+            "spec": with(json!({"userName": "bob", "userMfaAuthenticationSettings": "Enabled"}))}))
+        .await;
+    ctx.apply::<RamUserMfaStatus>(json!({"metadata": {"name": "ram-bob"}, "spec": {
+            "userPrincipalName": "bob@example.onaliyun.com", "endpoint": url,
+            "credentialsSecretRef": {"name": SECRET}}}))
+        .await;
+    let dmp = ctx.api::<DirectoryMfaPolicy>();
+    let ums = ctx.api::<UserMfaSetting>();
+    let ram = ctx.api::<RamUserMfaStatus>();
+    let all_ready = || async {
+        (
+            ready(&dmp.get("dir").await.unwrap().status),
+            ready(&ums.get("bob").await.unwrap().status),
+            ready(&ram.get("ram-bob").await.unwrap().status),
+        )
+    };
+    let states = tokio::time::timeout(WAIT, async {
+        loop {
+            let states = all_ready().await;
+            if states == (true, true, true) {
+                return states;
+            }
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+    })
+    .await;
+    assert!(
+        states.is_ok(),
+        "not all Ready as the ServiceAccount: {:?}\n{}",
+        all_ready().await,
+        operator.log_tail()
+    );
+    let holder = ctx
+        .api::<Lease>()
+        .get("cloudsso-mfa-operator")
+        .await
+        .unwrap()
+        .spec
+        .unwrap()
+        .holder_identity
+        .unwrap();
+    assert!(holder.starts_with("sa-operator_"), "{holder}");
+    eventually(
+        "the Updated Event, published as the ServiceAccount",
+        WAIT,
+        || ctx.events_for("dir"),
+        |events| events.iter().any(|(reason, _)| reason == "Updated"),
+    )
+    .await;
+    // Finalizers come off as the ServiceAccount too.
+    ums.delete("bob", &DeleteParams::default()).await.unwrap();
+    eventually(
+        "bob to be gone",
+        WAIT,
+        || async { ums.get_opt("bob").await.unwrap() },
+        Option::is_none,
+    )
+    .await;
+    assert!(
+        !operator.logged("forbidden") && !operator.logged("Forbidden"),
+        "{}",
+        operator.log_tail()
+    );
+
+    // What the rules leave out is denied to the same identity.
+    let as_operator = ctx.client_for(std::path::Path::new(kubeconfig)).await;
+    let secrets: Api<Secret> = Api::namespaced(as_operator.clone(), &ctx.namespace);
+    assert!(
+        secrets.get(SECRET).await.is_ok(),
+        "reading a credential Secret is allowed"
+    );
+    assert!(
+        is_forbidden(
+            secrets
+                .patch(
+                    SECRET,
+                    &PatchParams::default(),
+                    &Patch::Merge(json!({"stringData": {"accessKeyId": "stolen"}}))
+                )
+                .await
+        ),
+        "writing a Secret must be denied"
+    );
+    let policies: Api<DirectoryMfaPolicy> = Api::namespaced(as_operator.clone(), &ctx.namespace);
+    assert!(
+        is_forbidden(policies.delete("dir", &DeleteParams::default()).await),
+        "deleting a policy must be denied"
+    );
+    let system_leases: Api<Lease> = Api::namespaced(as_operator.clone(), "kube-system");
+    assert!(
+        is_forbidden(system_leases.list(&Default::default()).await),
+        "Leases outside its namespace must be denied"
+    );
+    let pods: Api<Pod> = Api::namespaced(as_operator.clone(), &ctx.namespace);
+    assert!(
+        is_forbidden(pods.list(&Default::default()).await),
+        "pods are none of its business"
+    );
+    let everywhere: Api<DirectoryMfaPolicy> = Api::all(as_operator);
+    let listed = everywhere.list(&Default::default()).await;
+    if namespaced {
+        assert!(
+            is_forbidden(listed),
+            "with watchNamespace, other namespaces must be denied"
+        );
+    } else {
+        assert!(
+            listed.is_ok(),
+            "cluster-wide, every namespace is watched: {listed:?}"
+        );
+    }
+
+    // An operator pointed at a Lease its Role does not name is refused, says so, and never leads.
+    let other = ctx
+        .start_operator_with(
+            "5s",
+            &[
+                "--leader-election",
+                "--leader-election-namespace",
+                ctx.namespace.as_str(),
+                "--leader-election-id",
+                "someone-elses-lease",
+            ],
+            &[("KUBECONFIG", kubeconfig)],
+        )
+        .await;
+    eventually(
+        "the denied Lease to be reported",
+        WAIT,
+        || async { other.log_lines() },
+        |lines| {
+            lines.iter().any(|line| {
+                line["fields"]["message"] == "cannot read or write the leader Lease"
+                    && line["fields"]["error"]
+                        .as_str()
+                        .is_some_and(|e| e.contains("forbidden"))
+            })
+        },
+    )
+    .await;
+    assert_eq!(
+        other
+            .scrape()
+            .await
+            .value("cloudsso_mfa_operator_leader", &[]),
+        Some(0.0)
+    );
+    other.stop().await;
+    operator.stop().await;
+    uninstall(&ctx, &release).await;
 }

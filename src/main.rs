@@ -62,7 +62,8 @@ struct RunArgs {
     /// Take a coordination.k8s.io Lease before reconciling, so only one replica reconciles.
     #[arg(long, env = "LEADER_ELECTION", default_value_t = false)]
     leader_election: bool,
-    /// Namespace of the Lease (default: POD_NAMESPACE, else the in-cluster namespace, else default).
+    /// Namespace of the Lease (default: POD_NAMESPACE, else the in-cluster namespace, else
+    /// --watch-namespace, else default).
     #[arg(long, env = "LEADER_ELECTION_NAMESPACE")]
     leader_election_namespace: Option<String>,
     /// Name of the Lease.
@@ -162,6 +163,8 @@ fn lease_settings(args: &RunArgs) -> Result<Option<LeaseSettings>, String> {
                 .ok()
                 .map(|text| text.trim().to_string())
         })
+        // Outside a cluster, an operator confined to one namespace may only have rights there.
+        .or_else(|| args.watch_namespace.clone())
         .filter(|namespace| !namespace.is_empty())
         .unwrap_or_else(|| "default".into());
     let host = std::env::var("POD_NAME")

@@ -40,14 +40,19 @@ impl Settings {
     }
 }
 
+/// A Secret by (namespace, name); its source is kept with the fingerprint of its keys.
+type SecretKey = (String, String);
+
 /// Cloud clients, built once per (endpoint, API version, credential) and shared.
 pub struct CloudClients {
     http: reqwest::Client,
     default_source: Result<Arc<CredentialSource>, String>,
     config: ClientConfig,
     limiters: Mutex<HashMap<String, SharedLimiter>>,
-    clients: Mutex<HashMap<(String, &'static str, u64), ApiClient>>,
-    secret_sources: Mutex<HashMap<u64, Arc<CredentialSource>>>,
+    /// Keyed by (endpoint, API version, the credential source's address); the address is never
+    /// reused while its entry lives, since the client holds the source.
+    clients: Mutex<HashMap<(String, &'static str, usize), ApiClient>>,
+    secret_sources: Mutex<HashMap<SecretKey, (u64, Arc<CredentialSource>)>>,
     metrics: Arc<Metrics>,
 }
 
@@ -128,10 +133,23 @@ impl CloudClients {
             .secret_sources
             .lock()
             .unwrap_or_else(|p| p.into_inner());
-        Ok(sources
-            .entry(key)
-            .or_insert_with(|| Arc::new(CredentialSource::Static(credentials)))
-            .clone())
+        let slot = (namespace.to_string(), secret_ref.name.clone());
+        if let Some((known, source)) = sources.get(&slot)
+            && *known == key
+        {
+            return Ok(source.clone());
+        }
+        let source = Arc::new(CredentialSource::Static(credentials));
+        if let Some((_, rotated)) = sources.insert(slot, (key, source.clone())) {
+            // The Secret's keys changed: the clients that signed with the old ones go, so
+            // rotations do not accumulate clients.
+            let rotated = Arc::as_ptr(&rotated) as usize;
+            self.clients
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .retain(|(_, _, source), _| *source != rotated);
+        }
+        Ok(source)
     }
 
     fn api_client(
@@ -141,11 +159,7 @@ impl CloudClients {
         source: Arc<CredentialSource>,
     ) -> ApiClient {
         let identity = source.identity();
-        let key = (
-            endpoint.url(),
-            version,
-            fingerprint(&(Arc::as_ptr(&source) as usize)),
-        );
+        let key = (endpoint.url(), version, Arc::as_ptr(&source) as usize);
         let mut clients = self.clients.lock().unwrap_or_else(|p| p.into_inner());
         clients
             .entry(key)

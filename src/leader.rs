@@ -208,7 +208,11 @@ impl LeaderElector {
     pub async fn acquire(&self) {
         let mut last_holder = None;
         loop {
-            match self.try_acquire_or_renew().await {
+            let attempt =
+                tokio::time::timeout(self.settings.lease_duration, self.try_acquire_or_renew())
+                    .await
+                    .unwrap_or(Ok(Attempt::Conflict));
+            match attempt {
                 Ok(Attempt::Holding) => {
                     tracing::info!(lease = %self.lease(), identity = %self.settings.identity, "became the leader");
                     return;
@@ -234,16 +238,23 @@ impl LeaderElector {
         let mut last_error = String::from("no answer");
         loop {
             tokio::time::sleep(self.settings.retry_period).await;
-            match self.try_acquire_or_renew().await {
-                Ok(Attempt::Holding) => renewed = Instant::now(),
-                Ok(Attempt::HeldBy(holder)) => {
+            // A renewal that hangs must not outlive the deadline: past it, a standby may lead.
+            let left = self
+                .settings
+                .renew_deadline
+                .saturating_sub(renewed.elapsed())
+                .max(Duration::from_millis(100));
+            match tokio::time::timeout(left, self.try_acquire_or_renew()).await {
+                Ok(Ok(Attempt::Holding)) => renewed = Instant::now(),
+                Ok(Ok(Attempt::HeldBy(holder))) => {
                     return LeaderError::TakenOver {
                         lease: self.lease(),
                         holder,
                     };
                 }
-                Ok(Attempt::Conflict) => last_error = "write conflict".into(),
-                Err(error) => last_error = error.to_string(),
+                Ok(Ok(Attempt::Conflict)) => last_error = "write conflict".into(),
+                Ok(Err(error)) => last_error = error.to_string(),
+                Err(_) => last_error = format!("no answer within {left:?}"),
             }
             if renewed.elapsed() > self.settings.renew_deadline {
                 return LeaderError::RenewFailed {

@@ -348,7 +348,31 @@ async fn one_replica_leads_and_a_standby_takes_over_when_it_dies_or_stops() {
         );
         ctx.apply::<UserMfaSetting>(user_setting("after-stop", &url, "bob", "Disabled")).await;
         wait_ready::<UserMfaSetting>(&ctx, "after-stop", &third).await;
-        third.stop().await;
+
+        // Someone else takes the Lease from under the leader: it stops at once rather than
+        // reconcile beside the new holder (the Deployment would restart it as a standby).
+        let mut third = third;
+        let leases = ctx.api::<Lease>();
+        let mut lease = leases.get("cloudsso-mfa-operator").await.unwrap();
+        let spec = lease.spec.as_mut().unwrap();
+        spec.holder_identity = Some("intruder".into());
+        spec.renew_time = Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime(
+            k8s_openapi::jiff::Timestamp::now(),
+        ));
+        leases
+            .replace("cloudsso-mfa-operator", &Default::default(), &lease)
+            .await
+            .expect("take the Lease over");
+        let exit = third.wait_exit(Duration::from_secs(10)).await;
+        assert!(!exit.success(), "a leader that lost its Lease must stop");
+        assert!(
+            std::fs::read_to_string(&third.log)
+                .unwrap()
+                .contains("error: lost leadership: Lease"),
+            "{}",
+            third.log_tail()
+        );
+        assert_eq!(lease_holder(&ctx).await.as_deref(), Some("intruder"), "the loser must not write the Lease back");
     })
     .await;
 }

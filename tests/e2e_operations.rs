@@ -244,9 +244,40 @@ async fn metrics_show_counters_moving_and_compliance_per_directory() {
             200
         );
 
-        // A deleted policy takes its directory's gauges with it.
-        ctx.api::<DirectoryMfaPolicy>()
+        // A change the operator makes itself shows in the gauges without waiting for a census.
+        ctx.apply::<UserMfaSetting>(user_setting("alice", &url, "alice", "Disabled"))
+            .await;
+        eventually(
+            "alice's new setting to be counted",
+            WAIT,
+            || operator.scrape(),
+            |m| m.value(&metric("directory_users_mfa_disabled"), &directory) == Some(1.0),
+        )
+        .await;
+
+        // The gauges stay while any resource counts the directory (alice's setting still does)
+        // and go with the last one.
+        let policies = ctx.api::<DirectoryMfaPolicy>();
+        policies
             .delete("dir", &DeleteParams::default())
+            .await
+            .unwrap();
+        eventually(
+            "the policy to be gone",
+            WAIT,
+            || async { policies.get_opt("dir").await.unwrap() },
+            Option::is_none,
+        )
+        .await;
+        assert_eq!(
+            operator
+                .scrape()
+                .await
+                .value(&metric("directory_users"), &directory),
+            Some(3.0)
+        );
+        ctx.api::<UserMfaSetting>()
+            .delete("alice", &DeleteParams::default())
             .await
             .unwrap();
         eventually(

@@ -12,7 +12,7 @@ use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use kube::{Api, Resource, ResourceExt};
 use rand::Rng;
 
-use super::census::CensusClock;
+use super::census::Census;
 use super::error::ReconcileError;
 use crate::api::SecretReference;
 use crate::cloud::cloudsso::MfaSettingInfo;
@@ -291,7 +291,7 @@ pub struct Context {
     pub user_ids: Mutex<HashMap<(String, String, String), String>>,
     pub failures: Failures,
     pub metrics: Arc<Metrics>,
-    pub censuses: CensusClock,
+    pub census: Census,
 }
 
 impl Context {
@@ -314,7 +314,7 @@ impl Context {
             user_ids: Mutex::default(),
             failures: Failures::default(),
             metrics,
-            censuses: CensusClock::default(),
+            census: Census::default(),
         }
     }
 

@@ -9,7 +9,6 @@ use kube::runtime::finalizer::{Event as FinalizerEvent, finalizer};
 use kube::runtime::reflector::{ObjectRef, Store};
 use kube::{Resource, ResourceExt};
 
-use super::census;
 use super::conditions::{self, DesiredCondition, READY, SYNCED};
 use super::context::{Context, FINALIZER};
 use super::error::ReconcileError;
@@ -203,6 +202,11 @@ pub async fn reconcile(
     })
 }
 
+/// How a policy is known to the census.
+fn census_key(policy: &DirectoryMfaPolicy) -> String {
+    format!("DirectoryMfaPolicy/{}", key_of(policy))
+}
+
 pub struct DirectoryContext {
     pub base: Arc<Context>,
     pub index: PolicyIndex,
@@ -266,14 +270,17 @@ async fn apply(
             {
                 ctx.users.wake_directory_users(&policy.spec.directory_id);
             }
-            let users = census::refresh(
-                &ctx.base,
-                &observation.client,
-                &observation.endpoint,
-                &policy.spec.directory_id,
-                previous.users,
-            )
-            .await;
+            let users = ctx
+                .base
+                .census
+                .refresh(
+                    &ctx.base,
+                    &observation.client,
+                    &observation.endpoint,
+                    &policy.spec.directory_id,
+                    &census_key(&policy),
+                )
+                .await;
             let mut status = DirectoryMfaPolicyStatus {
                 common: CommonStatus {
                     conditions: conditions::merge(
@@ -487,14 +494,16 @@ async fn cleanup(
     let status = policy.status.clone().unwrap_or_default();
     let is_owner =
         conditions::find(&status.common.conditions, READY).is_none_or(|c| c.reason != "Conflict");
-    if is_owner {
-        // Its gauges go with it; a contender that takes over counts the directory afresh.
-        ctx.base.metrics.forget_directory(&spec.directory_id);
-        if let Ok(endpoint) = Endpoint::resolve(spec.endpoint.as_deref(), || {
-            Endpoint::cloudsso(&spec.region)
-        }) {
-            ctx.base.censuses.forget(&endpoint, &spec.directory_id);
-        }
+    if let Ok(endpoint) = Endpoint::resolve(spec.endpoint.as_deref(), || {
+        Endpoint::cloudsso(&spec.region)
+    }) {
+        // Its share of the directory's gauges goes with it.
+        ctx.base.census.release(
+            &ctx.base,
+            &endpoint,
+            &spec.directory_id,
+            &census_key(&policy),
+        );
     }
     if spec.deletion_policy == DeletionPolicy::Orphan || !is_owner {
         return Ok(Action::await_change());

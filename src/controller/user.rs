@@ -8,6 +8,7 @@ use kube::runtime::controller::Action;
 use kube::runtime::finalizer::{Event as FinalizerEvent, finalizer};
 use kube::{Resource, ResourceExt};
 
+use super::census::UserState;
 use super::conditions::{self, DesiredCondition, EFFECTIVE, READY, SYNCED};
 use super::context::{Context, FINALIZER};
 use super::directory::{FieldChange, describe};
@@ -106,6 +107,11 @@ pub async fn reconcile(
     })
 }
 
+/// How a user setting is known to the census.
+fn census_key(setting: &UserMfaSetting) -> String {
+    format!("UserMfaSetting/{}", key_of(setting))
+}
+
 struct Target {
     endpoint: Endpoint,
     client: CloudSsoClient,
@@ -180,6 +186,7 @@ fn forget_user_id(spec: &UserMfaSettingSpec, target: &Target, ctx: &Context) -> 
 }
 
 struct Observation {
+    target: Target,
     user_id: String,
     observed: Option<String>,
     devices: Vec<BoundMfaDevice>,
@@ -198,6 +205,30 @@ async fn apply(
     match enforce(&setting, ctx, api).await {
         Ok(observation) => {
             ctx.failures.clear(&key_of(&setting));
+            // The directory's compliance gauges count this user too, as just observed.
+            let (endpoint, directory_id) =
+                (&observation.target.endpoint, &setting.spec.directory_id);
+            ctx.census
+                .refresh(
+                    ctx,
+                    &observation.target.client,
+                    endpoint,
+                    directory_id,
+                    &census_key(&setting),
+                )
+                .await;
+            ctx.census
+                .observe_user(
+                    ctx,
+                    endpoint,
+                    directory_id,
+                    &observation.user_id,
+                    UserState {
+                        setting: observation.observed.clone(),
+                        devices: observation.devices.len(),
+                    },
+                )
+                .await;
             let mut status = UserMfaSettingStatus {
                 common: CommonStatus {
                     conditions: conditions::merge(
@@ -398,6 +429,7 @@ async fn enforce(
         }
     });
     Ok(Observation {
+        target,
         user_id,
         observed,
         devices: devices_of(devices),
@@ -414,6 +446,12 @@ fn is_user_gone(error: &CloudError) -> bool {
 
 async fn cleanup(setting: Arc<UserMfaSetting>, ctx: &Context) -> Result<Action, ReconcileError> {
     let spec = &setting.spec;
+    if let Ok(endpoint) = Endpoint::resolve(spec.endpoint.as_deref(), || {
+        Endpoint::cloudsso(&spec.region)
+    }) {
+        ctx.census
+            .release(ctx, &endpoint, &spec.directory_id, &census_key(&setting));
+    }
     let status = setting.status.clone().unwrap_or_default();
     let (Some(restore), Some(user_id), DeletionPolicy::Restore) = (
         status

@@ -45,6 +45,21 @@ fn parse_duration(text: &str) -> Result<Duration, String> {
     Ok(duration)
 }
 
+/// Parses `HOST:PORT`, `IP:PORT` or `:PORT` (every interface, as Go tools write it).
+fn parse_listen_address(text: &str) -> Result<std::net::SocketAddr, String> {
+    use std::net::ToSocketAddrs;
+    let full = match text.strip_prefix(':') {
+        Some(port) => format!("0.0.0.0:{port}"),
+        None => text.to_string(),
+    };
+    full.to_socket_addrs()
+        .ok()
+        .and_then(|mut addresses| addresses.next())
+        .ok_or_else(|| {
+            format!("'{text}' is not an address such as 0.0.0.0:8080, localhost:8080 or :8080")
+        })
+}
+
 #[derive(clap::Args, Debug)]
 struct RunArgs {
     /// How often each resource is read back from the cloud (drift detection).
@@ -57,7 +72,7 @@ struct RunArgs {
     #[arg(long, env = "CLOUD_QPS", default_value_t = 20, value_parser = clap::value_parser!(u32).range(1..=100))]
     cloud_qps: u32,
     /// Address of /metrics, /healthz and /readyz.
-    #[arg(long, env = "METRICS_ADDR", default_value = "0.0.0.0:8080")]
+    #[arg(long, env = "METRICS_ADDR", default_value = "0.0.0.0:8080", value_parser = parse_listen_address)]
     metrics_addr: std::net::SocketAddr,
     /// Take a coordination.k8s.io Lease before reconciling, so only one replica reconciles.
     #[arg(long, env = "LEADER_ELECTION", default_value_t = false)]
@@ -223,5 +238,30 @@ fn main() -> ExitCode {
             eprintln!("cloudsso-mfa-operator: error: {message}");
             ExitCode::FAILURE
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn listen_addresses_in_every_usual_spelling() {
+        assert_eq!(
+            parse_listen_address(":8080").unwrap().to_string(),
+            "0.0.0.0:8080"
+        );
+        assert_eq!(parse_listen_address("127.0.0.1:0").unwrap().port(), 0);
+        assert!(
+            parse_listen_address("localhost:9090")
+                .unwrap()
+                .ip()
+                .is_loopback()
+        );
+        assert!(
+            parse_listen_address("8080")
+                .unwrap_err()
+                .contains("not an address")
+        );
     }
 }

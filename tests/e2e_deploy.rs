@@ -248,18 +248,30 @@ async fn prove_rbac(ctx: TestContext, namespaced: bool) {
     let dir = tempfile::tempdir().unwrap();
     let kubeconfig = ctx.service_account_kubeconfig(&account, dir.path()).await;
     let kubeconfig = kubeconfig.to_str().unwrap();
-    let lease_args = [
-        "--leader-election",
-        "--leader-election-namespace",
-        ctx.namespace.as_str(),
-    ];
-    let operator = ctx
-        .start_operator_with(
-            "5s",
-            &lease_args,
-            &[("KUBECONFIG", kubeconfig), ("POD_NAME", "sa-operator")],
-        )
-        .await;
+    // The container's configuration exactly as the chart renders it (leader election on, the
+    // Lease in the release namespace, JSON logs, ...), with what the kubelet would add.
+    let deployment = ctx
+        .api::<Deployment>()
+        .get(&account)
+        .await
+        .expect("the chart's Deployment");
+    let container = &deployment.spec.unwrap().template.spec.unwrap().containers[0];
+    assert_eq!(container.args.as_deref(), Some(&["run".to_string()][..]));
+    let mut env: Vec<(String, String)> = container
+        .env
+        .iter()
+        .flatten()
+        .filter_map(|var| var.value.clone().map(|value| (var.name.clone(), value)))
+        .collect();
+    assert!(
+        env.contains(&("LEADER_ELECTION".into(), "true".into())),
+        "{env:?}"
+    );
+    env.push(("POD_NAME".into(), "sa-operator".into()));
+    env.push(("POD_NAMESPACE".into(), ctx.namespace.clone()));
+    env.push(("KUBECONFIG".into(), kubeconfig.to_string()));
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let operator = ctx.start_operator_with("5s", &[], &env).await;
 
     let common = json!({"directoryId": DIRECTORY, "endpoint": url, "credentialsSecretRef": {"name": SECRET}});
     let with = |extra: Value| {

@@ -85,7 +85,7 @@ async fn metrics_show_counters_moving_and_compliance_per_directory() {
             "userPrincipalName": "bob@example.onaliyun.com", "endpoint": url,
             "credentialsSecretRef": {"name": SECRET}}}))
             .await;
-        let policy: DirectoryMfaPolicy = wait_ready(&ctx, "dir", &operator).await;
+        wait_ready::<DirectoryMfaPolicy>(&ctx, "dir", &operator).await;
         wait_ready::<UserMfaSetting>(&ctx, "alice", &operator).await;
         wait_ready::<RamUserMfaStatus>(&ctx, "bob", &operator).await;
 
@@ -139,11 +139,17 @@ async fn metrics_show_counters_moving_and_compliance_per_directory() {
         );
         assert!(first.value(&metric("rate_limiter_wait_seconds_count"), &[]) >= Some(1.0));
         assert_eq!(first.value(&metric("leader"), &[]), Some(1.0));
-        let summary = serde_json::to_value(&policy.status).unwrap()["users"].clone();
-        assert_eq!(
-            summary,
-            json!({"total": 3, "mfaDisabled": 1, "mfaEnabledWithoutDevice": 0})
-        );
+        // The census runs in the background; the policy shows it as soon as it completes.
+        eventually(
+            "status.users of the policy",
+            WAIT,
+            || async { ctx.api::<DirectoryMfaPolicy>().get("dir").await.unwrap() },
+            |p| {
+                serde_json::to_value(&p.status).unwrap()["users"]
+                    == json!({"total": 3, "mfaDisabled": 1, "mfaEnabledWithoutDevice": 0})
+            },
+        )
+        .await;
 
         // JSON logs name the object of each reconcile and the request id of each cloud call, and
         // never carry a secret.

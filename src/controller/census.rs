@@ -1,19 +1,19 @@
 //! The census of a directory's users that feeds the compliance gauges and
 //! `DirectoryMfaPolicy.status.users`. Every DirectoryMfaPolicy that owns a directory and every
 //! UserMfaSetting in it asks for the census; it is taken at most once per resync interval per
-//! directory (it costs 1 + 2 × users API calls). In between, each UserMfaSetting's own fresh
-//! observation of its user updates the census at no cost, so a change the operator makes shows
-//! at once. A directory's gauges go when the last resource that counts it is deleted.
+//! directory (it costs 1 + 2 × users API calls, minutes for a large directory under the rate
+//! limit), in the background, so no reconcile waits for it. In between, each UserMfaSetting's
+//! own fresh observation of its user updates the census at no cost, so a change the operator
+//! makes shows at once. A directory's gauges go when the last resource that counts it is deleted.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
-use super::context::Context;
 use crate::api::DirectoryUserSummary;
 use crate::audit::{self, UserReport};
 use crate::cloud::{CloudSsoClient, Endpoint};
-use crate::telemetry::DirectoryCompliance;
+use crate::telemetry::{DirectoryCompliance, Metrics};
 
 /// (endpoint URL, directory id)
 type DirectoryKey = (String, String);
@@ -31,15 +31,20 @@ struct Taken {
     users: HashMap<String, UserState>,
 }
 
-/// The last census of one directory; locked while a census is in flight so that concurrent
-/// askers wait for it instead of taking another.
-type LastCensus = Arc<tokio::sync::Mutex<Option<Taken>>>;
-
 #[derive(Default)]
+struct Directory {
+    taken: Option<Taken>,
+    in_flight: bool,
+    /// The resources (kind/namespace/name) that count this directory.
+    counted_by: HashSet<String>,
+}
+
 pub struct Census {
-    taken: Mutex<HashMap<DirectoryKey, LastCensus>>,
-    /// The resources (kind/namespace/name) that count each directory.
-    counted_by: Mutex<HashMap<DirectoryKey, HashSet<String>>>,
+    directories: Arc<Mutex<HashMap<DirectoryKey, Directory>>>,
+    metrics: Arc<Metrics>,
+    /// How long a census stays fresh (the resync interval, a little less so that resyncs find
+    /// it due).
+    fresh_for: Duration,
 }
 
 fn key(endpoint: &Endpoint, directory_id: &str) -> DirectoryKey {
@@ -66,8 +71,9 @@ fn state_of(user: &UserReport) -> UserState {
     }
 }
 
-fn publish(ctx: &Context, directory_id: &str, summary: DirectoryUserSummary) {
-    ctx.metrics.set_compliance(
+fn publish(metrics: &Metrics, directory_id: &str, taken: &Taken) {
+    let summary = summarize(taken.users.values());
+    metrics.set_compliance(
         directory_id,
         DirectoryCompliance {
             users: summary.total,
@@ -78,119 +84,126 @@ fn publish(ctx: &Context, directory_id: &str, summary: DirectoryUserSummary) {
 }
 
 impl Census {
-    fn slot(&self, key: &DirectoryKey) -> LastCensus {
-        self.taken
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .entry(key.clone())
-            .or_default()
-            .clone()
-    }
-
-    /// Records that `resource` counts `key`, and only `key` (its endpoint may have changed).
-    fn count_by(&self, ctx: &Context, key: &DirectoryKey, resource: &str) {
-        let mut counted_by = self.counted_by.lock().unwrap_or_else(|p| p.into_inner());
-        let moved: Vec<DirectoryKey> = counted_by
-            .iter()
-            .filter(|(other, resources)| *other != key && resources.contains(resource))
-            .map(|(other, _)| other.clone())
-            .collect();
-        for other in moved {
-            self.drop_counter(ctx, &mut counted_by, &other, resource);
+    pub fn new(metrics: Arc<Metrics>, resync_interval: Duration) -> Self {
+        Self {
+            directories: Arc::default(),
+            metrics,
+            fresh_for: resync_interval.mul_f64(0.9),
         }
-        counted_by
-            .entry(key.clone())
-            .or_default()
-            .insert(resource.to_string());
     }
 
-    fn drop_counter(
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<DirectoryKey, Directory>> {
+        self.directories.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Removes `resource` from the directories it counted; a directory nobody counts goes.
+    fn uncount(
         &self,
-        ctx: &Context,
-        counted_by: &mut HashMap<DirectoryKey, HashSet<String>>,
-        key: &DirectoryKey,
+        directories: &mut HashMap<DirectoryKey, Directory>,
         resource: &str,
+        keep: Option<&DirectoryKey>,
     ) {
-        let Some(resources) = counted_by.get_mut(key) else {
-            return;
-        };
-        resources.remove(resource);
-        if resources.is_empty() {
-            counted_by.remove(key);
-            self.taken
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .remove(key);
-            ctx.metrics.forget_directory(&key.1);
+        let emptied: Vec<DirectoryKey> = directories
+            .iter_mut()
+            .filter(|(key, _)| Some(*key) != keep)
+            .filter_map(|(key, directory)| {
+                (directory.counted_by.remove(resource) && directory.counted_by.is_empty())
+                    .then(|| key.clone())
+            })
+            .collect();
+        for key in emptied {
+            directories.remove(&key);
+            self.metrics.forget_directory(&key.1);
         }
     }
 
-    /// The directory's summary: a fresh census when one is due, else the last one. A failed
-    /// census is logged and retried at the next reconcile; it does not fail the resource, whose
-    /// own setting is what Ready reports.
-    pub async fn refresh(
+    /// The directory's last summary (None before the first census completes). Starts a census
+    /// in the background when one is due; `done` runs when it has completed, so the caller can
+    /// pick the new summary up.
+    pub fn refresh(
         &self,
-        ctx: &Context,
         client: &CloudSsoClient,
         endpoint: &Endpoint,
         directory_id: &str,
         resource: &str,
+        done: impl FnOnce() + Send + 'static,
     ) -> Option<DirectoryUserSummary> {
         let key = key(endpoint, directory_id);
-        self.count_by(ctx, &key, resource);
-        let slot = self.slot(&key);
-        let mut last = slot.lock().await;
-        let fresh_for = ctx.settings.resync_interval.mul_f64(0.9);
-        if let Some(taken) = last.as_ref()
-            && taken.at.elapsed() < fresh_for
-        {
-            return Some(summarize(taken.users.values()));
+        let mut directories = self.lock();
+        // An endpoint that changed moves the resource to the new directory key.
+        self.uncount(&mut directories, resource, Some(&key));
+        let directory = directories.entry(key.clone()).or_default();
+        directory.counted_by.insert(resource.to_string());
+        let summary = directory
+            .taken
+            .as_ref()
+            .map(|taken| summarize(taken.users.values()));
+        let due = directory
+            .taken
+            .as_ref()
+            .is_none_or(|taken| taken.at.elapsed() >= self.fresh_for);
+        if due && !directory.in_flight {
+            directory.in_flight = true;
+            let (client, directories, metrics) = (
+                client.clone(),
+                self.directories.clone(),
+                self.metrics.clone(),
+            );
+            tokio::spawn(async move {
+                let result = audit::collect_users(&client, &key.1).await;
+                let mut directories = directories.lock().unwrap_or_else(|p| p.into_inner());
+                // Nobody counts the directory any more: its gauges are gone and stay gone.
+                let Some(directory) = directories.get_mut(&key) else {
+                    return;
+                };
+                directory.in_flight = false;
+                match result {
+                    Ok(users) => {
+                        let taken = Taken {
+                            at: Instant::now(),
+                            users: users
+                                .iter()
+                                .map(|user| (user.user_id.clone(), state_of(user)))
+                                .collect(),
+                        };
+                        publish(&metrics, &key.1, &taken);
+                        directory.taken = Some(taken);
+                        drop(directories);
+                        done();
+                    }
+                    Err(error) => {
+                        tracing::warn!(directory = %key.1, %error, "census of the directory's users failed; the compliance gauges keep their last values and it is retried at the next reconcile");
+                    }
+                }
+            });
         }
-        match audit::collect_users(client, directory_id).await {
-            Ok(users) => {
-                let users: HashMap<String, UserState> = users
-                    .iter()
-                    .map(|user| (user.user_id.clone(), state_of(user)))
-                    .collect();
-                let summary = summarize(users.values());
-                *last = Some(Taken {
-                    at: Instant::now(),
-                    users,
-                });
-                publish(ctx, directory_id, summary);
-                Some(summary)
-            }
-            Err(error) => {
-                tracing::warn!(directory = directory_id, %error, "census of the directory's users failed; the compliance gauges keep their last values");
-                last.as_ref().map(|taken| summarize(taken.users.values()))
-            }
-        }
+        summary
     }
 
     /// A fresher observation of one user (its UserMfaSetting just read it) replaces what the
     /// census has, and the gauges follow at once.
-    pub async fn observe_user(
+    pub fn observe_user(
         &self,
-        ctx: &Context,
         endpoint: &Endpoint,
         directory_id: &str,
         user_id: &str,
         state: UserState,
     ) {
-        let slot = self.slot(&key(endpoint, directory_id));
-        let mut last = slot.lock().await;
-        if let Some(taken) = last.as_mut()
+        let mut directories = self.lock();
+        if let Some(taken) = directories
+            .get_mut(&key(endpoint, directory_id))
+            .and_then(|directory| directory.taken.as_mut())
             && taken.users.get(user_id) != Some(&state)
         {
             taken.users.insert(user_id.to_string(), state);
-            publish(ctx, directory_id, summarize(taken.users.values()));
+            publish(&self.metrics, directory_id, taken);
         }
     }
 
     /// `resource` was deleted: it no longer counts its directory.
-    pub fn release(&self, ctx: &Context, endpoint: &Endpoint, directory_id: &str, resource: &str) {
-        let mut counted_by = self.counted_by.lock().unwrap_or_else(|p| p.into_inner());
-        self.drop_counter(ctx, &mut counted_by, &key(endpoint, directory_id), resource);
+    pub fn release(&self, resource: &str) {
+        let mut directories = self.lock();
+        self.uncount(&mut directories, resource, None);
     }
 }
 

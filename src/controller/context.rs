@@ -305,6 +305,7 @@ impl Context {
             controller: MANAGER.into(),
             instance: std::env::var("POD_NAME").ok(),
         };
+        let census = Census::new(metrics.clone(), settings.resync_interval);
         Self {
             recorder: Recorder::new(client.clone(), reporter),
             client,
@@ -314,7 +315,7 @@ impl Context {
             user_ids: Mutex::default(),
             failures: Failures::default(),
             metrics,
-            census: Census::default(),
+            census,
         }
     }
 

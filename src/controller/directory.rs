@@ -270,17 +270,18 @@ async fn apply(
             {
                 ctx.users.wake_directory_users(&policy.spec.directory_id);
             }
-            let users = ctx
-                .base
-                .census
-                .refresh(
-                    &ctx.base,
-                    &observation.client,
-                    &observation.endpoint,
-                    &policy.spec.directory_id,
-                    &census_key(&policy),
-                )
-                .await;
+            // When a census completes, this policy is woken to show it in status.users.
+            let wake = ctx.index.wake.clone();
+            let me = ObjectRef::from_obj(policy.as_ref());
+            let users = ctx.base.census.refresh(
+                &observation.client,
+                &observation.endpoint,
+                &policy.spec.directory_id,
+                &census_key(&policy),
+                move || {
+                    let _ = wake.unbounded_send(me);
+                },
+            );
             let mut status = DirectoryMfaPolicyStatus {
                 common: CommonStatus {
                     conditions: conditions::merge(
@@ -494,17 +495,8 @@ async fn cleanup(
     let status = policy.status.clone().unwrap_or_default();
     let is_owner =
         conditions::find(&status.common.conditions, READY).is_none_or(|c| c.reason != "Conflict");
-    if let Ok(endpoint) = Endpoint::resolve(spec.endpoint.as_deref(), || {
-        Endpoint::cloudsso(&spec.region)
-    }) {
-        // Its share of the directory's gauges goes with it.
-        ctx.base.census.release(
-            &ctx.base,
-            &endpoint,
-            &spec.directory_id,
-            &census_key(&policy),
-        );
-    }
+    // Its share of the directory's gauges goes with it.
+    ctx.base.census.release(&census_key(&policy));
     if spec.deletion_policy == DeletionPolicy::Orphan || !is_owner {
         return Ok(Action::await_change());
     }

@@ -208,27 +208,22 @@ async fn apply(
             // The directory's compliance gauges count this user too, as just observed.
             let (endpoint, directory_id) =
                 (&observation.target.endpoint, &setting.spec.directory_id);
-            ctx.census
-                .refresh(
-                    ctx,
-                    &observation.target.client,
-                    endpoint,
-                    directory_id,
-                    &census_key(&setting),
-                )
-                .await;
-            ctx.census
-                .observe_user(
-                    ctx,
-                    endpoint,
-                    directory_id,
-                    &observation.user_id,
-                    UserState {
-                        setting: observation.observed.clone(),
-                        devices: observation.devices.len(),
-                    },
-                )
-                .await;
+            ctx.census.refresh(
+                &observation.target.client,
+                endpoint,
+                directory_id,
+                &census_key(&setting),
+                || {},
+            );
+            ctx.census.observe_user(
+                endpoint,
+                directory_id,
+                &observation.user_id,
+                UserState {
+                    setting: observation.observed.clone(),
+                    devices: observation.devices.len(),
+                },
+            );
             let mut status = UserMfaSettingStatus {
                 common: CommonStatus {
                     conditions: conditions::merge(
@@ -446,12 +441,7 @@ fn is_user_gone(error: &CloudError) -> bool {
 
 async fn cleanup(setting: Arc<UserMfaSetting>, ctx: &Context) -> Result<Action, ReconcileError> {
     let spec = &setting.spec;
-    if let Ok(endpoint) = Endpoint::resolve(spec.endpoint.as_deref(), || {
-        Endpoint::cloudsso(&spec.region)
-    }) {
-        ctx.census
-            .release(ctx, &endpoint, &spec.directory_id, &census_key(&setting));
-    }
+    ctx.census.release(&census_key(&setting));
     let status = setting.status.clone().unwrap_or_default();
     let (Some(restore), Some(user_id), DeletionPolicy::Restore) = (
         status

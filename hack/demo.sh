@@ -66,7 +66,8 @@ Try a change:
   # play a console change: turn bob's MFA off behind the operator's back; it is put back within a resync (20s)
   curl -s http://$EMULATOR_ADDR/_emulator/state | python3 -c 'import json,sys; s=json.load(sys.stdin); [u.update(userMfaAuthenticationSettings="Disabled") for u in s["directories"][0]["users"] if u["userName"]=="bob"]; print(json.dumps(s))' | curl -s -X PUT --data-binary @- http://$EMULATOR_ADDR/_emulator/state
   kubectl get events -n $NAMESPACE --field-selector reason=DriftRepaired -w
-  # who leads, and everything the operator counts
+  # the census of the directory, then who leads and everything the operator counts
+  kubectl get dmp -n $NAMESPACE -o wide
   kubectl get lease -n $NAMESPACE cloudsso-mfa-operator -o jsonpath='{.spec.holderIdentity}{"\\n"}'
   curl -s http://$METRICS_ADDR/metrics | grep -v '^#'
   # audit the directory straight from the cloud

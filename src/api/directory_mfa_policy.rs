@@ -27,6 +27,9 @@ use super::common::{
     printcolumn = r#"{"name":"Mode","type":"string","jsonPath":".spec.managementPolicy"}"#,
     printcolumn = r#"{"name":"Ready","type":"string","jsonPath":".status.conditions[?(@.type==\"Ready\")].status"}"#,
     printcolumn = r#"{"name":"Synced","type":"string","jsonPath":".status.conditions[?(@.type==\"Synced\")].status"}"#,
+    printcolumn = r#"{"name":"Users","type":"integer","priority":1,"jsonPath":".status.users.total"}"#,
+    printcolumn = r#"{"name":"MFA-Off","type":"integer","priority":1,"jsonPath":".status.users.mfaDisabled"}"#,
+    printcolumn = r#"{"name":"No-Device","type":"integer","priority":1,"jsonPath":".status.users.mfaEnabledWithoutDevice"}"#,
     printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
 )]
 #[x_kube(validation = Rule::new(

@@ -47,6 +47,11 @@ pub struct Census {
     fresh_for: Duration,
 }
 
+/// How a resource is known to the census: `Kind/namespace/name`.
+pub fn counter_key<K: kube::Resource<DynamicType = ()>>(resource: &K) -> String {
+    format!("{}/{}", K::kind(&()), super::context::key_of(resource))
+}
+
 fn key(endpoint: &Endpoint, directory_id: &str) -> DirectoryKey {
     (endpoint.url(), directory_id.to_string())
 }

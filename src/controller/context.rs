@@ -23,6 +23,15 @@ use crate::cloud::{
 use crate::telemetry::Metrics;
 
 pub const MANAGER: &str = "cloudsso-mfa-operator";
+
+/// `namespace/name`: how logs, failure counts and ownership name an object.
+pub fn key_of<K: Resource>(object: &K) -> String {
+    format!(
+        "{}/{}",
+        object.meta().namespace.as_deref().unwrap_or_default(),
+        object.meta().name.as_deref().unwrap_or_default()
+    )
+}
 pub const FINALIZER: &str = "cloudsso.mfa-operator.dev/finalizer";
 
 /// Operator-wide settings from the command line.
@@ -411,11 +420,7 @@ impl Context {
             secondary: None,
         };
         // Every Event is logged too, with the object, so logs alone tell the story.
-        let object_name = format!(
-            "{}/{}",
-            object.meta().namespace.as_deref().unwrap_or_default(),
-            object.name_any()
-        );
+        let object_name = key_of(object);
         if warning {
             tracing::warn!(kind = %K::kind(&()), object = %object_name, reason, note = event.note.as_deref().unwrap_or_default(), "event");
         } else {

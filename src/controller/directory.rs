@@ -9,8 +9,9 @@ use kube::runtime::finalizer::{Event as FinalizerEvent, finalizer};
 use kube::runtime::reflector::{ObjectRef, Store};
 use kube::{Resource, ResourceExt};
 
+use super::census;
 use super::conditions::{self, DesiredCondition, READY, SYNCED};
-use super::context::{Context, FINALIZER};
+use super::context::{Context, FINALIZER, key_of};
 use super::error::ReconcileError;
 use super::status::{apply_status, sync_time};
 use crate::api::{
@@ -152,10 +153,6 @@ pub fn claim_owner<'a>(
     claimants
 }
 
-fn key_of(p: &DirectoryMfaPolicy) -> String {
-    format!("{}/{}", p.namespace().unwrap_or_default(), p.name_any())
-}
-
 fn observed_of(info: &MfaSettingInfo) -> ObservedDirectoryMfa {
     ObservedDirectoryMfa {
         mfa_authentication_settings: info.mfa_authentication_advance_settings.clone(),
@@ -173,7 +170,7 @@ pub struct PolicyIndex {
 impl PolicyIndex {
     fn wake_claimants(&self, directory_id: &str, except: &str) {
         for policy in self.store.state() {
-            if policy.spec.directory_id == directory_id && key_of(&policy) != except {
+            if policy.spec.directory_id == directory_id && key_of(policy.as_ref()) != except {
                 let _ = self
                     .wake
                     .unbounded_send(ObjectRef::from_obj(policy.as_ref()));
@@ -200,11 +197,6 @@ pub async fn reconcile(
         | kube::runtime::finalizer::Error::CleanupFailed(error) => error,
         other => ReconcileError::Finalizer(other.to_string()),
     })
-}
-
-/// How a policy is known to the census.
-fn census_key(policy: &DirectoryMfaPolicy) -> String {
-    format!("DirectoryMfaPolicy/{}", key_of(policy))
 }
 
 pub struct DirectoryContext {
@@ -245,7 +237,7 @@ async fn apply(
     api: &Api<DirectoryMfaPolicy>,
 ) -> Result<Action, ReconcileError> {
     let name = policy.name_any();
-    let key = key_of(&policy);
+    let key = key_of(policy.as_ref());
     let previous = policy.status.clone().unwrap_or_default();
     match enforce(&policy, ctx, api).await {
         Ok(observation) => {
@@ -277,7 +269,7 @@ async fn apply(
                 &observation.client,
                 &observation.endpoint,
                 &policy.spec.directory_id,
-                &census_key(&policy),
+                &census::counter_key(policy.as_ref()),
                 move || {
                     let _ = wake.unbounded_send(me);
                 },
@@ -348,7 +340,7 @@ async fn enforce(
     let key = key_of(policy);
     let known = ctx.index.store.state();
     let claimants = claim_owner(known.iter().map(|p| p.as_ref()), directory_id);
-    let owner = claimants.first().map(|p| key_of(p));
+    let owner = claimants.first().map(|p| key_of(*p));
     let contenders: Vec<String> = match &owner {
         Some(owner) if *owner != key => {
             return Err(ReconcileError::Conflict {
@@ -356,7 +348,7 @@ async fn enforce(
                 owner: owner.clone(),
             });
         }
-        _ => claimants.iter().skip(1).map(|p| key_of(p)).collect(),
+        _ => claimants.iter().skip(1).map(|p| key_of(*p)).collect(),
     };
     if !contenders.is_empty() {
         // Losers learn of the owner at once, not at their next resync.
@@ -491,12 +483,14 @@ async fn cleanup(
 ) -> Result<Action, ReconcileError> {
     let spec = &policy.spec;
     ctx.index
-        .wake_claimants(&spec.directory_id, &key_of(&policy));
+        .wake_claimants(&spec.directory_id, &key_of(policy.as_ref()));
     let status = policy.status.clone().unwrap_or_default();
     let is_owner =
         conditions::find(&status.common.conditions, READY).is_none_or(|c| c.reason != "Conflict");
     // Its share of the directory's gauges goes with it.
-    ctx.base.census.release(&census_key(&policy));
+    ctx.base
+        .census
+        .release(&census::counter_key(policy.as_ref()));
     if spec.deletion_policy == DeletionPolicy::Orphan || !is_owner {
         return Ok(Action::await_change());
     }

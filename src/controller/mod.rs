@@ -70,11 +70,7 @@ where
 }
 
 fn error_policy<K: Resource>(object: Arc<K>, error: &ReconcileError, ctx: &Context) -> Action {
-    let key = format!(
-        "{}/{}",
-        object.meta().namespace.clone().unwrap_or_default(),
-        object.meta().name.clone().unwrap_or_default()
-    );
+    let key = context::key_of(object.as_ref());
     let attempt = ctx.failures.record(&key);
     let delay = backoff(error.is_retryable(), attempt);
     tracing::warn!(object = %key, reason = error.reason(), %error, attempt, ?delay, "reconcile failed");
@@ -180,11 +176,7 @@ where
         let span = tracing::info_span!(
             "reconcile",
             kind,
-            object = %format!(
-                "{}/{}",
-                object.meta().namespace.as_deref().unwrap_or_default(),
-                object.meta().name.as_deref().unwrap_or_default()
-            )
+            object = %context::key_of(object.as_ref())
         );
         let run = reconcile(object, ctx);
         Box::pin(

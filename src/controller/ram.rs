@@ -7,7 +7,7 @@ use kube::runtime::controller::Action;
 use kube::{Resource, ResourceExt};
 
 use super::conditions::{self, DesiredCondition, READY, SYNCED};
-use super::context::Context;
+use super::context::{Context, key_of};
 use super::error::ReconcileError;
 use super::status::{apply_status, sync_time};
 use crate::api::{CommonStatus, RamMfaDevice, RamUserMfaStatus, RamUserMfaStatusStatus};
@@ -104,8 +104,7 @@ pub async fn reconcile(
     };
     match result {
         Ok((enabled, device)) => {
-            ctx.failures
-                .clear(&format!("{namespace}/{}", resource.name_any()));
+            ctx.failures.clear(&key_of(resource.as_ref()));
             status.mfa_enabled = Some(enabled);
             status.device = device;
             let unchanged = status == previous;

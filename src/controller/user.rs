@@ -8,9 +8,9 @@ use kube::runtime::controller::Action;
 use kube::runtime::finalizer::{Event as FinalizerEvent, finalizer};
 use kube::{Resource, ResourceExt};
 
-use super::census::UserState;
+use super::census::{self, UserState};
 use super::conditions::{self, DesiredCondition, EFFECTIVE, READY, SYNCED};
-use super::context::{Context, FINALIZER};
+use super::context::{Context, FINALIZER, key_of};
 use super::directory::{FieldChange, describe};
 use super::error::ReconcileError;
 use super::status::{apply_status, sync_time};
@@ -79,14 +79,6 @@ fn devices_of(devices: Vec<MfaDevice>) -> Vec<BoundMfaDevice> {
         .collect()
 }
 
-fn key_of(setting: &UserMfaSetting) -> String {
-    format!(
-        "{}/{}",
-        setting.namespace().unwrap_or_default(),
-        setting.name_any()
-    )
-}
-
 pub async fn reconcile(
     setting: Arc<UserMfaSetting>,
     ctx: Arc<Context>,
@@ -105,11 +97,6 @@ pub async fn reconcile(
         | kube::runtime::finalizer::Error::CleanupFailed(error) => error,
         other => ReconcileError::Finalizer(other.to_string()),
     })
-}
-
-/// How a user setting is known to the census.
-fn census_key(setting: &UserMfaSetting) -> String {
-    format!("UserMfaSetting/{}", key_of(setting))
 }
 
 struct Target {
@@ -204,7 +191,7 @@ async fn apply(
     let now = k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(jiff::Timestamp::now());
     match enforce(&setting, ctx, api).await {
         Ok(observation) => {
-            ctx.failures.clear(&key_of(&setting));
+            ctx.failures.clear(&key_of(setting.as_ref()));
             // The directory's compliance gauges count this user too, as just observed.
             let (endpoint, directory_id) =
                 (&observation.target.endpoint, &setting.spec.directory_id);
@@ -212,7 +199,7 @@ async fn apply(
                 &observation.target.client,
                 endpoint,
                 directory_id,
-                &census_key(&setting),
+                &census::counter_key(setting.as_ref()),
                 || {},
             );
             ctx.census.observe_user(
@@ -441,7 +428,7 @@ fn is_user_gone(error: &CloudError) -> bool {
 
 async fn cleanup(setting: Arc<UserMfaSetting>, ctx: &Context) -> Result<Action, ReconcileError> {
     let spec = &setting.spec;
-    ctx.census.release(&census_key(&setting));
+    ctx.census.release(&census::counter_key(setting.as_ref()));
     let status = setting.status.clone().unwrap_or_default();
     let (Some(restore), Some(user_id), DeletionPolicy::Restore) = (
         status

@@ -114,6 +114,36 @@ async fn chart_lints_renders_every_option_and_refuses_bad_values() {
             1
         );
 
+        // The optional alerts only name metrics the operator exports.
+        let alerting = render(&ctx, &["metrics.prometheusRule.enabled=true"]).await.unwrap();
+        let rule = find(&alerting, "PrometheusRule");
+        // A registry with a series in every family (empty families are not exposed).
+        let metrics = std::sync::Arc::new(cloudsso_mfa_operator::telemetry::Metrics::new());
+        metrics.reconcile_finished("UserMfaSetting", Duration::from_millis(1), Some("Throttled"));
+        metrics.set_compliance("d-1", Default::default());
+        metrics
+            .cloud_observer("cloudsso")
+            .call_finished("ListUsers", "Throttling.User", true, Duration::from_millis(1));
+        let exported = metrics.encode().unwrap();
+        let mut alerts = 0;
+        for group in rule["spec"]["groups"].as_array().unwrap() {
+            for alert in group["rules"].as_array().unwrap() {
+                alerts += 1;
+                let expr = alert["expr"].as_str().unwrap();
+                for word in expr.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_')) {
+                    if let Some(name) = word.strip_prefix("cloudsso_mfa_operator_") {
+                        let family = name.trim_end_matches("_total");
+                        assert!(
+                            exported.contains(&format!("# TYPE cloudsso_mfa_operator_{family} ")),
+                            "{} uses {word}, which the operator does not export",
+                            alert["alert"]
+                        );
+                    }
+                }
+            }
+        }
+        assert_eq!(alerts, 5);
+
         // Values that cannot work are refused with the reason.
         for (sets, reason) in [
             (vec!["leaderElection.enabled=false"], "replicaCount > 1 needs leaderElection.enabled"),

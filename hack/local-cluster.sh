@@ -3,6 +3,9 @@
 #   hack/local-cluster.sh up     build once (cached), start, wait until it serves, print the kubeconfig path
 #   hack/local-cluster.sh env    print exports (KUBECONFIG, PATH with the matching kubectl and helm) for eval
 #   hack/local-cluster.sh down   stop it and remove its data
+#   hack/local-cluster.sh restart-apiserver [SECONDS]
+#                                stop kube-apiserver, wait, start it again on the same port and data
+#                                (for tests that clients recover from an API server restart)
 # Idempotent: `up` on a running cluster reuses it. RBAC authorization is on.
 set -euo pipefail
 
@@ -71,6 +74,47 @@ KUBECONFIG
   chmod 600 "$KUBECONFIG_PATH"
 }
 
+start_apiserver() {
+  local bin=$1 etcd_port api_port
+  etcd_port=$(cat "$STATE/etcd.port"); api_port=$(cat "$STATE/apiserver.port")
+  setsid "$bin/kube-apiserver" \
+    --etcd-servers "http://127.0.0.1:$etcd_port" \
+    --bind-address 127.0.0.1 --advertise-address 127.0.0.1 --secure-port "$api_port" \
+    --cert-dir "$STATE/pki" --tls-cert-file "$STATE/pki/apiserver.crt" --tls-private-key-file "$STATE/pki/apiserver.key" \
+    --client-ca-file "$STATE/pki/ca.crt" \
+    --authorization-mode RBAC \
+    --service-cluster-ip-range 10.0.0.0/24 --allow-privileged=true \
+    --service-account-issuer https://kubernetes.default.svc.cluster.local \
+    --service-account-key-file "$STATE/pki/sa.pub" --service-account-signing-key-file "$STATE/pki/sa.key" \
+    --disable-admission-plugins ServiceAccount \
+    >>"$STATE/logs/kube-apiserver.log" 2>&1 </dev/null &
+  echo $! >"$STATE/apiserver.pid"
+}
+
+wait_ready() {
+  local deadline=$((SECONDS + 90))
+  until ready; do
+    kill -0 "$(cat "$STATE/etcd.pid")" 2>/dev/null || die "etcd exited: $(tail -5 "$STATE/logs/etcd.log")"
+    kill -0 "$(cat "$STATE/apiserver.pid")" 2>/dev/null || die "kube-apiserver exited: $(tail -5 "$STATE/logs/kube-apiserver.log")"
+    ((SECONDS < deadline)) || die "kube-apiserver not ready after 90s; see $STATE/logs/kube-apiserver.log"
+    sleep 0.5
+  done
+}
+
+restart_apiserver() {
+  local pause=${1:-0}
+  running || die "no local cluster is running: hack/local-cluster.sh up"
+  local pid; pid=$(cat "$STATE/apiserver.pid")
+  kill "$pid" 2>/dev/null || true
+  for _ in $(seq 1 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.2; done
+  kill -9 "$pid" 2>/dev/null || true
+  log "kube-apiserver stopped; starting it again in ${pause}s"
+  sleep "$pause"
+  start_apiserver "$(bin_dir)"
+  wait_ready
+  log "kube-apiserver serving again"
+}
+
 up() {
   if running; then
     log "already running; reusing it"
@@ -91,27 +135,10 @@ up() {
     >"$STATE/logs/etcd.log" 2>&1 </dev/null &
   echo $! >"$STATE/etcd.pid"
 
-  setsid "$bin/kube-apiserver" \
-    --etcd-servers "http://127.0.0.1:$etcd_port" \
-    --bind-address 127.0.0.1 --advertise-address 127.0.0.1 --secure-port "$api_port" \
-    --cert-dir "$STATE/pki" --tls-cert-file "$STATE/pki/apiserver.crt" --tls-private-key-file "$STATE/pki/apiserver.key" \
-    --client-ca-file "$STATE/pki/ca.crt" \
-    --authorization-mode RBAC \
-    --service-cluster-ip-range 10.0.0.0/24 --allow-privileged=true \
-    --service-account-issuer https://kubernetes.default.svc.cluster.local \
-    --service-account-key-file "$STATE/pki/sa.pub" --service-account-signing-key-file "$STATE/pki/sa.key" \
-    --disable-admission-plugins ServiceAccount \
-    >"$STATE/logs/kube-apiserver.log" 2>&1 </dev/null &
-  echo $! >"$STATE/apiserver.pid"
-
+  echo "$etcd_port" >"$STATE/etcd.port"
+  start_apiserver "$bin"
   write_kubeconfig "$api_port"
-  local deadline=$((SECONDS + 90))
-  until ready; do
-    kill -0 "$(cat "$STATE/etcd.pid")" 2>/dev/null || die "etcd exited: $(tail -5 "$STATE/logs/etcd.log")"
-    kill -0 "$(cat "$STATE/apiserver.pid")" 2>/dev/null || die "kube-apiserver exited: $(tail -5 "$STATE/logs/kube-apiserver.log")"
-    ((SECONDS < deadline)) || die "kube-apiserver not ready after 90s; see $STATE/logs/kube-apiserver.log"
-    sleep 0.5
-  done
+  wait_ready
   log "kube-apiserver $("$bin/kubectl" --kubeconfig "$KUBECONFIG_PATH" version -o json 2>/dev/null | python3 -c 'import json,sys; print(json.load(sys.stdin)["serverVersion"]["gitVersion"])') serving on https://127.0.0.1:$api_port (RBAC on)"
   echo "$KUBECONFIG_PATH"
 }
@@ -146,5 +173,6 @@ case "${1:-}" in
   up) up ;;
   down) down ;;
   env) env_exports ;;
-  *) echo "usage: $0 up|env|down" >&2; exit 2 ;;
+  restart-apiserver) restart_apiserver "${2:-0}" ;;
+  *) echo "usage: $0 up|env|down|restart-apiserver [SECONDS]" >&2; exit 2 ;;
 esac

@@ -25,6 +25,8 @@ pub struct ClusterInfo {
     pub kubectl: PathBuf,
     /// helm: from PATH when KUBECONFIG is given (HELM overrides), else the cached build.
     pub helm: PathBuf,
+    /// The cluster is the project's own (hack/local-cluster.sh), so tests may restart it.
+    pub local: bool,
     pub server_version: String,
 }
 
@@ -111,6 +113,7 @@ pub async fn cluster() -> ClusterInfo {
                 kubeconfig,
                 kubectl,
                 helm,
+                local: std::env::var_os("KUBECONFIG").is_none_or(|v| v.is_empty()),
                 server_version: version.git_version,
             }
         })
@@ -219,6 +222,11 @@ impl Operator {
     /// SIGKILL: the process dies without cleaning up (a crashed or evicted pod).
     pub async fn kill(&mut self) {
         let _ = self.child.kill().await;
+    }
+
+    /// Whether the process is still running.
+    pub fn try_running(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
     }
 
     /// SIGTERM: what the kubelet sends before stopping a pod.
@@ -491,6 +499,15 @@ pub fn condition(
                 c["message"].as_str().unwrap_or_default().to_string(),
             )
         })
+}
+
+/// Stops the local kube-apiserver for `down`, then starts it again (same port, same etcd).
+pub fn restart_local_apiserver(down: Duration) {
+    run_script(&[
+        "hack/local-cluster.sh",
+        "restart-apiserver",
+        &down.as_secs().to_string(),
+    ]);
 }
 
 pub const CHART: &str = concat!(

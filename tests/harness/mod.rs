@@ -109,11 +109,18 @@ pub async fn cluster() -> ClusterInfo {
                 kubeconfig.display()
             );
             install_crds(&client).await;
+            // Ours when it is the kubeconfig hack/local-cluster.sh writes (hack/test.sh exports
+            // it as KUBECONFIG), not a cluster the user pointed us at.
+            let ours = Path::new(ROOT)
+                .join(".local/kubeconfig")
+                .canonicalize()
+                .ok();
+            let local = kubeconfig.canonicalize().ok() == ours;
             ClusterInfo {
                 kubeconfig,
                 kubectl,
                 helm,
-                local: std::env::var_os("KUBECONFIG").is_none_or(|v| v.is_empty()),
+                local,
                 server_version: version.git_version,
             }
         })

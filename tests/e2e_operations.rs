@@ -65,13 +65,7 @@ async fn metrics_show_counters_moving_and_compliance_per_directory() {
             .await;
         let operator = ctx.start_operator("2s", &[]).await;
         assert_eq!(operator.http_get("/healthz").await, (200, "ok\n".into()));
-        eventually(
-            "/readyz to answer 200",
-            WAIT,
-            || operator.http_get("/readyz"),
-            |r| r.0 == 200,
-        )
-        .await;
+        operator.wait_until_ready().await;
 
         // The seed: alice Enabled with 2 devices, bob Disabled, carol Enabled with 1 device.
         ctx.apply::<DirectoryMfaPolicy>(json!({"metadata": {"name": "dir"}, "spec": {
@@ -346,7 +340,7 @@ async fn one_replica_leads_and_a_standby_takes_over_when_it_dies_or_stops() {
         let second = ctx.start_operator_with("30s", &args, &[("POD_NAME", "operator-b")]).await;
         eventually("operator-b to stand by", WAIT, || async { second.logged("standing by") }, |s| *s).await;
         // Both serve probes; only the leader says it leads, and only it reconciles.
-        eventually("operator-b ready", WAIT, || second.http_get("/readyz"), |r| r.0 == 200).await;
+        second.wait_until_ready().await;
         ctx.apply::<UserMfaSetting>(user_setting("before", &url, "alice", "Enabled")).await;
         wait_ready::<UserMfaSetting>(&ctx, "before", &first).await;
         let leading = first.scrape().await;
@@ -433,13 +427,7 @@ async fn sigterm_lets_the_reconcile_in_flight_finish() {
             200
         );
         let mut operator = ctx.start_operator("30s", &[]).await;
-        eventually(
-            "/readyz to answer 200",
-            WAIT,
-            || operator.http_get("/readyz"),
-            |r| r.0 == 200,
-        )
-        .await;
+        operator.wait_until_ready().await;
         ctx.apply::<UserMfaSetting>(json!({"metadata": {"name": "alice"}, "spec": {
             "directoryId": DIRECTORY, "userId": ALICE, "userMfaAuthenticationSettings": "Disabled",
             "endpoint": url, "credentialsSecretRef": {"name": SECRET}}}))

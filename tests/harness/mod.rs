@@ -310,6 +310,17 @@ impl Operator {
         (status, response.text().await.unwrap_or_default())
     }
 
+    /// Waits until /readyz answers 200.
+    pub async fn wait_until_ready(&self) {
+        eventually(
+            "/readyz to answer 200",
+            Duration::from_secs(40),
+            || self.http_get("/readyz"),
+            |(status, _)| *status == 200,
+        )
+        .await;
+    }
+
     /// One scrape of /metrics.
     pub async fn scrape(&self) -> Metrics {
         let (status, body) = self.http_get("/metrics").await;

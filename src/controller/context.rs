@@ -303,6 +303,12 @@ pub struct Context {
     pub census: Census,
 }
 
+impl AsRef<Context> for Context {
+    fn as_ref(&self) -> &Context {
+        self
+    }
+}
+
 impl Context {
     pub fn new(
         client: kube::Client,

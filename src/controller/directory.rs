@@ -4,6 +4,7 @@
 use std::sync::Arc;
 
 use kube::api::Api;
+use kube::core::DeserializeGuard;
 use kube::runtime::controller::Action;
 use kube::runtime::finalizer::{Event as FinalizerEvent, finalizer};
 use kube::runtime::reflector::{ObjectRef, Store};
@@ -163,17 +164,21 @@ fn observed_of(info: &MfaSettingInfo) -> ObservedDirectoryMfa {
 
 /// Shared with `run`: the policies the controller sees, and a way to wake some of them.
 pub struct PolicyIndex {
-    pub store: Store<DirectoryMfaPolicy>,
-    pub wake: futures::channel::mpsc::UnboundedSender<ObjectRef<DirectoryMfaPolicy>>,
+    pub store: Store<DeserializeGuard<DirectoryMfaPolicy>>,
+    pub wake:
+        futures::channel::mpsc::UnboundedSender<ObjectRef<DeserializeGuard<DirectoryMfaPolicy>>>,
 }
 
 impl PolicyIndex {
     fn wake_claimants(&self, directory_id: &str, except: &str) {
-        for policy in self.store.state() {
-            if policy.spec.directory_id == directory_id && key_of(policy.as_ref()) != except {
+        for guard in self.store.state() {
+            if let Ok(policy) = &guard.0
+                && policy.spec.directory_id == directory_id
+                && key_of(policy) != except
+            {
                 let _ = self
                     .wake
-                    .unbounded_send(ObjectRef::from_obj(policy.as_ref()));
+                    .unbounded_send(ObjectRef::from_obj(guard.as_ref()));
             }
         }
     }
@@ -205,18 +210,30 @@ pub struct DirectoryContext {
     pub users: UserIndex,
 }
 
+impl AsRef<Context> for DirectoryContext {
+    fn as_ref(&self) -> &Context {
+        &self.base
+    }
+}
+
 /// The UserMfaSettings the user controller sees, and a way to wake them: their Effective
 /// condition follows the directory's setting.
 pub struct UserIndex {
-    pub store: Store<UserMfaSetting>,
-    pub wake: futures::channel::mpsc::UnboundedSender<ObjectRef<UserMfaSetting>>,
+    pub store: Store<DeserializeGuard<UserMfaSetting>>,
+    pub wake: futures::channel::mpsc::UnboundedSender<ObjectRef<DeserializeGuard<UserMfaSetting>>>,
 }
 
 impl UserIndex {
     fn wake_directory_users(&self, directory_id: &str) {
-        for user in self.store.state() {
-            if user.spec.directory_id == directory_id {
-                let _ = self.wake.unbounded_send(ObjectRef::from_obj(user.as_ref()));
+        for guard in self.store.state() {
+            if guard
+                .0
+                .as_ref()
+                .is_ok_and(|user| user.spec.directory_id == directory_id)
+            {
+                let _ = self
+                    .wake
+                    .unbounded_send(ObjectRef::from_obj(guard.as_ref()));
             }
         }
     }
@@ -264,7 +281,7 @@ async fn apply(
             }
             // When a census completes, this policy is woken to show it in status.users.
             let wake = ctx.index.wake.clone();
-            let me = ObjectRef::from_obj(policy.as_ref());
+            let me = super::guarded_ref(policy.as_ref());
             let users = ctx.base.census.refresh(
                 &observation.client,
                 &observation.endpoint,
@@ -339,7 +356,7 @@ async fn enforce(
     let directory_id = spec.directory_id.as_str();
     let key = key_of(policy);
     let known = ctx.index.store.state();
-    let claimants = claim_owner(known.iter().map(|p| p.as_ref()), directory_id);
+    let claimants = claim_owner(known.iter().filter_map(|g| g.0.as_ref().ok()), directory_id);
     let owner = claimants.first().map(|p| key_of(*p));
     let contenders: Vec<String> = match &owner {
         Some(owner) if *owner != key => {

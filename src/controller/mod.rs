@@ -16,6 +16,7 @@ use std::time::Duration;
 use futures::{FutureExt, StreamExt, future};
 use k8s_openapi::api::core::v1::Secret;
 use kube::api::{Api, ListParams};
+use kube::core::DeserializeGuard;
 use kube::runtime::controller::{Action, Config as ControllerConfig, Controller};
 use kube::runtime::reflector::{self, ObjectRef};
 use kube::runtime::{WatchStreamExt, watcher};
@@ -79,9 +80,9 @@ fn error_policy<K: Resource>(object: Arc<K>, error: &ReconcileError, ctx: &Conte
 
 /// Maps a Secret to the resources whose credentialsSecretRef names it.
 fn users_of_secret<K>(
-    store: reflector::Store<K>,
+    store: reflector::Store<DeserializeGuard<K>>,
     secret_ref: fn(&K) -> Option<&SecretReference>,
-) -> impl Fn(Secret) -> Vec<ObjectRef<K>>
+) -> impl Fn(Secret) -> Vec<ObjectRef<DeserializeGuard<K>>>
 where
     K: Resource<DynamicType = ()> + Clone + 'static,
 {
@@ -90,24 +91,38 @@ where
         store
             .state()
             .iter()
-            .filter(|object| {
-                object.namespace() == namespace
-                    && secret_ref(object).is_some_and(|r| r.name == name)
+            .filter(|guard| {
+                guard.namespace() == namespace
+                    && guard
+                        .0
+                        .as_ref()
+                        .ok()
+                        .and_then(secret_ref)
+                        .is_some_and(|r| r.name == name)
             })
-            .map(|object| ObjectRef::from_obj(object.as_ref()))
+            .map(|guard| ObjectRef::from_obj(guard.as_ref()))
             .collect()
+    }
+}
+
+/// The reference the controllers queue for `object` (they watch its guarded form).
+pub fn guarded_ref<K: Resource<DynamicType = ()>>(object: &K) -> ObjectRef<DeserializeGuard<K>> {
+    let reference = ObjectRef::new(object.meta().name.as_deref().unwrap_or_default());
+    match object.meta().namespace.as_deref() {
+        Some(namespace) => reference.within(namespace),
+        None => reference,
     }
 }
 
 /// A controller for one kind: its objects (filtered to spec and lifecycle changes) in `store`, and
 /// the Secrets they name, so a changed credential re-queues its users.
 fn controller_for<K>(
-    api: Api<K>,
-    store: reflector::Store<K>,
-    writer: reflector::store::Writer<K>,
+    api: Api<DeserializeGuard<K>>,
+    store: reflector::Store<DeserializeGuard<K>>,
+    writer: reflector::store::Writer<DeserializeGuard<K>>,
     secrets: &Api<Secret>,
     secret_ref: fn(&K) -> Option<&SecretReference>,
-) -> Controller<K>
+) -> Controller<DeserializeGuard<K>>
 where
     K: Resource<DynamicType = ()>
         + Clone
@@ -157,37 +172,61 @@ impl Shutdown {
     }
 }
 
-/// Wraps a reconcile function so that each run is counted and timed in the metrics, and logs
-/// inside it carry the kind and namespace/name (a span of our own target, so it survives the
-/// usual `kube=warn` filter that hides kube-runtime's).
+/// Wraps a reconcile function: objects that do not deserialize (the watch carries them in a
+/// `DeserializeGuard`, so one bad object cannot stall the others) get a Warning Event and wait for
+/// a change; every run is counted and timed in the metrics; and logs inside it carry the kind and
+/// namespace/name (a span of our own target, so it survives the usual `kube=warn` filter that
+/// hides kube-runtime's).
 fn measured<K, C, F, Fut>(
     kind: &'static str,
     metrics: Arc<Metrics>,
     reconcile: F,
-) -> impl FnMut(Arc<K>, Arc<C>) -> futures::future::BoxFuture<'static, Result<Action, ReconcileError>>
+) -> impl FnMut(
+    Arc<DeserializeGuard<K>>,
+    Arc<C>,
+) -> futures::future::BoxFuture<'static, Result<Action, ReconcileError>>
 where
-    K: Resource,
+    K: Resource<DynamicType = ()> + Clone + Send + Sync + 'static,
+    C: AsRef<Context> + Send + Sync + 'static,
     F: Fn(Arc<K>, Arc<C>) -> Fut,
     Fut: std::future::Future<Output = Result<Action, ReconcileError>> + Send + 'static,
 {
     use tracing::Instrument;
-    move |object, ctx| {
+    move |guard, ctx| {
         let metrics = metrics.clone();
         let span = tracing::info_span!(
             "reconcile",
             kind,
-            object = %context::key_of(object.as_ref())
+            object = %context::key_of(guard.as_ref())
         );
-        let run = reconcile(object, ctx);
+        let invalid = guard.0.is_err();
+        let run = match &guard.0 {
+            Ok(object) => reconcile(Arc::new(object.clone()), ctx).boxed(),
+            Err(invalid) => {
+                let note = format!(
+                    "cannot read this {kind}: {}; fix or delete it (other resources are unaffected)",
+                    invalid.error
+                );
+                async move {
+                    let context: &Context = (*ctx).as_ref();
+                    context
+                        .event(guard.as_ref(), true, "InvalidObject", "Reconcile", note)
+                        .await;
+                    Ok(Action::await_change())
+                }
+                .boxed()
+            }
+        };
         Box::pin(
             async move {
                 let started = std::time::Instant::now();
                 let result = run.await;
-                metrics.reconcile_finished(
-                    kind,
-                    started.elapsed(),
-                    result.as_ref().err().map(ReconcileError::reason),
-                );
+                let failed = match &result {
+                    Err(error) => Some(error.reason()),
+                    Ok(_) if invalid => Some("InvalidObject"),
+                    Ok(_) => None,
+                };
+                metrics.reconcile_finished(kind, started.elapsed(), failed);
                 result
             }
             .instrument(span),
@@ -224,7 +263,8 @@ pub async fn run(options: RunOptions) -> Result<(), String> {
     let client = kube::Client::try_default().await.map_err(|error| {
         format!("cannot reach Kubernetes (KUBECONFIG or in-cluster config): {error}")
     })?;
-    let probe: Api<DirectoryMfaPolicy> = api_for(&client, &options.watch_namespace);
+    let probe: Api<DeserializeGuard<DirectoryMfaPolicy>> =
+        api_for(&client, &options.watch_namespace);
     probe
         .list(&ListParams::default().limit(1))
         .await

@@ -476,3 +476,58 @@ async fn sigterm_lets_the_reconcile_in_flight_finish() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn status_users_and_gauges_follow_changes_the_operator_makes_before_any_resync() {
+    harness::with_namespace("census-follows", |ctx| async move {
+        let (url, _state) = start_emulator().await;
+        ctx.credentials_secret(SECRET, ACCESS_KEY_ID, ACCESS_KEY_SECRET)
+            .await;
+        // A resync far longer than the test: whatever moves here moved because of the changes.
+        let operator = ctx.start_operator("10m", &[]).await;
+        ctx.apply::<DirectoryMfaPolicy>(json!({"metadata": {"name": "dir"}, "spec": {
+            "directoryId": DIRECTORY, "mfaAuthenticationSettings": "Byuser",
+            "operationForRiskLogin": "Autonomous", "endpoint": url,
+            "credentialsSecretRef": {"name": SECRET}}}))
+            .await;
+        // The seed has bob Disabled; the operator enables him (he has no device).
+        ctx.apply::<UserMfaSetting>(user_setting("bob", &url, "bob", "Enabled"))
+            .await;
+        wait_ready::<UserMfaSetting>(&ctx, "bob", &operator).await;
+        let expected = json!({"total": 3, "mfaDisabled": 0, "mfaEnabledWithoutDevice": 1});
+        eventually(
+            "status.users to count bob as enabled without a device",
+            Duration::from_secs(30),
+            || async { ctx.api::<DirectoryMfaPolicy>().get("dir").await.unwrap() },
+            |p| serde_json::to_value(&p.status).unwrap()["users"] == expected,
+        )
+        .await;
+        let directory = [("directory", DIRECTORY)];
+        let metrics = operator.scrape().await;
+        assert_eq!(
+            metrics.value(&metric("directory_users_mfa_disabled"), &directory),
+            Some(0.0)
+        );
+        assert_eq!(
+            metrics.value(
+                &metric("directory_users_mfa_enabled_without_device"),
+                &directory
+            ),
+            Some(1.0)
+        );
+
+        // And back: the operator disables him again.
+        ctx.apply::<UserMfaSetting>(user_setting("bob", &url, "bob", "Disabled"))
+            .await;
+        let expected = json!({"total": 3, "mfaDisabled": 1, "mfaEnabledWithoutDevice": 0});
+        eventually(
+            "status.users to count bob as disabled",
+            Duration::from_secs(30),
+            || async { ctx.api::<DirectoryMfaPolicy>().get("dir").await.unwrap() },
+            |p| serde_json::to_value(&p.status).unwrap()["users"] == expected,
+        )
+        .await;
+        operator.stop().await;
+    })
+    .await;
+}

@@ -31,12 +31,19 @@ struct Taken {
     users: HashMap<String, UserState>,
 }
 
+/// Called when a directory's summary changed (the owning policy shows it in its status).
+pub type OnChange = Arc<dyn Fn() + Send + Sync>;
+
 #[derive(Default)]
 struct Directory {
     taken: Option<Taken>,
     in_flight: bool,
     /// The resources (kind/namespace/name) that count this directory.
     counted_by: HashSet<String>,
+    on_change: Option<OnChange>,
+    /// Users observed while a census was in flight (or before the first one): applied over its
+    /// result, which may have read them before the change.
+    observed_meanwhile: HashMap<String, UserState>,
 }
 
 pub struct Census {
@@ -123,15 +130,15 @@ impl Census {
     }
 
     /// The directory's last summary (None before the first census completes). Starts a census
-    /// in the background when one is due; `done` runs when it has completed, so the caller can
-    /// pick the new summary up.
+    /// in the background when one is due. `on_change`, when given, is kept and called whenever
+    /// the summary changes (a census completed, or a user was observed to have changed).
     pub fn refresh(
         &self,
         client: &CloudSsoClient,
         endpoint: &Endpoint,
         directory_id: &str,
         resource: &str,
-        done: impl FnOnce() + Send + 'static,
+        on_change: Option<OnChange>,
     ) -> Option<DirectoryUserSummary> {
         let key = key(endpoint, directory_id);
         let mut directories = self.lock();
@@ -139,6 +146,9 @@ impl Census {
         self.uncount(&mut directories, resource, Some(&key));
         let directory = directories.entry(key.clone()).or_default();
         directory.counted_by.insert(resource.to_string());
+        if on_change.is_some() {
+            directory.on_change = on_change;
+        }
         let summary = directory
             .taken
             .as_ref()
@@ -164,17 +174,31 @@ impl Census {
                 directory.in_flight = false;
                 match result {
                     Ok(users) => {
+                        let mut users: HashMap<String, UserState> = users
+                            .iter()
+                            .map(|user| (user.user_id.clone(), state_of(user)))
+                            .collect();
+                        for (user_id, state) in directory.observed_meanwhile.drain() {
+                            if let Some(known) = users.get_mut(&user_id) {
+                                *known = state;
+                            }
+                        }
                         let taken = Taken {
                             at: Instant::now(),
-                            users: users
-                                .iter()
-                                .map(|user| (user.user_id.clone(), state_of(user)))
-                                .collect(),
+                            users,
                         };
+                        let changed = directory
+                            .taken
+                            .as_ref()
+                            .map(|t| summarize(t.users.values()))
+                            != Some(summarize(taken.users.values()));
                         publish(&metrics, &key.1, &taken);
                         directory.taken = Some(taken);
+                        let on_change = directory.on_change.clone().filter(|_| changed);
                         drop(directories);
-                        done();
+                        if let Some(on_change) = on_change {
+                            on_change();
+                        }
                     }
                     Err(error) => {
                         tracing::warn!(directory = %key.1, %error, "census of the directory's users failed; the compliance gauges keep their last values and it is retried at the next reconcile");
@@ -195,13 +219,26 @@ impl Census {
         state: UserState,
     ) {
         let mut directories = self.lock();
-        if let Some(taken) = directories
-            .get_mut(&key(endpoint, directory_id))
-            .and_then(|directory| directory.taken.as_mut())
-            && taken.users.get(user_id) != Some(&state)
-        {
-            taken.users.insert(user_id.to_string(), state);
-            publish(&self.metrics, directory_id, taken);
+        let Some(directory) = directories.get_mut(&key(endpoint, directory_id)) else {
+            return;
+        };
+        if directory.in_flight || directory.taken.is_none() {
+            directory
+                .observed_meanwhile
+                .insert(user_id.to_string(), state.clone());
+        }
+        let Some(taken) = directory.taken.as_mut() else {
+            return;
+        };
+        if taken.users.get(user_id) == Some(&state) {
+            return;
+        }
+        taken.users.insert(user_id.to_string(), state);
+        publish(&self.metrics, directory_id, taken);
+        let on_change = directory.on_change.clone();
+        drop(directories);
+        if let Some(on_change) = on_change {
+            on_change();
         }
     }
 

@@ -279,7 +279,7 @@ async fn apply(
             {
                 ctx.users.wake_directory_users(&policy.spec.directory_id);
             }
-            // When a census completes, this policy is woken to show it in status.users.
+            // When the directory's summary changes, this policy is woken to show it in status.users.
             let wake = ctx.index.wake.clone();
             let me = super::guarded_ref(policy.as_ref());
             let users = ctx.base.census.refresh(
@@ -287,9 +287,9 @@ async fn apply(
                 &observation.endpoint,
                 &policy.spec.directory_id,
                 &census::counter_key(policy.as_ref()),
-                move || {
-                    let _ = wake.unbounded_send(me);
-                },
+                Some(Arc::new(move || {
+                    let _ = wake.unbounded_send(me.clone());
+                })),
             );
             let mut status = DirectoryMfaPolicyStatus {
                 common: CommonStatus {

@@ -200,7 +200,7 @@ async fn apply(
                 endpoint,
                 directory_id,
                 &census::counter_key(setting.as_ref()),
-                || {},
+                None,
             );
             ctx.census.observe_user(
                 endpoint,

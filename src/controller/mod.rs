@@ -274,6 +274,8 @@ pub async fn run(options: RunOptions) -> Result<(), String> {
             }
             other => format!("cannot list DirectoryMfaPolicies: {other}"),
         })?;
+    let http =
+        cloud::http_client().map_err(|error| format!("cannot build an HTTP client: {error}"))?;
     health.set_ready(true);
 
     let elector = options
@@ -293,7 +295,13 @@ pub async fn run(options: RunOptions) -> Result<(), String> {
     }
     metrics.set_leader(true);
 
-    let controllers = run_controllers(client, &options, metrics.clone(), shutdown.clone().wait());
+    let controllers = run_controllers(
+        client,
+        http,
+        &options,
+        metrics.clone(),
+        shutdown.clone().wait(),
+    );
     let outcome = match &elector {
         None => {
             controllers.await;
@@ -324,18 +332,12 @@ pub async fn run(options: RunOptions) -> Result<(), String> {
 
 async fn run_controllers(
     client: kube::Client,
+    http: reqwest::Client,
     options: &RunOptions,
     metrics: Arc<Metrics>,
     shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static,
 ) {
     let shutdown = shutdown.shared();
-    let http = match cloud::http_client() {
-        Ok(http) => http,
-        Err(error) => {
-            tracing::error!(%error, "cannot build an HTTP client");
-            return;
-        }
-    };
     let default_source =
         CredentialSource::from_env(http.clone()).map_err(|error| error.to_string());
     if let Err(error) = &default_source {

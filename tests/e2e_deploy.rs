@@ -78,6 +78,9 @@ async fn chart_lints_renders_every_option_and_refuses_bad_values() {
         assert_eq!(pod["containers"][0]["livenessProbe"]["httpGet"]["path"], "/healthz");
         assert_eq!(pod["containers"][0]["readinessProbe"]["httpGet"]["path"], "/readyz");
         assert!(env_of(deployment).contains(&json!({"name": "LEADER_ELECTION", "value": "true"})));
+        // The Lease namespace is a plain value, not only the downward API, so the operator finds
+        // its Lease (the one its Role allows) even when started outside a pod with this env.
+        assert!(env_of(deployment).contains(&json!({"name": "LEADER_ELECTION_NAMESPACE", "value": ctx.namespace})));
         let leases = find(&defaults, "Role");
         assert_eq!(leases["rules"][1]["resourceNames"], json!(["cloudsso-mfa-operator"]));
 
@@ -279,7 +282,7 @@ async fn prove_rbac(ctx: TestContext, namespaced: bool) {
     let kubeconfig = ctx.service_account_kubeconfig(&account, dir.path()).await;
     let kubeconfig = kubeconfig.to_str().unwrap();
     // The container's configuration exactly as the chart renders it (leader election on, the
-    // Lease in the release namespace, JSON logs, ...), with what the kubelet would add.
+    // Lease in the release namespace, JSON logs, ...), and the pod name the kubelet would add.
     let deployment = ctx
         .api::<Deployment>()
         .get(&account)
@@ -298,7 +301,6 @@ async fn prove_rbac(ctx: TestContext, namespaced: bool) {
         "{env:?}"
     );
     env.push(("POD_NAME".into(), "sa-operator".into()));
-    env.push(("POD_NAMESPACE".into(), ctx.namespace.clone()));
     env.push(("KUBECONFIG".into(), kubeconfig.to_string()));
     let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
     let operator = ctx.start_operator_with("5s", &[], &env).await;

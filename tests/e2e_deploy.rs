@@ -235,6 +235,22 @@ async fn chart_installs_and_its_pod_passes_the_restricted_pod_security_profile()
             }
             other => panic!("a pod without securityContext was not refused: {other:?}"),
         }
+
+        // `helm upgrade` rolls a changed value into the Deployment.
+        let (ok, _, stderr) = ctx
+            .helm(&["upgrade", &release, CHART, "--reuse-values", "--set", "controller.resyncInterval=1m"])
+            .await;
+        assert!(ok, "helm upgrade: {stderr}");
+        let upgraded = ctx
+            .api::<Deployment>()
+            .get(&format!("{release}-cloudsso-mfa-operator"))
+            .await
+            .unwrap();
+        let env = upgraded.spec.unwrap().template.spec.unwrap().containers[0].env.clone().unwrap_or_default();
+        assert!(
+            env.iter().any(|var| var.name == "RESYNC_INTERVAL" && var.value.as_deref() == Some("1m")),
+            "{env:?}"
+        );
         uninstall(&ctx, &release).await;
     })
     .await;

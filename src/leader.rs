@@ -70,8 +70,11 @@ pub enum LeaderError {
 pub enum Attempt {
     /// We hold the Lease (took it or renewed it).
     Holding,
-    /// Someone else holds a current Lease.
-    HeldBy(String),
+    /// Someone else holds a current Lease; unless renewed, it expires (on our clock) in `expires_in`.
+    HeldBy {
+        holder: String,
+        expires_in: Duration,
+    },
     /// Another writer changed the Lease between our read and our write; try again.
     Conflict,
 }
@@ -176,7 +179,10 @@ impl LeaderElector {
         if let Some(other) = holder.as_ref().filter(|h| *h != identity)
             && unchanged_for < held_for
         {
-            return Ok(Attempt::HeldBy(other.clone()));
+            return Ok(Attempt::HeldBy {
+                holder: other.clone(),
+                expires_in: held_for - unchanged_for,
+            });
         }
         let taking_over = holder.as_ref() != Some(identity);
         lease.spec = Some(LeaseSpec {
@@ -212,23 +218,26 @@ impl LeaderElector {
                 tokio::time::timeout(self.settings.lease_duration, self.try_acquire_or_renew())
                     .await
                     .unwrap_or(Ok(Attempt::Conflict));
+            let mut pause = self.jittered_retry();
             match attempt {
                 Ok(Attempt::Holding) => {
                     tracing::info!(lease = %self.lease(), identity = %self.settings.identity, "became the leader");
                     return;
                 }
-                Ok(Attempt::HeldBy(holder)) => {
+                Ok(Attempt::HeldBy { holder, expires_in }) => {
                     if last_holder.as_ref() != Some(&holder) {
                         tracing::info!(lease = %self.lease(), %holder, "standing by: another replica leads");
                         last_holder = Some(holder);
                     }
+                    // Look again right when it would expire, not up to a retry period later.
+                    pause = pause.min(expires_in + Duration::from_millis(50));
                 }
                 Ok(Attempt::Conflict) => {}
                 Err(error) => {
                     tracing::warn!(lease = %self.lease(), %error, "cannot read or write the leader Lease")
                 }
             }
-            tokio::time::sleep(self.jittered_retry()).await;
+            tokio::time::sleep(pause).await;
         }
     }
 
@@ -246,7 +255,7 @@ impl LeaderElector {
                 .max(Duration::from_millis(100));
             match tokio::time::timeout(left, self.try_acquire_or_renew()).await {
                 Ok(Ok(Attempt::Holding)) => renewed = Instant::now(),
-                Ok(Ok(Attempt::HeldBy(holder))) => {
+                Ok(Ok(Attempt::HeldBy { holder, .. })) => {
                     return LeaderError::TakenOver {
                         lease: self.lease(),
                         holder,

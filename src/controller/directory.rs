@@ -14,7 +14,7 @@ use super::census;
 use super::conditions::{self, DesiredCondition, READY, SYNCED};
 use super::context::{Context, FINALIZER, key_of};
 use super::error::ReconcileError;
-use super::status::{apply_status, sync_time};
+use super::status::{apply_status, write_synced};
 use crate::api::{
     CommonStatus, DeletionPolicy, DirectoryMfaPolicy, DirectoryMfaPolicySpec,
     DirectoryMfaPolicyStatus, ManagementPolicy, ObservedDirectoryMfa, UserMfaSetting,
@@ -291,7 +291,7 @@ async fn apply(
                     let _ = wake.unbounded_send(me.clone());
                 })),
             );
-            let mut status = DirectoryMfaPolicyStatus {
+            let status = DirectoryMfaPolicyStatus {
                 common: CommonStatus {
                     conditions: conditions::merge(
                         &previous.common.conditions,
@@ -307,15 +307,14 @@ async fn apply(
                 contenders: observation.contenders,
                 users,
             };
-            let unchanged = status == previous;
-            status.common.last_sync_time = Some(sync_time(
-                previous.common.last_sync_time.as_deref(),
-                unchanged,
+            write_synced(
+                api,
+                &name,
+                &previous,
+                status,
                 ctx.base.settings.resync_interval,
-            ));
-            if status != previous {
-                apply_status(api, &name, &status).await?;
-            }
+            )
+            .await?;
             Ok(Action::requeue(ctx.base.settings.jittered_resync()))
         }
         Err(error) => {
@@ -347,6 +346,21 @@ fn now_time() -> k8s_openapi::apimachinery::pkg::apis::meta::v1::Time {
     k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(jiff::Timestamp::now())
 }
 
+/// The CloudSSO endpoint and client the policy asks for.
+async fn cloudsso_of(
+    policy: &DirectoryMfaPolicy,
+    ctx: &Context,
+) -> Result<(Endpoint, CloudSsoClient), ReconcileError> {
+    let spec = &policy.spec;
+    ctx.cloudsso_for(
+        &policy.namespace().unwrap_or_default(),
+        spec.endpoint.as_deref(),
+        &spec.region,
+        spec.credentials_secret_ref.as_ref(),
+    )
+    .await
+}
+
 async fn enforce(
     policy: &DirectoryMfaPolicy,
     ctx: &DirectoryContext,
@@ -372,15 +386,7 @@ async fn enforce(
         ctx.index.wake_claimants(directory_id, &key);
     }
 
-    let (endpoint, client) = ctx
-        .base
-        .cloudsso_for(
-            &policy.namespace().unwrap_or_default(),
-            spec.endpoint.as_deref(),
-            &spec.region,
-            spec.credentials_secret_ref.as_ref(),
-        )
-        .await?;
+    let (endpoint, client) = cloudsso_of(policy, &ctx.base).await?;
     let cloud_error = |error| ReconcileError::from_cloud(error, directory_id, None);
     let mut observed = client
         .get_mfa_setting_info(directory_id)
@@ -518,15 +524,7 @@ async fn cleanup(
     else {
         return Ok(Action::await_change());
     };
-    let (_, client) = ctx
-        .base
-        .cloudsso_for(
-            &policy.namespace().unwrap_or_default(),
-            spec.endpoint.as_deref(),
-            &spec.region,
-            spec.credentials_secret_ref.as_ref(),
-        )
-        .await?;
+    let (_, client) = cloudsso_of(&policy, &ctx.base).await?;
     let restored = format!(
         "directory {} set back to {}",
         spec.directory_id, update.mfa_authentication_settings

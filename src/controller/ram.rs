@@ -9,7 +9,7 @@ use kube::{Resource, ResourceExt};
 use super::conditions::{self, DesiredCondition, READY, SYNCED};
 use super::context::{Context, key_of};
 use super::error::ReconcileError;
-use super::status::{apply_status, sync_time};
+use super::status::{apply_status, write_synced};
 use crate::api::{CommonStatus, RamMfaDevice, RamUserMfaStatus, RamUserMfaStatusStatus};
 use crate::cloud::Endpoint;
 use crate::cloud::ims::UserMfaInfo;
@@ -107,15 +107,14 @@ pub async fn reconcile(
             ctx.failures.clear(&key_of(resource.as_ref()));
             status.mfa_enabled = Some(enabled);
             status.device = device;
-            let unchanged = status == previous;
-            status.common.last_sync_time = Some(sync_time(
-                previous.common.last_sync_time.as_deref(),
-                unchanged,
+            write_synced(
+                &api,
+                &resource.name_any(),
+                &previous,
+                status,
                 ctx.settings.resync_interval,
-            ));
-            if status != previous {
-                apply_status(&api, &resource.name_any(), &status).await?;
-            }
+            )
+            .await?;
             Ok(Action::requeue(ctx.settings.jittered_resync()))
         }
         Err(error) => {

@@ -9,6 +9,33 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use super::context::MANAGER;
+use crate::api::{
+    CommonStatus, DirectoryMfaPolicyStatus, RamUserMfaStatusStatus, UserMfaSettingStatus,
+};
+
+/// A status with the fields all three kinds share.
+pub trait HasCommonStatus {
+    fn common(&self) -> &CommonStatus;
+    fn common_mut(&mut self) -> &mut CommonStatus;
+}
+
+macro_rules! has_common_status {
+    ($($status:ty),*) => {$(
+        impl HasCommonStatus for $status {
+            fn common(&self) -> &CommonStatus {
+                &self.common
+            }
+            fn common_mut(&mut self) -> &mut CommonStatus {
+                &mut self.common
+            }
+        }
+    )*};
+}
+has_common_status!(
+    DirectoryMfaPolicyStatus,
+    UserMfaSettingStatus,
+    RamUserMfaStatusStatus
+);
 
 pub async fn apply_status<K, S>(api: &Api<K>, name: &str, status: &S) -> Result<(), kube::Error>
 where
@@ -40,4 +67,29 @@ pub fn sync_time(previous: Option<&str>, rest_unchanged: bool, resync: Duration)
         return previous.to_string();
     }
     crate::cloud::client::acs_timestamp(Timestamp::now())
+}
+
+/// Writes the status of a successful sync: stamps `lastSyncTime` (see `sync_time`) and applies
+/// the status only when it differs from `previous`.
+pub async fn write_synced<K, S>(
+    api: &Api<K>,
+    name: &str,
+    previous: &S,
+    mut status: S,
+    resync: Duration,
+) -> Result<(), kube::Error>
+where
+    K: Resource<DynamicType = ()> + Clone + DeserializeOwned + std::fmt::Debug,
+    S: Serialize + PartialEq + HasCommonStatus,
+{
+    let unchanged = status == *previous;
+    status.common_mut().last_sync_time = Some(sync_time(
+        previous.common().last_sync_time.as_deref(),
+        unchanged,
+        resync,
+    ));
+    if status != *previous {
+        apply_status(api, name, &status).await?;
+    }
+    Ok(())
 }

@@ -13,7 +13,7 @@ use super::conditions::{self, DesiredCondition, EFFECTIVE, READY, SYNCED};
 use super::context::{Context, FINALIZER, key_of};
 use super::directory::{FieldChange, describe};
 use super::error::ReconcileError;
-use super::status::{apply_status, sync_time};
+use super::status::{apply_status, write_synced};
 use crate::api::{
     BoundMfaDevice, CommonStatus, DeletionPolicy, ManagementPolicy, ObservedUserMfa,
     UserMfaSetting, UserMfaSettingSpec, UserMfaSettingStatus,
@@ -211,7 +211,7 @@ async fn apply(
                     devices: observation.devices.len(),
                 },
             );
-            let mut status = UserMfaSettingStatus {
+            let status = UserMfaSettingStatus {
                 common: CommonStatus {
                     conditions: conditions::merge(
                         &previous.common.conditions,
@@ -230,15 +230,7 @@ async fn apply(
                 devices: Some(observation.devices),
                 restore_to: observation.restore_to,
             };
-            let unchanged = status == previous;
-            status.common.last_sync_time = Some(sync_time(
-                previous.common.last_sync_time.as_deref(),
-                unchanged,
-                ctx.settings.resync_interval,
-            ));
-            if status != previous {
-                apply_status(api, &name, &status).await?;
-            }
+            write_synced(api, &name, &previous, status, ctx.settings.resync_interval).await?;
             Ok(Action::requeue(ctx.settings.jittered_resync()))
         }
         Err(error) => {

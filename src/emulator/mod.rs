@@ -2,6 +2,7 @@
 //! used by the operator itself.
 
 pub mod api;
+pub mod rpc;
 pub mod seed;
 pub mod server;
 

@@ -1,5 +1,6 @@
-//! The emulator's HTTP face: signature verification, quota and fault injection, the API
-//! dispatch, STS for RRSA, and the unsigned admin paths under `/_emulator/`.
+//! The emulator's HTTP face: signature verification (ACS3-HMAC-SHA256 in the Authorization header,
+//! or the RPC HMAC-SHA1 `Signature` parameter), quota and fault injection, the API dispatch, STS
+//! for RRSA, and the unsigned admin paths under `/_emulator/`.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -17,10 +18,12 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use super::api::{self, ApiFault, Params};
+use super::rpc;
 use super::seed::Seed;
 use crate::cloud::signer::{CanonicalHeaders, RequestToSign, parse_authorization, sha256_hex};
 
-/// How far x-acs-date may be from the emulator's clock, as on the real gateway.
+/// How far x-acs-date (ACS3) or Timestamp (RPC) may be from the emulator's clock, as on the real
+/// gateway.
 const MAX_CLOCK_SKEW: Duration = Duration::from_secs(15 * 60);
 
 /// Injected trouble (`PUT /_emulator/faults`); `{}` clears it.
@@ -287,6 +290,7 @@ async fn api_call(
                 &mut state,
                 method.as_str(),
                 &query.into_iter().collect(),
+                &params,
                 &headers,
                 &body,
             )
@@ -330,8 +334,197 @@ async fn api_call(
     }
 }
 
-/// Verifies an ACS3-HMAC-SHA256 signature; returns the caller's access key id.
+/// Parameters only an RPC-signed call carries: with one of them and no Authorization header, the
+/// call is checked as RPC, so a missing piece is named rather than the missing ACS3 header.
+const RPC_MARKERS: [&str; 5] = [
+    "Signature",
+    "SignatureMethod",
+    "SignatureNonce",
+    "SignatureVersion",
+    "AccessKeyId",
+];
+
+/// Verifies the call's signature, ACS3 or RPC, and the parts around it (time window, key, STS
+/// token, nonce); returns the caller's access key id.
 fn authenticate(
+    state: &mut EmulatorState,
+    method: &str,
+    query: &BTreeMap<String, String>,
+    params: &Params,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Result<String, ApiFault> {
+    let rpc_signed = !headers.contains_key(header::AUTHORIZATION)
+        && RPC_MARKERS.iter().any(|name| params.contains_key(*name));
+    if rpc_signed {
+        authenticate_rpc(state, method, params)
+    } else {
+        authenticate_acs3(state, method, query, headers, body)
+    }
+}
+
+/// InvalidTimeStamp.Format or .Expired unless `sent` is a time within the window.
+fn check_time_window(sent: &str) -> Result<(), ApiFault> {
+    let sent_at: Timestamp = sent.parse().map_err(|_| {
+        ApiFault::new(
+            400,
+            "InvalidTimeStamp.Format",
+            format!("Specified time stamp or date value is not well formatted: {sent}"),
+        )
+    })?;
+    let skew = Timestamp::now().duration_since(sent_at).unsigned_abs();
+    if skew > MAX_CLOCK_SKEW {
+        return Err(ApiFault::new(
+            400,
+            "InvalidTimeStamp.Expired",
+            format!("Specified time stamp or date value is expired: {sent}"),
+        ));
+    }
+    Ok(())
+}
+
+fn access_key_not_found(access_key_id: &str) -> ApiFault {
+    ApiFault::new(
+        404,
+        "InvalidAccessKeyId.NotFound",
+        format!("Specified access key is not found: {access_key_id}"),
+    )
+}
+
+/// Temporary keys need the token they were minted with; a permanent key needs none.
+fn check_security_token(sts: Option<&StsKey>, token: Option<&str>) -> Result<(), ApiFault> {
+    let Some(sts) = sts else {
+        return Ok(());
+    };
+    let token = token.filter(|token| !token.is_empty()).ok_or_else(|| {
+        ApiFault::new(
+            400,
+            "MissingSecurityToken",
+            "SecurityToken is mandatory for this action: the access key is a temporary (STS) key.",
+        )
+    })?;
+    if !token.starts_with("CAIS") {
+        return Err(ApiFault::new(
+            400,
+            "InvalidSecurityToken.Malformed",
+            "Specified SecurityToken is malformed.",
+        ));
+    }
+    if token != sts.token {
+        return Err(ApiFault::new(
+            400,
+            "InvalidSecurityToken.MismatchWithAccessKey",
+            "The security token does not match the access key.",
+        ));
+    }
+    if Timestamp::now() >= sts.expiration {
+        return Err(ApiFault::new(
+            400,
+            "InvalidSecurityToken.Expired",
+            "Specified SecurityToken is expired.",
+        ));
+    }
+    Ok(())
+}
+
+/// Records a nonce; SignatureNonceUsed when it was seen within the window (either signature).
+fn use_nonce(state: &mut EmulatorState, nonce: &str) -> Result<(), ApiFault> {
+    let now = Instant::now();
+    state
+        .seen_nonces
+        .retain(|_, seen| now.duration_since(*seen) < MAX_CLOCK_SKEW * 2);
+    if state.seen_nonces.insert(nonce.to_string(), now).is_some() {
+        return Err(ApiFault::new(
+            400,
+            "SignatureNonceUsed",
+            format!("Specified signature nonce was used already: {nonce}"),
+        ));
+    }
+    Ok(())
+}
+
+/// Verifies an RPC signature (HMAC-SHA1 over the sorted parameters of query and form body).
+fn authenticate_rpc(
+    state: &mut EmulatorState,
+    method: &str,
+    params: &Params,
+) -> Result<String, ApiFault> {
+    let param = |name: &str| {
+        params
+            .get(name)
+            .map(String::as_str)
+            .filter(|value| !value.is_empty())
+    };
+    // The gateway names the missing common parameter in the code: Missing{ParameterName}.
+    for name in rpc::REQUIRED_PARAMETERS {
+        if param(name).is_none() {
+            return Err(ApiFault::new(
+                400,
+                format!("Missing{name}"),
+                format!("{name} is mandatory for this action."),
+            ));
+        }
+    }
+    let signature_method = param("SignatureMethod").unwrap_or_default();
+    if signature_method != rpc::SIGNATURE_METHOD {
+        return Err(ApiFault::new(
+            400,
+            "InvalidSignatureMethod",
+            format!(
+                "Specified signature method '{signature_method}' is not supported: use {}.",
+                rpc::SIGNATURE_METHOD
+            ),
+        ));
+    }
+    let signature_version = param("SignatureVersion").unwrap_or_default();
+    if signature_version != rpc::SIGNATURE_VERSION {
+        return Err(ApiFault::new(
+            400,
+            "InvalidSignatureVersion",
+            format!(
+                "Specified signature version '{signature_version}' is not supported: use {}.",
+                rpc::SIGNATURE_VERSION
+            ),
+        ));
+    }
+    if let Some(format) = param("Format")
+        && !format.eq_ignore_ascii_case("JSON")
+    {
+        return Err(ApiFault::new(
+            400,
+            "InvalidParameter.Format",
+            format!("Format '{format}' is not served here: the emulator answers JSON only."),
+        ));
+    }
+    check_time_window(param("Timestamp").unwrap_or_default())?;
+
+    let access_key_id = param("AccessKeyId").unwrap_or_default().to_string();
+    let (secret, sts) = state
+        .secret_for(&access_key_id)
+        .ok_or_else(|| access_key_not_found(&access_key_id))?;
+    check_security_token(sts, param("SecurityToken"))?;
+
+    let string_to_sign = rpc::string_to_sign(method, params);
+    if !rpc::verify(
+        &secret,
+        &string_to_sign,
+        param("Signature").unwrap_or_default(),
+    ) {
+        // The SDKs compare this echo with their own string to sign to tell a wrong secret apart.
+        return Err(ApiFault::new(
+            400,
+            "SignatureDoesNotMatch",
+            format!(
+                "Specified signature is not matched with our calculation. server string to sign is:{string_to_sign}"
+            ),
+        ));
+    }
+    use_nonce(state, param("SignatureNonce").unwrap_or_default())?;
+    Ok(access_key_id)
+}
+
+/// Verifies an ACS3-HMAC-SHA256 signature; returns the caller's access key id.
+fn authenticate_acs3(
     state: &mut EmulatorState,
     method: &str,
     query: &BTreeMap<String, String>,
@@ -348,7 +541,11 @@ fn authenticate(
     let authorization = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
-        .ok_or_else(|| incomplete("The Authorization header is missing."))?;
+        .ok_or_else(|| {
+            incomplete(
+                "The Authorization header is missing (ACS3), and so is the Signature parameter (RPC).",
+            )
+        })?;
     let parsed = parse_authorization(authorization).map_err(|detail| incomplete(&detail))?;
 
     let mut canonical = CanonicalHeaders::new();
@@ -388,22 +585,7 @@ fn authenticate(
         }
     }
 
-    let date = canonical.get("x-acs-date").unwrap_or_default();
-    let sent_at: Timestamp = date.parse().map_err(|_| {
-        ApiFault::new(
-            400,
-            "InvalidTimeStamp.Format",
-            format!("Specified time stamp or date value is not well formatted: {date}"),
-        )
-    })?;
-    let skew = Timestamp::now().duration_since(sent_at).unsigned_abs();
-    if skew > MAX_CLOCK_SKEW {
-        return Err(ApiFault::new(
-            400,
-            "InvalidTimeStamp.Expired",
-            format!("Specified time stamp or date value is expired: {date}"),
-        ));
-    }
+    check_time_window(canonical.get("x-acs-date").unwrap_or_default())?;
 
     let payload_hash = sha256_hex(body);
     if canonical.get("x-acs-content-sha256") != Some(payload_hash.as_str()) {
@@ -414,32 +596,10 @@ fn authenticate(
         ));
     }
 
-    let (secret, sts) = state.secret_for(&parsed.access_key_id).ok_or_else(|| {
-        ApiFault::new(
-            404,
-            "InvalidAccessKeyId.NotFound",
-            format!(
-                "Specified access key is not found: {}",
-                parsed.access_key_id
-            ),
-        )
-    })?;
-    if let Some(sts) = sts {
-        if canonical.get("x-acs-security-token") != Some(sts.token.as_str()) {
-            return Err(ApiFault::new(
-                400,
-                "InvalidSecurityToken.MismatchWithAccessKey",
-                "The security token does not match the access key.",
-            ));
-        }
-        if Timestamp::now() >= sts.expiration {
-            return Err(ApiFault::new(
-                400,
-                "InvalidSecurityToken.Expired",
-                "Specified SecurityToken is expired.",
-            ));
-        }
-    }
+    let (secret, sts) = state
+        .secret_for(&parsed.access_key_id)
+        .ok_or_else(|| access_key_not_found(&parsed.access_key_id))?;
+    check_security_token(sts, canonical.get("x-acs-security-token"))?;
 
     let request = RequestToSign {
         method,
@@ -463,17 +623,7 @@ fn authenticate(
         .get("x-acs-signature-nonce")
         .unwrap_or_default()
         .to_string();
-    let now = Instant::now();
-    state
-        .seen_nonces
-        .retain(|_, seen| now.duration_since(*seen) < MAX_CLOCK_SKEW * 2);
-    if state.seen_nonces.insert(nonce.clone(), now).is_some() {
-        return Err(ApiFault::new(
-            400,
-            "SignatureNonceUsed",
-            format!("Specified signature nonce was used already: {nonce}"),
-        ));
-    }
+    use_nonce(state, &nonce)?;
     Ok(parsed.access_key_id)
 }
 
@@ -621,4 +771,208 @@ pub async fn serve(
     axum::serve(listener, router(state))
         .with_graceful_shutdown(shutdown)
         .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn state() -> EmulatorState {
+        let seed = Seed::parse(
+            r#"{"accessKeys": [{"accessKeyId": "AK1", "accessKeySecret": "S1"}]}"#,
+            "test",
+        )
+        .unwrap();
+        EmulatorState::new(seed)
+    }
+
+    fn now() -> String {
+        Timestamp::now().strftime("%Y-%m-%dT%H:%M:%SZ").to_string()
+    }
+
+    /// An RPC call as the older SDKs send it, signed with `secret` after `changes` are applied
+    /// (an empty value removes the parameter).
+    fn signed(method: &str, secret: &str, nonce: &str, changes: &[(&str, &str)]) -> Params {
+        let mut params: Params = [
+            ("AccessKeyId", "AK1"),
+            ("Action", "GetUser"),
+            ("Version", api::CLOUDSSO_VERSION),
+            ("Format", "JSON"),
+            ("SignatureMethod", "HMAC-SHA1"),
+            ("SignatureVersion", "1.0"),
+            ("SignatureNonce", nonce),
+            ("DirectoryId", "d-1"),
+        ]
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+        params.insert("Timestamp".into(), now());
+        for (name, value) in changes {
+            if value.is_empty() {
+                params.remove(*name);
+            } else {
+                params.insert(name.to_string(), value.to_string());
+            }
+        }
+        let string_to_sign = rpc::string_to_sign(method, &params);
+        params.insert("Signature".into(), rpc::signature(secret, &string_to_sign));
+        params
+    }
+
+    fn check(state: &mut EmulatorState, method: &str, params: &Params) -> Result<String, String> {
+        authenticate(
+            state,
+            method,
+            &BTreeMap::new(),
+            params,
+            &HeaderMap::new(),
+            b"",
+        )
+        .map_err(|fault| fault.code)
+    }
+
+    #[test]
+    fn a_good_rpc_call_passes_once() {
+        let mut state = state();
+        for method in ["GET", "POST"] {
+            let params = signed(method, "S1", &format!("nonce-{method}"), &[]);
+            assert_eq!(check(&mut state, method, &params), Ok("AK1".into()));
+            assert_eq!(
+                check(&mut state, method, &params),
+                Err("SignatureNonceUsed".into())
+            );
+        }
+        // Signed for GET, sent as POST: the method is part of the string to sign.
+        let params = signed("GET", "S1", "n-method", &[]);
+        assert_eq!(
+            check(&mut state, "POST", &params),
+            Err("SignatureDoesNotMatch".into())
+        );
+    }
+
+    #[test]
+    fn rpc_failures_carry_the_gateway_codes() {
+        let mut state = state();
+        let stale = (Timestamp::now() - jiff::SignedDuration::from_mins(20))
+            .strftime("%Y-%m-%dT%H:%M:%SZ")
+            .to_string();
+        let cases: Vec<(Params, &str)> = vec![
+            (signed("GET", "wrong", "n1", &[]), "SignatureDoesNotMatch"),
+            (
+                signed("GET", "S1", "n2", &[("AccessKeyId", "AK9")]),
+                "InvalidAccessKeyId.NotFound",
+            ),
+            (
+                signed("GET", "S1", "n3", &[("Timestamp", &stale)]),
+                "InvalidTimeStamp.Expired",
+            ),
+            (
+                signed("GET", "S1", "n4", &[("Timestamp", "yesterday")]),
+                "InvalidTimeStamp.Format",
+            ),
+            (
+                signed("GET", "S1", "n5", &[("SignatureMethod", "HMAC-SHA256")]),
+                "InvalidSignatureMethod",
+            ),
+            (
+                signed("GET", "S1", "n6", &[("SignatureVersion", "2.0")]),
+                "InvalidSignatureVersion",
+            ),
+            (
+                signed("GET", "S1", "n7", &[("Format", "XML")]),
+                "InvalidParameter.Format",
+            ),
+            (
+                signed("GET", "S1", "n8", &[("SignatureNonce", "")]),
+                "MissingSignatureNonce",
+            ),
+            (
+                signed("GET", "S1", "n9", &[("Timestamp", "")]),
+                "MissingTimestamp",
+            ),
+            (
+                signed("GET", "S1", "n10", &[("SignatureMethod", "")]),
+                "MissingSignatureMethod",
+            ),
+            (
+                signed("GET", "S1", "n11", &[("SignatureVersion", "")]),
+                "MissingSignatureVersion",
+            ),
+        ];
+        for (params, code) in cases {
+            assert_eq!(check(&mut state, "GET", &params), Err(code.to_string()));
+        }
+        let mut unsigned = signed("GET", "S1", "n12", &[]);
+        unsigned.remove("Signature");
+        assert_eq!(
+            check(&mut state, "GET", &unsigned),
+            Err("MissingSignature".into())
+        );
+        let mut tampered = signed("GET", "S1", "n13", &[]);
+        tampered.insert("DirectoryId".into(), "d-2".into());
+        assert_eq!(
+            check(&mut state, "GET", &tampered),
+            Err("SignatureDoesNotMatch".into())
+        );
+        // Nothing of either signature: the ACS3 answer, which names both.
+        let fault = authenticate(
+            &mut state,
+            "GET",
+            &BTreeMap::new(),
+            &Params::new(),
+            &HeaderMap::new(),
+            b"",
+        )
+        .unwrap_err();
+        assert_eq!(fault.code, "IncompleteSignature");
+        assert!(
+            fault.message.contains("Signature parameter"),
+            "{}",
+            fault.message
+        );
+    }
+
+    #[test]
+    fn rpc_calls_with_temporary_keys_need_their_token() {
+        let mut state = state();
+        state.sts_keys.insert(
+            "STS.1".into(),
+            StsKey {
+                secret: "S2".into(),
+                token: "CAIStoken".into(),
+                expiration: Timestamp::now() + jiff::SignedDuration::from_mins(30),
+            },
+        );
+        let call = |nonce: &str, token: &str| {
+            signed(
+                "POST",
+                "S2",
+                nonce,
+                &[("AccessKeyId", "STS.1"), ("SecurityToken", token)],
+            )
+        };
+        assert_eq!(
+            check(&mut state, "POST", &call("t1", "")),
+            Err("MissingSecurityToken".into())
+        );
+        assert_eq!(
+            check(&mut state, "POST", &call("t2", "forged")),
+            Err("InvalidSecurityToken.Malformed".into())
+        );
+        assert_eq!(
+            check(&mut state, "POST", &call("t3", "CAISother")),
+            Err("InvalidSecurityToken.MismatchWithAccessKey".into())
+        );
+        assert_eq!(
+            check(&mut state, "POST", &call("t4", "CAIStoken")),
+            Ok("STS.1".into())
+        );
+        if let Some(key) = state.sts_keys.get_mut("STS.1") {
+            key.expiration = Timestamp::now() - jiff::SignedDuration::from_secs(1);
+        }
+        assert_eq!(
+            check(&mut state, "POST", &call("t5", "CAIStoken")),
+            Err("InvalidSecurityToken.Expired".into())
+        );
+    }
 }

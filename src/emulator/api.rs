@@ -1,8 +1,11 @@
 //! The emulated actions: CloudSSO 2021-05-15, IMS 2019-08-15 and STS AssumeRoleWithOIDC, with the
-//! real APIs' field names, error codes and HTTP statuses. Pure functions over the state.
+//! real APIs' field names, error codes and HTTP statuses. Pure functions over the state, the same
+//! whichever signature (ACS3 or RPC) the call came with.
 
 use std::collections::BTreeMap;
 
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD as BASE64;
 use serde_json::{Value, json};
 
 use super::seed::{Seed, SeedDirectory, SeedUser};
@@ -106,6 +109,19 @@ fn user_mut<'a>(
 
 /// A fixed creation time keeps answers stable across runs.
 const USER_CREATE_TIME: &str = "2021-10-26T03:13:43Z";
+/// The region the emulator poses as (the operator's default region).
+const REGION: &str = "cn-shanghai";
+/// Where CloudSSO's SAML service provider lives for a directory in that region.
+const SIGNIN_HOST: &str = "https://signin-cn-shanghai.alibabacloudsso.com";
+
+fn provision_type(user: &SeedUser) -> &'static str {
+    // Users with an external identity came through SCIM; the rest were made by hand.
+    if user.external_id.is_some() {
+        "Synchronized"
+    } else {
+        "Manual"
+    }
+}
 
 fn user_json(user: &SeedUser) -> Value {
     json!({
@@ -113,10 +129,89 @@ fn user_json(user: &SeedUser) -> Value {
         "UserName": user.user_name,
         "DisplayName": user.display_name.clone().unwrap_or_else(|| user.user_name.clone()),
         "Status": "Enabled",
-        "ProvisionType": "Manual",
+        "ProvisionType": provision_type(user),
         "CreateTime": USER_CREATE_TIME,
         "UpdateTime": USER_CREATE_TIME,
     })
+}
+
+/// GetUser's fuller shape: the documented fields, empty where the seed has nothing.
+fn user_detail_json(user: &SeedUser) -> Value {
+    let mut detail = user_json(user);
+    for field in ["Email", "Description", "FirstName", "LastName"] {
+        detail[field] = json!("");
+    }
+    detail["Tags"] = json!([]);
+    if let Some(external) = &user.external_id {
+        detail["ExternalId"] = json!({ "Id": external.id, "Issuer": external.issuer });
+    }
+    detail
+}
+
+fn directory_json(directory: &SeedDirectory) -> Value {
+    json!({
+        "DirectoryId": directory.directory_id,
+        "DirectoryName": directory.directory_name.clone().unwrap_or_default(),
+        "Region": REGION,
+        "CreateTime": USER_CREATE_TIME,
+        "UpdateTime": USER_CREATE_TIME,
+    })
+}
+
+/// The directory as a SAML service provider; its metadata document is the XML an IdP imports.
+fn saml_service_provider_json(directory: &SeedDirectory) -> Value {
+    let directory_id = &directory.directory_id;
+    let entity_id = format!("{SIGNIN_HOST}/saml/sp/{directory_id}");
+    let acs_url = format!("{SIGNIN_HOST}/saml/acs/{directory_id}");
+    // Seed validation keeps directory ids to [a-z0-9-], so nothing here needs XML escaping.
+    let metadata = format!(
+        concat!(
+            r#"<?xml version="1.0" encoding="UTF-8"?>"#,
+            r#"<md:EntityDescriptor xmlns:md="urn:oasis:names:tc:SAML:2.0:metadata" entityID="{entity}">"#,
+            r#"<md:SPSSODescriptor AuthnRequestsSigned="false" WantAssertionsSigned="true" "#,
+            r#"protocolSupportEnumeration="urn:oasis:names:tc:SAML:2.0:protocol">"#,
+            r#"<md:NameIDFormat>urn:oasis:names:tc:SAML:1.1:nameid-format:emailAddress</md:NameIDFormat>"#,
+            r#"<md:AssertionConsumerService Binding="urn:oasis:names:tc:SAML:2.0:bindings:HTTP-POST" "#,
+            r#"Location="{acs}" index="0"/>"#,
+            r#"</md:SPSSODescriptor></md:EntityDescriptor>"#
+        ),
+        entity = entity_id,
+        acs = acs_url,
+    );
+    json!({
+        "DirectoryId": directory_id,
+        "EntityId": entity_id,
+        "AcsUrl": acs_url,
+        "EncodedMetadataDocument": BASE64.encode(metadata),
+        "AuthnSignAlgo": "rsa-sha256",
+        "CertificateType": "self-signed",
+        "SupportEncryptedAssertion": false,
+    })
+}
+
+/// GetUserId's ExternalId: the JSON object the current SDKs send (`{"Id":..,"Issuer":..}`), or the
+/// flattened `ExternalId.Id` / `ExternalId.Issuer` of the RPC style.
+fn external_id_param(params: &Params) -> Result<(String, String), ApiFault> {
+    if let Some(raw) = params.get("ExternalId").filter(|v| !v.is_empty()) {
+        let parsed: serde_json::Map<String, Value> = serde_json::from_str(raw).map_err(|_| {
+            ApiFault::invalid(
+                "ExternalId",
+                "It must be a JSON object such as {\"Id\": \"...\", \"Issuer\": \"...\"}.",
+            )
+        })?;
+        let field = |name: &str| {
+            parsed
+                .get(name)
+                .and_then(Value::as_str)
+                .filter(|v| !v.is_empty())
+                .map(str::to_string)
+                .ok_or_else(|| ApiFault::missing(&format!("ExternalId.{name}")))
+        };
+        return Ok((field("Id")?, field("Issuer")?));
+    }
+    let id = required(params, "ExternalId.Id")?.to_string();
+    let issuer = required(params, "ExternalId.Issuer")?.to_string();
+    Ok((id, issuer))
 }
 
 /// Runs one CloudSSO or IMS action against the state. The caller adds RequestId.
@@ -235,7 +330,105 @@ pub fn dispatch(
         (CLOUDSSO_VERSION, "GetUser") => {
             let directory = directory_mut(seed, params)?;
             let user = user_mut(directory, params)?;
-            Ok(json!({ "User": user_json(user) }))
+            Ok(json!({ "User": user_detail_json(user) }))
+        }
+        (CLOUDSSO_VERSION, "GetUserId") => {
+            let (id, issuer) = external_id_param(params)?;
+            let directory = directory_mut(seed, params)?;
+            let user = directory
+                .users
+                .iter()
+                .find(|user| {
+                    user.external_id
+                        .as_ref()
+                        .is_some_and(|external| external.id == id && external.issuer == issuer)
+                })
+                .ok_or_else(ApiFault::user_not_found)?;
+            Ok(json!({ "UserId": user.user_id }))
+        }
+        (CLOUDSSO_VERSION, "GetDirectory") => {
+            let directory = directory_mut(seed, params)?;
+            Ok(json!({ "Directory": directory_json(directory) }))
+        }
+        (CLOUDSSO_VERSION, "GetDirectorySAMLServiceProviderInfo") => {
+            let directory = directory_mut(seed, params)?;
+            Ok(json!({ "SAMLServiceProvider": saml_service_provider_json(directory) }))
+        }
+        (CLOUDSSO_VERSION, "GetExternalSAMLIdentityProvider") => {
+            // The seed configures no external IdP: SSO through SAML is off, its fields empty.
+            let directory = directory_mut(seed, params)?;
+            Ok(json!({ "SAMLIdentityProviderConfiguration": {
+                "DirectoryId": directory.directory_id,
+                "SSOStatus": "Disabled",
+                "EntityId": "",
+                "LoginUrl": "",
+                "EncodedMetadataDocument": "",
+                "CertificateIds": [],
+                "BindingType": "",
+                "WantRequestSigned": false,
+                "CreateTime": "",
+                "UpdateTime": "",
+            }}))
+        }
+        (CLOUDSSO_VERSION, "GetPasswordPolicy") => {
+            // The seed holds no password policy: a fixed one, with the documented example's values.
+            directory_mut(seed, params)?;
+            Ok(json!({ "PasswordPolicy": {
+                "MinPasswordLength": 8,
+                "MaxPasswordLength": 32,
+                "MinPasswordDifferentChars": 0,
+                "PasswordNotContainUsername": true,
+                "MaxPasswordAge": 90,
+                "PasswordReusePrevention": 1,
+                "MaxLoginAttempts": 5,
+                "HardExpire": false,
+                "RequireNumbers": true,
+                "RequireLowerCaseChars": true,
+                "RequireUpperCaseChars": true,
+                "RequireSymbols": true,
+            }}))
+        }
+        (CLOUDSSO_VERSION, "GetLoginPreference") => {
+            directory_mut(seed, params)?;
+            Ok(json!({ "LoginPreference": {
+                "AllowUserToGetCredentials": false,
+                "LoginNetworkMasks": "",
+            }}))
+        }
+        (CLOUDSSO_VERSION, "GetUserProvisioningConfiguration") => {
+            let directory = directory_mut(seed, params)?;
+            Ok(json!({ "UserProvisioningConfiguration": {
+                "DirectoryId": directory.directory_id,
+                "DefaultLandingPage": "",
+                // Hours; CloudSSO's default.
+                "SessionDuration": 6,
+                "CreateTime": USER_CREATE_TIME,
+                "UpdateTime": USER_CREATE_TIME,
+            }}))
+        }
+        (CLOUDSSO_VERSION, "GetSCIMSynchronizationStatus") => {
+            let directory = directory_mut(seed, params)?;
+            // Only SCIM makes users with an external identity, so their presence means it is on.
+            let status = if directory
+                .users
+                .iter()
+                .any(|user| user.external_id.is_some())
+            {
+                "Enabled"
+            } else {
+                "Disabled"
+            };
+            Ok(json!({ "SCIMSynchronizationStatus": status }))
+        }
+        (CLOUDSSO_VERSION, "GetMFAAuthenticationStatus") => {
+            // The older on/off view of the directory setting: on in every form but Disabled.
+            let directory = directory_mut(seed, params)?;
+            let status = if directory.mfa_authentication_settings == "Disabled" {
+                "Disabled"
+            } else {
+                "Enabled"
+            };
+            Ok(json!({ "MFAAuthenticationStatus": status }))
         }
         (IMS_VERSION, "GetUserMFAInfo") => {
             let principal = required(params, "UserPrincipalName")?;
@@ -346,15 +539,23 @@ fn list_users(seed: &mut Seed, params: &Params) -> Result<Value, ApiFault> {
             "Valid values: Enabled, Disabled.",
         ));
     }
+    let provision = params.get("ProvisionType").filter(|v| !v.is_empty());
+    if let Some(provision) = provision
+        && !["Manual", "Synchronized"].contains(&provision.as_str())
+    {
+        return Err(ApiFault::invalid(
+            "ProvisionType",
+            "Valid values: Manual, Synchronized.",
+        ));
+    }
     let only_disabled = params.get("Status").is_some_and(|s| s == "Disabled");
-    let only_synchronized = params
-        .get("ProvisionType")
-        .is_some_and(|p| p == "Synchronized");
     let directory = directory_mut(seed, params)?;
     let matching: Vec<&SeedUser> = directory
         .users
         .iter()
-        .filter(|_| !only_disabled && !only_synchronized)
+        // Every seeded user is Enabled.
+        .filter(|_| !only_disabled)
+        .filter(|user| provision.is_none_or(|wanted| wanted == provision_type(user)))
         .filter(|user| match &filter {
             None => true,
             Some((false, value)) => user.user_name.eq_ignore_ascii_case(value),
@@ -394,7 +595,8 @@ mod tests {
                 "users": [
                   {"userId": "u-1", "userName": "alice", "userMfaAuthenticationSettings": "Enabled"},
                   {"userId": "u-2", "userName": "alan", "userMfaAuthenticationSettings": "Disabled"},
-                  {"userId": "u-3", "userName": "bob", "userMfaAuthenticationSettings": "Enabled"}]}],
+                  {"userId": "u-3", "userName": "bob", "userMfaAuthenticationSettings": "Enabled",
+                   "externalId": {"id": "ext-bob", "issuer": "https://idp.example.com"}}]}],
                 "ramUsers": [{"userPrincipalName": "carol@x.onaliyun.com"}]}"#,
             "test",
         )
@@ -513,6 +715,100 @@ mod tests {
     }
 
     #[test]
+    fn get_user_id_finds_the_external_identity_in_both_styles() {
+        let mut seed = seed();
+        for style in [
+            p(&[
+                ("DirectoryId", "d-1"),
+                (
+                    "ExternalId",
+                    r#"{"Id": "ext-bob", "Issuer": "https://idp.example.com"}"#,
+                ),
+            ]),
+            p(&[
+                ("DirectoryId", "d-1"),
+                ("ExternalId.Id", "ext-bob"),
+                ("ExternalId.Issuer", "https://idp.example.com"),
+            ]),
+        ] {
+            let found = dispatch(&mut seed, CLOUDSSO_VERSION, "GetUserId", &style).unwrap();
+            assert_eq!(found["UserId"], "u-3");
+        }
+        let bob = dispatch(
+            &mut seed,
+            CLOUDSSO_VERSION,
+            "GetUser",
+            &p(&[("DirectoryId", "d-1"), ("UserId", "u-3")]),
+        )
+        .unwrap();
+        assert_eq!(bob["User"]["ProvisionType"], "Synchronized");
+        assert_eq!(bob["User"]["ExternalId"]["Id"], "ext-bob");
+        let synchronized = dispatch(
+            &mut seed,
+            CLOUDSSO_VERSION,
+            "ListUsers",
+            &p(&[("DirectoryId", "d-1"), ("ProvisionType", "Synchronized")]),
+        )
+        .unwrap();
+        assert_eq!(synchronized["TotalCounts"], 1);
+        let status = dispatch(
+            &mut seed,
+            CLOUDSSO_VERSION,
+            "GetSCIMSynchronizationStatus",
+            &p(&[("DirectoryId", "d-1")]),
+        )
+        .unwrap();
+        assert_eq!(status["SCIMSynchronizationStatus"], "Enabled");
+    }
+
+    #[test]
+    fn the_service_provider_metadata_names_the_directory() {
+        let mut seed = seed();
+        let info = dispatch(
+            &mut seed,
+            CLOUDSSO_VERSION,
+            "GetDirectorySAMLServiceProviderInfo",
+            &p(&[("DirectoryId", "d-1")]),
+        )
+        .unwrap();
+        let provider = &info["SAMLServiceProvider"];
+        assert_eq!(
+            provider["EntityId"],
+            "https://signin-cn-shanghai.alibabacloudsso.com/saml/sp/d-1"
+        );
+        let metadata = BASE64
+            .decode(provider["EncodedMetadataDocument"].as_str().unwrap())
+            .unwrap();
+        let metadata = String::from_utf8(metadata).unwrap();
+        assert!(
+            metadata.contains(
+                r#"entityID="https://signin-cn-shanghai.alibabacloudsso.com/saml/sp/d-1""#
+            )
+        );
+        assert!(metadata.contains(provider["AcsUrl"].as_str().unwrap()));
+    }
+
+    #[test]
+    fn mfa_status_is_the_on_off_view_of_the_setting() {
+        let mut seed = seed();
+        let status = |seed: &mut Seed| {
+            dispatch(
+                seed,
+                CLOUDSSO_VERSION,
+                "GetMFAAuthenticationStatus",
+                &p(&[("DirectoryId", "d-1")]),
+            )
+            .unwrap()["MFAAuthenticationStatus"]
+                .clone()
+        };
+        assert_eq!(status(&mut seed), "Enabled");
+        seed.directories[0].mfa_authentication_settings = "Disabled".into();
+        assert_eq!(status(&mut seed), "Disabled");
+        seed.directories[0].mfa_authentication_settings = "OnlyRiskyLogin".into();
+        assert_eq!(status(&mut seed), "Enabled");
+    }
+
+    #[test]
     fn unknown_things_get_the_real_codes() {
         let mut seed = seed();
         let cases = [
@@ -562,7 +858,67 @@ mod tests {
                 404,
                 "InvalidAction.NotFound",
             ),
+            (
+                CLOUDSSO_VERSION,
+                "GetDirectorySAMLServiceProviderInfo",
+                p(&[("DirectoryId", "d-9")]),
+                404,
+                "EntityNotExists.Directory",
+            ),
+            (
+                CLOUDSSO_VERSION,
+                "GetUserId",
+                p(&[
+                    ("DirectoryId", "d-1"),
+                    ("ExternalId", r#"{"Id": "x", "Issuer": "y"}"#),
+                ]),
+                404,
+                "EntityNotExists.User",
+            ),
+            (
+                CLOUDSSO_VERSION,
+                "GetUserId",
+                p(&[("DirectoryId", "d-1"), ("ExternalId", "not json")]),
+                400,
+                "InvalidParameter.ExternalId",
+            ),
+            (
+                CLOUDSSO_VERSION,
+                "GetUserId",
+                p(&[("DirectoryId", "d-1"), ("ExternalId.Id", "x")]),
+                400,
+                "MissingParameter",
+            ),
+            (
+                CLOUDSSO_VERSION,
+                "ListUsers",
+                p(&[("DirectoryId", "d-1"), ("ProvisionType", "Imported")]),
+                400,
+                "InvalidParameter.ProvisionType",
+            ),
         ];
+        for action in [
+            "GetDirectory",
+            "GetExternalSAMLIdentityProvider",
+            "GetPasswordPolicy",
+            "GetLoginPreference",
+            "GetUserProvisioningConfiguration",
+            "GetSCIMSynchronizationStatus",
+            "GetMFAAuthenticationStatus",
+        ] {
+            let missing = dispatch(
+                &mut seed,
+                CLOUDSSO_VERSION,
+                action,
+                &p(&[("DirectoryId", "d-9")]),
+            )
+            .unwrap_err();
+            assert_eq!(
+                (missing.status, missing.code.as_str()),
+                (404, "EntityNotExists.Directory"),
+                "{action}"
+            );
+        }
         for (version, action, params, status, code) in cases {
             let fault = dispatch(&mut seed, version, action, &params).unwrap_err();
             assert_eq!(

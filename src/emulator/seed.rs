@@ -41,6 +41,9 @@ impl std::fmt::Debug for SeedAccessKey {
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct SeedDirectory {
     pub directory_id: String,
+    /// Shown by GetDirectory; empty when left out.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub directory_name: Option<String>,
     pub mfa_authentication_settings: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub operation_for_risk_login: Option<String>,
@@ -60,6 +63,16 @@ pub struct SeedUser {
     pub user_mfa_authentication_settings: String,
     #[serde(default)]
     pub mfa_devices: Vec<SeedDevice>,
+    /// The identity of a user synchronized by SCIM from an external IdP (GetUserId looks it up).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub external_id: Option<SeedExternalId>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct SeedExternalId {
+    pub id: String,
+    pub issuer: String,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -200,6 +213,7 @@ impl Seed {
                     .map_err(|e| (at.clone(), e))?;
             }
             let mut user_names = HashSet::new();
+            let mut external_ids = HashSet::new();
             for (u, user) in directory.users.iter().enumerate() {
                 let at = format!("{at}.users[{u}]");
                 prefixed_id(&user.user_id, "u-", "userId").map_err(|e| (at.clone(), e))?;
@@ -221,6 +235,23 @@ impl Seed {
                     "userMfaAuthenticationSettings",
                 )
                 .map_err(|e| (at.clone(), e))?;
+                if let Some(external) = &user.external_id {
+                    if external.id.trim().is_empty() || external.issuer.trim().is_empty() {
+                        return Err((
+                            at,
+                            "externalId.id and externalId.issuer must not be empty".into(),
+                        ));
+                    }
+                    if !external_ids.insert((&external.issuer, &external.id)) {
+                        return Err((
+                            at,
+                            format!(
+                                "duplicate externalId '{}' of issuer '{}' in the directory",
+                                external.id, external.issuer
+                            ),
+                        ));
+                    }
+                }
                 if user.mfa_devices.len() > MAX_DEVICES_PER_USER {
                     return Err((
                         at,
@@ -330,6 +361,14 @@ mod tests {
                 GOOD.replace("\"TOTP\"", "\"SMS\""),
                 "mfaDevices[0]",
                 "deviceType",
+            ),
+            (
+                GOOD.replace(
+                    "\"userName\": \"alice\",",
+                    "\"userName\": \"alice\", \"externalId\": {\"id\": \"\", \"issuer\": \"idp\"},",
+                ),
+                "users[0]",
+                "externalId.id",
             ),
             (
                 GOOD.replace(

@@ -17,7 +17,9 @@ pub const SIGNATURE_METHOD: &str = "HMAC-SHA1";
 pub const SIGNATURE_VERSION: &str = "1.0";
 
 /// The parameters every RPC-signed call must carry, in the order they are checked.
-pub const REQUIRED_PARAMETERS: [&str; 6] = [
+pub const REQUIRED_PARAMETERS: [&str; 8] = [
+    "Action",
+    "Version",
     "AccessKeyId",
     "Signature",
     "SignatureMethod",

@@ -898,6 +898,18 @@ mod tests {
                 signed("GET", "S1", "n11", &[("SignatureVersion", "")]),
                 "MissingSignatureVersion",
             ),
+            (
+                signed("GET", "S1", "n14", &[("Action", "")]),
+                "MissingAction",
+            ),
+            (
+                signed("GET", "S1", "n15", &[("Version", "")]),
+                "MissingVersion",
+            ),
+            (
+                signed("GET", "S1", "n16", &[("AccessKeyId", "")]),
+                "MissingAccessKeyId",
+            ),
         ];
         for (params, code) in cases {
             assert_eq!(check(&mut state, "GET", &params), Err(code.to_string()));

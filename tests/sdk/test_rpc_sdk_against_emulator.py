@@ -291,7 +291,8 @@ def test_signature_parameters_are_all_checked(emulator):
     assert send(emulator, query)[0] == 200
     assert send(emulator, query)[1]["Code"] == "SignatureNonceUsed"
 
-    for name in ["Signature", "SignatureNonce", "Timestamp", "SignatureMethod", "SignatureVersion"]:
+    for name in ["Action", "Version", "AccessKeyId", "Signature", "SignatureNonce", "Timestamp",
+                 "SignatureMethod", "SignatureVersion"]:
         query = signed_url(GET_USER)
         del query[name]
         status, body = send(emulator, query)

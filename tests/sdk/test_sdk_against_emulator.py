@@ -232,3 +232,42 @@ def test_missing_seed_file_and_bad_flag(tmp_path):
     result = subprocess.run([emulator_binary(), "--listen", "not-an-address", "--seed", "x"],
                             capture_output=True, text=True, timeout=10)
     assert result.returncode != 0 and "invalid value 'not-an-address'" in result.stderr
+
+
+def test_directory_and_user_reads_fill_the_official_models(emulator):
+    client = sso(emulator)
+    directory = client.get_directory(sso_models.GetDirectoryRequest(directory_id=DIRECTORY)).body.directory
+    assert (directory.directory_id, directory.region, directory.directory_name) == (DIRECTORY, "cn-shanghai", "")
+    provider = client.get_directory_samlservice_provider_info(
+        sso_models.GetDirectorySAMLServiceProviderInfoRequest(directory_id=DIRECTORY)).body.samlservice_provider
+    assert provider.entity_id.endswith(f"/saml/sp/{DIRECTORY}") and provider.support_encrypted_assertion is False
+    idp = client.get_external_samlidentity_provider(sso_models.GetExternalSAMLIdentityProviderRequest(
+        directory_id=DIRECTORY)).body.samlidentity_provider_configuration
+    assert (idp.directory_id, idp.ssostatus, idp.certificate_ids) == (DIRECTORY, "Disabled", [])
+    policy = client.get_password_policy(sso_models.GetPasswordPolicyRequest(directory_id=DIRECTORY)).body.password_policy
+    assert (policy.min_password_length, policy.max_password_length, policy.hard_expire) == (8, 32, False)
+    preference = client.get_login_preference(sso_models.GetLoginPreferenceRequest(directory_id=DIRECTORY)).body.login_preference
+    assert preference.allow_user_to_get_credentials is False
+    provisioning = client.get_user_provisioning_configuration(sso_models.GetUserProvisioningConfigurationRequest(
+        directory_id=DIRECTORY)).body.user_provisioning_configuration
+    assert (provisioning.directory_id, provisioning.session_duration) == (DIRECTORY, 6)
+    assert client.get_scimsynchronization_status(sso_models.GetSCIMSynchronizationStatusRequest(
+        directory_id=DIRECTORY)).body.scimsynchronization_status == "Disabled"
+    assert client.get_mfaauthentication_status(sso_models.GetMFAAuthenticationStatusRequest(
+        directory_id=DIRECTORY)).body.mfaauthentication_status == "Enabled"
+    user = client.get_user(sso_models.GetUserRequest(directory_id=DIRECTORY, user_id=ALICE)).body.user
+    assert (user.email, user.tags, user.external_id) == ("", [], None)
+
+    _, state = emulator.admin("GET", "/_emulator/state")
+    state["directories"][0]["users"][0]["externalId"] = {"id": "ext-alice", "issuer": "https://idp.example.com"}
+    assert emulator.admin("PUT", "/_emulator/state", state)[0] == 200
+    found = client.get_user_id(sso_models.GetUserIdRequest(
+        directory_id=DIRECTORY,
+        external_id=sso_models.GetUserIdRequestExternalId(id="ext-alice", issuer="https://idp.example.com"))).body
+    assert found.user_id == ALICE
+    user = client.get_user(sso_models.GetUserRequest(directory_id=DIRECTORY, user_id=ALICE)).body.user
+    assert (user.provision_type, user.external_id.id, user.external_id.issuer) == (
+        "Synchronized", "ext-alice", "https://idp.example.com")
+    code, status, _ = error_of(lambda: client.get_directory_samlservice_provider_info(
+        sso_models.GetDirectorySAMLServiceProviderInfoRequest(directory_id="d-missing")))
+    assert (code, status) == ("EntityNotExists.Directory", 404)

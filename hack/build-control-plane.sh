@@ -1,8 +1,16 @@
 #!/usr/bin/env bash
 # Builds kube-apiserver, kubectl, etcd and helm from their Go modules (no downloads of prebuilt
 # binaries: this machine only reaches the Go module proxy) and caches them per version outside the
-# work tree. Prints the bin directory on stdout; everything else goes to stderr.
+# work tree. With --node it also builds what a node runs: kubelet, kube-proxy, kube-scheduler,
+# kube-controller-manager (same release, same wrapper module) and the pause program of the sandbox
+# image (hack/pause/pause.go). Prints the bin directory on stdout; everything else goes to stderr.
 set -euo pipefail
+NODE=false
+case "${1:-}" in
+  --node) NODE=true ;;
+  "") ;;
+  *) echo "usage: $0 [--node]" >&2; exit 2 ;;
+esac
 
 K8S_VERSION=${K8S_VERSION:-v1.34.4}
 ETCD_VERSION=${ETCD_VERSION:-v3.6.16}
@@ -14,8 +22,12 @@ HACK_DIR=$(cd "$(dirname "$0")" && pwd)
 export GOTOOLCHAIN=local CGO_ENABLED=0 GOFLAGS=-mod=mod
 log() { echo "[build-control-plane] $*" >&2; }
 
-if [[ -x $BIN_DIR/kube-apiserver && -x $BIN_DIR/kubectl && -x $BIN_DIR/etcd && -x $BIN_DIR/helm ]]; then
-  log "using cached binaries in $BIN_DIR"
+CONTROL_PLANE=(kube-apiserver kubectl etcd helm)
+NODE_BINARIES=(kubelet kube-proxy kube-scheduler kube-controller-manager pause)
+have_all() { local b; for b in "$@"; do [[ -x $BIN_DIR/$b ]] || return 1; done; }
+wanted=("${CONTROL_PLANE[@]}"); $NODE && wanted+=("${NODE_BINARIES[@]}")
+# Cached: say nothing but the directory, so callers' own messages stay the only lines on stderr.
+if have_all "${wanted[@]}"; then
   echo "$BIN_DIR"; exit 0
 fi
 command -v go >/dev/null || { log "error: the Go toolchain is required (go not on PATH)"; exit 1; }
@@ -24,7 +36,10 @@ work=$(mktemp -d); trap 'rm -rf "$work"' EXIT
 
 # kube-apiserver and kubectl: a wrapper module that replaces every staging module with its published
 # v0.x version. The list comes from the release's own go.mod, as it changes between releases.
-build_kubernetes() {
+# The wrapper module and the version stamp, made once per run for every Kubernetes binary.
+KUBE_STAMP=""
+kubernetes_module() {
+  [[ -f $work/k8s/go.mod ]] && return 0
   local minor=${K8S_VERSION#v1.}; minor=${minor%%.*}
   local staging_version="v0.${K8S_VERSION#v1.}"
   local mod; mod=$(cd "$work" && go mod download -json "k8s.io/kubernetes@$K8S_VERSION" | sed -n 's/.*"GoMod": "\(.*\)",*/\1/p')
@@ -46,11 +61,25 @@ build_kubernetes() {
   local stamp="-X $pkg.gitVersion=$K8S_VERSION -X $pkg.gitMajor=1 -X $pkg.gitMinor=$minor -X $pkg.gitTreeState=clean"
   stamp+=" -X $cpkg.gitVersion=$K8S_VERSION -X $cpkg.gitMajor=1 -X $cpkg.gitMinor=$minor -X $cpkg.gitTreeState=clean"
   stamp+=" -X $pkg.buildDate=1970-01-01T00:00:00Z"
-  (cd "$work/k8s" && go get "k8s.io/kubernetes/cmd/kube-apiserver@$K8S_VERSION" "k8s.io/kubernetes/cmd/kubectl@$K8S_VERSION" >&2)
-  log "building kube-apiserver $K8S_VERSION (several minutes on 2 cores)"
-  (cd "$work/k8s" && go build -trimpath -ldflags "-s -w $stamp" -o "$BIN_DIR/kube-apiserver" k8s.io/kubernetes/cmd/kube-apiserver)
-  log "building kubectl $K8S_VERSION"
-  (cd "$work/k8s" && go build -trimpath -ldflags "-s -w $stamp" -o "$BIN_DIR/kubectl" k8s.io/kubernetes/cmd/kubectl)
+  KUBE_STAMP=$stamp
+}
+
+# Builds the named commands of k8s.io/kubernetes/cmd in one `go build`, so shared packages compile once.
+build_kubernetes() {
+  kubernetes_module
+  local cmd pkgs=()
+  for cmd in "$@"; do pkgs+=("k8s.io/kubernetes/cmd/$cmd"); done
+  (cd "$work/k8s" && go get "${pkgs[@]/%/@$K8S_VERSION}" >&2)
+  log "building $* $K8S_VERSION (several minutes on 2 cores)"
+  mkdir -p "$work/out"
+  (cd "$work/k8s" && go build -trimpath -ldflags "-s -w $KUBE_STAMP" -o "$work/out/" "${pkgs[@]}")
+  for cmd in "$@"; do mv "$work/out/$cmd" "$BIN_DIR/$cmd"; done
+}
+
+# The sandbox ("pause") program: static, stdlib only, so it needs no module.
+build_pause() {
+  log "building pause"
+  (cd "$HACK_DIR/pause" && go build -trimpath -ldflags "-s -w" -o "$BIN_DIR/pause" ./pause.go)
 }
 
 build_etcd() {
@@ -70,7 +99,12 @@ build_helm() {
 }
 
 [[ -x $BIN_DIR/etcd ]] || build_etcd
-[[ -x $BIN_DIR/kube-apiserver && -x $BIN_DIR/kubectl ]] || build_kubernetes
+have_all kube-apiserver kubectl || build_kubernetes kube-apiserver kubectl
 [[ -x $BIN_DIR/helm ]] || build_helm
+if $NODE; then
+  have_all kubelet kube-proxy kube-scheduler kube-controller-manager \
+    || build_kubernetes kubelet kube-proxy kube-scheduler kube-controller-manager
+  [[ -x $BIN_DIR/pause ]] || build_pause
+fi
 log "binaries ready in $BIN_DIR"
 echo "$BIN_DIR"

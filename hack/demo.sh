@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # The demo: a local control plane, the emulator with a demo directory, the operator, the
 # resources in examples/, and `kubectl get cloudsso`.
-#   hack/demo.sh         bring it up (idempotent)
-#   hack/demo.sh down    stop the operator, the emulator and the cluster
+#   hack/demo.sh              bring it up (idempotent); the operator runs as a process here
+#   hack/demo.sh --in-cluster the same with a real node: the operator's image built here and
+#                             installed by the Helm chart, two pods (root: containerd, kubelet)
+#   hack/demo.sh down         stop the operator, the emulator and the cluster (and its node)
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 cd "$ROOT"
@@ -10,6 +12,12 @@ DEMO="$ROOT/.local/demo"
 NAMESPACE=cloudsso-demo
 EMULATOR_ADDR=127.0.0.1:18600
 METRICS_ADDR=127.0.0.1:18680
+IN_CLUSTER=false
+case "${1:-}" in
+  --in-cluster) IN_CLUSTER=true ;;
+  down | "") ;;
+  *) echo "usage: $0 [--in-cluster|down]" >&2; exit 2 ;;
+esac
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-${CLOUDSSO_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/cloudsso-mfa-operator}/target}
 BIN="$CARGO_TARGET_DIR/debug"
 log() { printf '==> %s\n' "$*"; }
@@ -27,11 +35,19 @@ fi
 
 log "building (first run: a few minutes)"
 cargo build --quiet --bins
-log "starting the local control plane (first run builds kube-apiserver from source: ~15 minutes)"
-export KUBECONFIG; KUBECONFIG=$(hack/local-cluster.sh up)
+export KUBECONFIG
+if $IN_CLUSTER; then
+  log "starting the local control plane and node (first run builds Kubernetes from source: ~25 minutes)"
+  KUBECONFIG=$(hack/local-cluster.sh up --node)
+else
+  log "starting the local control plane (first run builds kube-apiserver from source: ~15 minutes)"
+  KUBECONFIG=$(hack/local-cluster.sh up)
+fi
 eval "$(hack/local-cluster.sh env 2>/dev/null)"
 mkdir -p "$DEMO"
 stop
+# Pods reach this machine on the node's bridge, not on loopback.
+$IN_CLUSTER && EMULATOR_ADDR=$NODE_HOST_IP:18600
 
 log "starting the emulator on $EMULATOR_ADDR with examples/emulator-seed.json"
 "$BIN/cloudsso-emulator" --listen "$EMULATOR_ADDR" --seed examples/emulator-seed.json >"$DEMO/emulator.log" 2>&1 &
@@ -43,14 +59,31 @@ kubectl apply --server-side -f crds/ >/dev/null
 kubectl wait --for condition=established crd -l '!nothing' --all --timeout=60s >/dev/null
 
 kubectl create namespace "$NAMESPACE" --dry-run=client -o yaml | kubectl apply -f - >/dev/null
-log "starting the operator with leader election (log: $DEMO/operator.log, metrics: http://$METRICS_ADDR/metrics)"
-"$BIN/cloudsso-mfa-operator" run --resync-interval 20s --metrics-addr "$METRICS_ADDR" \
-  --leader-election --leader-election-namespace "$NAMESPACE" >"$DEMO/operator.log" 2>&1 &
-echo $! >"$DEMO/operator.pid"
+if $IN_CLUSTER; then
+  log "building the operator's image and importing it into the node"
+  image=$(hack/image.sh)
+  kubectl apply -n "$NAMESPACE" -f examples/credentials-secret.yaml >/dev/null
+  log "helm install: two replicas of $image, leader election, credentials from cloudsso-credentials"
+  helm upgrade --install cloudsso-mfa-operator deploy/helm/cloudsso-mfa-operator -n "$NAMESPACE" \
+    --set image.repository="${image%:*}" --set image.tag="${image##*:}" --set image.pullPolicy=Never \
+    --set credentials.existingSecret=cloudsso-credentials --set controller.resyncInterval=20s \
+    --set controller.logFormat=text --wait --timeout 3m >/dev/null
+  kubectl get pods -n "$NAMESPACE" -o wide
+  service_ip=$(kubectl get service -n "$NAMESPACE" cloudsso-mfa-operator-metrics -o jsonpath='{.spec.clusterIP}')
+  METRICS_ADDR=$service_ip:8080
+else
+  log "starting the operator with leader election (log: $DEMO/operator.log, metrics: http://$METRICS_ADDR/metrics)"
+  "$BIN/cloudsso-mfa-operator" run --resync-interval 20s --metrics-addr "$METRICS_ADDR" \
+    --leader-election --leader-election-namespace "$NAMESPACE" >"$DEMO/operator.log" 2>&1 &
+  echo $! >"$DEMO/operator.pid"
+fi
 
-log "applying examples/ in namespace $NAMESPACE"
-kubectl apply -n "$NAMESPACE" -f examples/credentials-secret.yaml -f examples/directory-mfa-policy.yaml \
-  -f examples/user-mfa-settings.yaml -f examples/ram-user-mfa-status.yaml >/dev/null
+log "applying examples/ in namespace $NAMESPACE (endpoint http://$EMULATOR_ADDR)"
+for example in examples/credentials-secret.yaml examples/directory-mfa-policy.yaml \
+  examples/user-mfa-settings.yaml examples/ram-user-mfa-status.yaml; do
+  sed "s#http://127.0.0.1:18600#http://$EMULATOR_ADDR#" "$example"
+  echo "---"
+done | kubectl apply -n "$NAMESPACE" -f - >/dev/null
 kubectl wait -n "$NAMESPACE" --for condition=Ready --timeout=60s \
   directorymfapolicy/corp-directory usermfasetting/alice usermfasetting/bob usermfasetting/carol \
   ramusermfastatus/ops ramusermfastatus/ci >/dev/null
@@ -75,3 +108,9 @@ Try a change:
     $BIN/cloudsso-mfa-operator audit --directory-id d-00fc2p61demo --endpoint http://$EMULATOR_ADDR
 Stop everything: hack/demo.sh down
 TIP
+if $IN_CLUSTER; then
+  cat <<TIP
+The operator runs as pods: kubectl logs -n $NAMESPACE -l app.kubernetes.io/name=cloudsso-mfa-operator
+  kubectl delete pod -n $NAMESPACE <the leader>   # the other pod takes the Lease within seconds
+TIP
+fi

@@ -194,9 +194,9 @@ impl LeaderElector {
                 spec.acquire_time.clone()
             },
             renew_time: Some(now()),
-            lease_transitions: Some(
-                spec.lease_transitions.unwrap_or(0) + i32::from(taking_over && holder.is_some()),
-            ),
+            // As client-go counts: every acquisition by a replica that did not hold it, also of
+            // a Lease released empty, so the count matches the leaders that took over.
+            lease_transitions: Some(spec.lease_transitions.unwrap_or(0) + i32::from(taking_over)),
             ..spec
         });
         match self

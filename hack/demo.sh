@@ -26,7 +26,7 @@ if [[ ${1:-} == down ]]; then
 fi
 
 log "building (first run: a few minutes)"
-cargo build --quiet --bins
+cargo build --quiet --bins --features emulator
 log "starting the local control plane (first run builds kube-apiserver from source: ~15 minutes)"
 export KUBECONFIG; KUBECONFIG=$(hack/local-cluster.sh up)
 eval "$(hack/local-cluster.sh env 2>/dev/null)"

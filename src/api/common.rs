@@ -159,9 +159,3 @@ pub struct CommonStatus {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_sync_time: Option<String>,
 }
-
-/// CEL expression for the `d-` directory id format (the API documents no fixed length).
-pub const DIRECTORY_ID_RULE: &str = "self.matches('^d-[a-z0-9]+$')";
-pub const DIRECTORY_ID_MESSAGE: &str =
-    "directoryId must be 'd-' followed by lowercase letters and digits, e.g. d-00fc2p61abcd";
-pub const IMMUTABLE_RULE: &str = "self == oldSelf";

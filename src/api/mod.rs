@@ -1,13 +1,16 @@
-//! The three custom resources: spec, status and the CRD YAML generated from them. No I/O.
+//! The three custom resources: spec, status, the reasons their conditions give, and the CRD YAML
+//! generated from them. No I/O.
 
 pub mod common;
 pub mod directory_mfa_policy;
 pub mod ram_user_mfa_status;
+pub mod reasons;
 pub mod user_mfa_setting;
 
 pub use common::*;
 pub use directory_mfa_policy::*;
 pub use ram_user_mfa_status::*;
+pub use reasons::Reason;
 pub use user_mfa_setting::*;
 
 use kube::CustomResourceExt;

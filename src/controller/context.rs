@@ -13,26 +13,17 @@ use kube::{Api, Resource, ResourceExt};
 use rand::Rng;
 
 use super::census::Census;
+use super::conditions;
 use super::error::ReconcileError;
-use crate::api::SecretReference;
+use super::keys::{MANAGER, key_of};
+use super::wake::Waker;
+use crate::api::{DirectoryMfaPolicy, Reason, SecretReference, UserMfaSetting};
 use crate::cloud::cloudsso::MfaSettingInfo;
 use crate::cloud::{
     self, ApiClient, ClientConfig, CloudSsoClient, CredentialSource, Credentials, Endpoint,
     ImsClient, SharedLimiter,
 };
 use crate::telemetry::Metrics;
-
-pub const MANAGER: &str = "cloudsso-mfa-operator";
-
-/// `namespace/name`: how logs, failure counts and ownership name an object.
-pub fn key_of<K: Resource>(object: &K) -> String {
-    format!(
-        "{}/{}",
-        object.meta().namespace.as_deref().unwrap_or_default(),
-        object.meta().name.as_deref().unwrap_or_default()
-    )
-}
-pub const FINALIZER: &str = "cloudsso.mfa-operator.dev/finalizer";
 
 /// Operator-wide settings from the command line.
 #[derive(Debug, Clone)]
@@ -303,6 +294,20 @@ pub struct Context {
     pub census: Census,
 }
 
+/// What the DirectoryMfaPolicy controller adds: the policies it sees (for ownership) and the
+/// UserMfaSettings (their Effective condition follows the directory), each with a way to wake them.
+pub struct DirectoryContext {
+    pub base: Arc<Context>,
+    pub policies: Waker<DirectoryMfaPolicy>,
+    pub users: Waker<UserMfaSetting>,
+}
+
+impl AsRef<Context> for DirectoryContext {
+    fn as_ref(&self) -> &Context {
+        &self.base
+    }
+}
+
 impl AsRef<Context> for Context {
     fn as_ref(&self) -> &Context {
         self
@@ -366,7 +371,7 @@ impl Context {
     {
         match written {
             Ok(()) => {
-                self.event(object, false, "Restored", "Delete", restored)
+                self.event(object, false, Reason::Restored, "Delete", restored)
                     .await;
                 Ok(kube::runtime::controller::Action::await_change())
             }
@@ -397,7 +402,7 @@ impl Context {
         K: Resource<DynamicType = ()>,
     {
         let message = error.to_string();
-        if !super::conditions::ready_says(previous, error.reason(), &message) {
+        if !conditions::ready_says(previous, error.reason(), &message) {
             self.event(object, true, error.reason(), "Reconcile", message)
                 .await;
         }
@@ -408,12 +413,13 @@ impl Context {
         &self,
         object: &K,
         warning: bool,
-        reason: &str,
+        reason: Reason,
         action: &str,
         note: String,
     ) where
         K: Resource<DynamicType = ()>,
     {
+        let reason = reason.as_str();
         let event = Event {
             type_: if warning {
                 EventType::Warning

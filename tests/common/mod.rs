@@ -105,3 +105,27 @@ pub async fn write_calls(url: &str) -> u64 {
         })
         .unwrap_or(0)
 }
+
+/// The directory's MFA setting in an emulator state.
+pub fn directory_setting(state: &serde_json::Value) -> String {
+    state["directories"][0]["mfaAuthenticationSettings"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string()
+}
+
+/// A user's own MFA setting in an emulator state.
+pub fn cloud_user_setting(state: &serde_json::Value, user_id: &str) -> String {
+    state["directories"][0]["users"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|u| u["userId"] == user_id)
+        .map(|u| {
+            u["userMfaAuthenticationSettings"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string()
+        })
+        .unwrap_or_default()
+}

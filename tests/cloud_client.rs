@@ -163,10 +163,7 @@ async fn terminal_errors_are_typed_and_not_retried() {
 #[tokio::test]
 async fn server_errors_are_retried_up_to_the_limit() {
     let (url, _state) = start_emulator().await;
-    assert_eq!(
-        put_json(&format!("{url}/_emulator/faults"), json!({"errorRate": 1})).await,
-        200
-    );
+    set_faults(&url, json!({"errorRate": 1})).await;
     let sso = client(&url, ACCESS_KEY_SECRET, config(50));
     let error = sso.get_mfa_setting_info(DIRECTORY).await.unwrap_err();
     assert_eq!(error.code(), Some("ServiceUnavailable"));
@@ -184,10 +181,7 @@ async fn server_errors_are_retried_up_to_the_limit() {
 #[tokio::test]
 async fn dropped_connections_are_transport_errors_and_retried() {
     let (url, _state) = start_emulator().await;
-    assert_eq!(
-        put_json(&format!("{url}/_emulator/faults"), json!({"dropRate": 1})).await,
-        200
-    );
+    set_faults(&url, json!({"dropRate": 1})).await;
     let sso = client(&url, ACCESS_KEY_SECRET, config(50));
     let error = sso.get_mfa_setting_info(DIRECTORY).await.unwrap_err();
     assert!(
@@ -204,10 +198,7 @@ async fn dropped_connections_are_transport_errors_and_retried() {
 #[tokio::test]
 async fn throttling_is_retried_after_the_answers_retry_after() {
     let (url, _state) = start_emulator().await;
-    assert_eq!(
-        put_json(&format!("{url}/_emulator/faults"), json!({"qps": 1})).await,
-        200
-    );
+    set_faults(&url, json!({"qps": 1})).await;
     // The client's own limit is set too high on purpose, so the emulator's quota bites.
     let sso = client(&url, ACCESS_KEY_SECRET, config(50));
     for _ in 0..3 {
@@ -223,10 +214,7 @@ async fn throttling_is_retried_after_the_answers_retry_after() {
 #[tokio::test]
 async fn the_client_side_limit_keeps_under_the_quota() {
     let (url, _state) = start_emulator().await;
-    assert_eq!(
-        put_json(&format!("{url}/_emulator/faults"), json!({"qps": 5})).await,
-        200
-    );
+    set_faults(&url, json!({"qps": 5})).await;
     let sso = client(
         &url,
         ACCESS_KEY_SECRET,

@@ -188,10 +188,7 @@ async fn metrics_show_counters_moving_and_compliance_per_directory() {
         );
 
         // Above the account's quota the cloud throttles; the counter shows it, then it recovers.
-        assert_eq!(
-            put_json(&format!("{url}/_emulator/faults"), json!({"qps": 1})).await,
-            200
-        );
+        set_faults(&url, json!({"qps": 1})).await;
         let throttled = eventually(
             "throttled calls to be counted",
             WAIT,
@@ -207,10 +204,7 @@ async fn metrics_show_counters_moving_and_compliance_per_directory() {
             "{}",
             throttled.0
         );
-        assert_eq!(
-            put_json(&format!("{url}/_emulator/faults"), json!({})).await,
-            200
-        );
+        set_faults(&url, json!({})).await;
 
         // A change the operator makes itself shows in the gauges without waiting for a census.
         ctx.apply::<UserMfaSetting>(user_setting("alice", &url, "alice", "Disabled"))
@@ -384,14 +378,7 @@ async fn sigterm_lets_the_reconcile_in_flight_finish() {
             .await;
         // Every cloud call takes 1.5 s, so the reconcile below (read, write, read back, devices)
         // is still running when SIGTERM arrives.
-        assert_eq!(
-            put_json(
-                &format!("{url}/_emulator/faults"),
-                json!({"latencyMs": 1500})
-            )
-            .await,
-            200
-        );
+        set_faults(&url, json!({"latencyMs": 1500})).await;
         let mut operator = ctx.start_operator("30s", &[]).await;
         operator.wait_until_ready().await;
         ctx.apply::<UserMfaSetting>(json!({"metadata": {"name": "alice"}, "spec": {

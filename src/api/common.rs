@@ -19,6 +19,31 @@ pub struct SecretReference {
     pub name: String,
 }
 
+/// Where a resource's cloud calls go and with which credentials: the fields every spec shares.
+pub trait CloudSpec {
+    fn region(&self) -> &str;
+    fn endpoint(&self) -> Option<&str>;
+    fn credentials_secret_ref(&self) -> Option<&SecretReference>;
+}
+
+/// Implements `CloudSpec` for specs that carry the three fields under their usual names.
+macro_rules! cloud_spec {
+    ($($spec:ty),*) => {$(
+        impl $crate::api::CloudSpec for $spec {
+            fn region(&self) -> &str {
+                &self.region
+            }
+            fn endpoint(&self) -> Option<&str> {
+                self.endpoint.as_deref()
+            }
+            fn credentials_secret_ref(&self) -> Option<&$crate::api::SecretReference> {
+                self.credentials_secret_ref.as_ref()
+            }
+        }
+    )*};
+}
+pub(crate) use cloud_spec;
+
 /// Whether the controller writes to the cloud or only reports what it finds.
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
 pub enum ManagementPolicy {

@@ -15,6 +15,12 @@ pub use user_mfa_setting::*;
 
 use kube::CustomResourceExt;
 
+common::cloud_spec!(
+    DirectoryMfaPolicySpec,
+    UserMfaSettingSpec,
+    RamUserMfaStatusSpec
+);
+
 /// Every CRD as one YAML stream, in the order `crds/*.yaml` sorts, each document starting with `---`.
 pub fn crd_documents() -> Result<Vec<(String, String)>, serde_yaml::Error> {
     let crds = [

@@ -174,19 +174,26 @@ pub fn classify_code(code: &str, http_status: u16) -> ApiErrorKind {
     }
 }
 
+/// An API error as the cloud would answer `code` with `http_status`, for unit tests here and in
+/// the controllers (which map these to condition reasons).
+#[cfg(test)]
+pub(crate) fn api_error_for_test(code: &str, http_status: u16) -> CloudError {
+    CloudError::Api {
+        action: "GetUser".into(),
+        code: code.into(),
+        message: "m".into(),
+        request_id: "r".into(),
+        http_status,
+        retry_after: None,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     fn api(code: &str, status: u16) -> CloudError {
-        CloudError::Api {
-            action: "GetUser".into(),
-            code: code.into(),
-            message: "m".into(),
-            request_id: "r".into(),
-            http_status: status,
-            retry_after: None,
-        }
+        api_error_for_test(code, status)
     }
 
     #[test]

@@ -196,16 +196,22 @@ mod tests {
         );
     }
 
+    /// The query of the documentation's examples (ECS DescribeInstanceStatus).
+    fn documented_query() -> BTreeMap<String, String> {
+        BTreeMap::from([
+            (
+                "ImageId".to_string(),
+                "win2019_1809_x64_dtc_zh-cn_40G_alibase_20230811.vhd".to_string(),
+            ),
+            ("RegionId".to_string(), "cn-shanghai".to_string()),
+        ])
+    }
+
     /// The worked example of Alibaba Cloud's "Request syntax and signature method V3" page
     /// (ECS DescribeInstanceStatus), with its published canonical request and signature.
     #[test]
     fn known_answer_from_alibaba_signature_v3_documentation() {
-        let mut query = BTreeMap::new();
-        query.insert(
-            "ImageId".to_string(),
-            "win2019_1809_x64_dtc_zh-cn_40G_alibase_20230811.vhd".to_string(),
-        );
-        query.insert("RegionId".to_string(), "cn-shanghai".to_string());
+        let query = documented_query();
         let payload_hash = sha256_hex(b"");
         let mut headers = CanonicalHeaders::new();
         headers.insert("host", "ecs.cn-shanghai.aliyuncs.com");
@@ -246,12 +252,7 @@ mod tests {
     /// The same page's other example: same request, another date and nonce.
     #[test]
     fn second_known_answer_from_the_documentation() {
-        let mut query = BTreeMap::new();
-        query.insert(
-            "ImageId".to_string(),
-            "win2019_1809_x64_dtc_zh-cn_40G_alibase_20230811.vhd".to_string(),
-        );
-        query.insert("RegionId".to_string(), "cn-shanghai".to_string());
+        let query = documented_query();
         let payload_hash = sha256_hex(b"");
         let mut headers = CanonicalHeaders::new();
         for (name, value) in [

@@ -8,6 +8,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use k8s_openapi::api::core::v1::Secret;
+use kube::core::object::HasSpec;
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use kube::{Api, Resource, ResourceExt};
 use rand::Rng;
@@ -17,7 +18,7 @@ use super::conditions;
 use super::error::ReconcileError;
 use super::keys::{MANAGER, key_of};
 use super::wake::Waker;
-use crate::api::{DirectoryMfaPolicy, Reason, SecretReference, UserMfaSetting};
+use crate::api::{CloudSpec, DirectoryMfaPolicy, Reason, SecretReference, UserMfaSetting};
 use crate::cloud::cloudsso::MfaSettingInfo;
 use crate::cloud::{
     self, ApiClient, ClientConfig, CloudSsoClient, CredentialSource, Credentials, Endpoint,
@@ -339,20 +340,28 @@ impl Context {
         }
     }
 
+    /// The credential source a resource asks for: its Secret, or the operator's own chain.
+    pub async fn source_of<K>(&self, object: &K) -> Result<Arc<CredentialSource>, ReconcileError>
+    where
+        K: Resource + HasSpec<Spec: CloudSpec>,
+    {
+        let namespace = object.meta().namespace.as_deref().unwrap_or_default();
+        let secret_ref = object.spec().credentials_secret_ref();
+        self.cloud.source(&self.client, namespace, secret_ref).await
+    }
+
     /// The CloudSSO client a resource asks for: its endpoint (or its region's) and its credentials.
-    pub async fn cloudsso_for(
+    pub async fn cloudsso_of<K>(
         &self,
-        namespace: &str,
-        endpoint: Option<&str>,
-        region: &str,
-        secret_ref: Option<&SecretReference>,
-    ) -> Result<(Endpoint, CloudSsoClient), ReconcileError> {
-        let endpoint = Endpoint::resolve(endpoint, || Endpoint::cloudsso(region))
+        object: &K,
+    ) -> Result<(Endpoint, CloudSsoClient), ReconcileError>
+    where
+        K: Resource + HasSpec<Spec: CloudSpec>,
+    {
+        let spec = object.spec();
+        let endpoint = Endpoint::resolve(spec.endpoint(), || Endpoint::cloudsso(spec.region()))
             .map_err(|error| ReconcileError::InvalidSpec(format!("endpoint: {error}")))?;
-        let source = self
-            .cloud
-            .source(&self.client, namespace, secret_ref)
-            .await?;
+        let source = self.source_of(object).await?;
         Ok((endpoint.clone(), self.cloud.cloudsso(endpoint, source)))
     }
 

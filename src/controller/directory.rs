@@ -3,20 +3,19 @@
 
 use std::sync::Arc;
 
-use kube::ResourceExt;
 use kube::runtime::controller::Action;
 
 use super::census;
 use super::claims;
 use super::conditions::DesiredCondition;
-use super::context::{Context, DirectoryContext};
+use super::context::DirectoryContext;
 use super::error::ReconcileError;
 use super::plan::{FieldChange, Plan, shown};
 use super::reconciler::{Converged, Kind, Writable, sync_writable};
 use super::status::StatusWriter;
 use crate::api::{
-    DeletionPolicy, DirectoryMfaPolicy, DirectoryMfaPolicySpec, DirectoryMfaPolicyStatus,
-    ManagementPolicy, ObservedDirectoryMfa, SecretReference,
+    DeletionPolicy, DirectoryMfaPolicy, DirectoryMfaPolicySpec, ManagementPolicy,
+    ObservedDirectoryMfa,
 };
 use crate::cloud::cloudsso::{MfaSettingInfo, MfaSettingUpdate};
 use crate::cloud::{CloudSsoClient, Endpoint};
@@ -117,21 +116,6 @@ pub struct Target {
     contenders: Vec<String>,
 }
 
-/// The CloudSSO endpoint and client the policy asks for.
-async fn cloudsso_of(
-    policy: &DirectoryMfaPolicy,
-    ctx: &Context,
-) -> Result<(Endpoint, CloudSsoClient), ReconcileError> {
-    let spec = &policy.spec;
-    ctx.cloudsso_for(
-        &policy.namespace().unwrap_or_default(),
-        spec.endpoint.as_deref(),
-        &spec.region,
-        spec.credentials_secret_ref.as_ref(),
-    )
-    .await
-}
-
 impl DirectoryMfaPolicy {
     fn cloud_error(&self) -> impl Fn(crate::cloud::CloudError) -> ReconcileError + '_ {
         |error| ReconcileError::from_cloud(error, &self.spec.directory_id, None)
@@ -139,18 +123,9 @@ impl DirectoryMfaPolicy {
 }
 
 impl Kind for DirectoryMfaPolicy {
-    type Status = DirectoryMfaPolicyStatus;
     type Ctx = DirectoryContext;
     type Synced = Converged<Self>;
     const FINALIZES: bool = true;
-
-    fn status(&self) -> Option<&Self::Status> {
-        self.status.as_ref()
-    }
-
-    fn secret_ref(&self) -> Option<&SecretReference> {
-        self.spec.credentials_secret_ref.as_ref()
-    }
 
     async fn sync(
         &self,
@@ -217,7 +192,7 @@ impl Kind for DirectoryMfaPolicy {
         else {
             return Ok(Action::await_change());
         };
-        let (_, client) = cloudsso_of(self, &ctx.base).await?;
+        let (_, client) = ctx.base.cloudsso_of(self).await?;
         let restored = format!(
             "directory {} set back to {}",
             spec.directory_id, update.mfa_authentication_settings
@@ -244,7 +219,7 @@ impl Writable for DirectoryMfaPolicy {
         ctx: &DirectoryContext,
     ) -> Result<(Target, MfaSettingInfo), ReconcileError> {
         let contenders = claims::check(self, &ctx.policies)?;
-        let (endpoint, client) = cloudsso_of(self, &ctx.base).await?;
+        let (endpoint, client) = ctx.base.cloudsso_of(self).await?;
         let observed = client
             .get_mfa_setting_info(&self.spec.directory_id)
             .await

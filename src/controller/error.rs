@@ -109,16 +109,7 @@ impl ReconcileError {
 mod tests {
     use super::*;
 
-    fn api(code: &str, status: u16) -> CloudError {
-        CloudError::Api {
-            action: "GetUserMFAAuthenticationSettings".into(),
-            code: code.into(),
-            message: "m".into(),
-            request_id: "r".into(),
-            http_status: status,
-            retry_after: None,
-        }
-    }
+    use crate::cloud::error::api_error_for_test as api;
 
     #[test]
     fn cloud_errors_map_to_specific_reasons() {

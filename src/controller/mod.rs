@@ -29,6 +29,7 @@ use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Resource, ResourceExt};
 use serde::de::DeserializeOwned;
 
+use crate::api::CloudSpec;
 use crate::api::{DirectoryMfaPolicy, RamUserMfaStatus, Reason, UserMfaSetting};
 use crate::cloud::{self, ClientConfig, CredentialSource};
 use context::{CloudClients, Context, DirectoryContext, Settings, backoff};
@@ -100,7 +101,7 @@ fn users_of_secret<K: Kind>(
                         .0
                         .as_ref()
                         .ok()
-                        .and_then(K::secret_ref)
+                        .and_then(|object| object.spec().credentials_secret_ref())
                         .is_some_and(|r| r.name == name)
             })
             .map(|guard| ObjectRef::from_obj(guard.as_ref()))

@@ -1,14 +1,12 @@
 //! RamUserMfaStatus: an observe-only report of a RAM user's MFA (IMS GetUserMFAInfo). Never
 //! writes, so it holds no finalizer and has no plan.
 
-use kube::ResourceExt;
-
 use super::conditions::{DesiredCondition, READY, SYNCED};
 use super::context::Context;
 use super::error::ReconcileError;
 use super::reconciler::Kind;
 use super::status::StatusWriter;
-use crate::api::{RamMfaDevice, RamUserMfaStatus, RamUserMfaStatusStatus, Reason, SecretReference};
+use crate::api::{RamMfaDevice, RamUserMfaStatus, Reason};
 use crate::cloud::Endpoint;
 use crate::cloud::ims::UserMfaInfo;
 
@@ -40,15 +38,7 @@ impl RamUserMfaStatus {
         let principal = spec.user_principal_name.as_str();
         let endpoint = Endpoint::resolve(spec.endpoint.as_deref(), || Ok(Endpoint::ims()))
             .map_err(|error| ReconcileError::InvalidSpec(format!("endpoint: {error}")))?;
-        let namespace = self.namespace().unwrap_or_default();
-        let source = ctx
-            .cloud
-            .source(
-                &ctx.client,
-                &namespace,
-                spec.credentials_secret_ref.as_ref(),
-            )
-            .await?;
+        let source = ctx.source_of(self).await?;
         match ctx
             .cloud
             .ims(endpoint, source)
@@ -77,18 +67,9 @@ impl RamUserMfaStatus {
 }
 
 impl Kind for RamUserMfaStatus {
-    type Status = RamUserMfaStatusStatus;
     type Ctx = Context;
     type Synced = (bool, Option<RamMfaDevice>);
     const FINALIZES: bool = false;
-
-    fn status(&self) -> Option<&Self::Status> {
-        self.status.as_ref()
-    }
-
-    fn secret_ref(&self) -> Option<&SecretReference> {
-        self.spec.credentials_secret_ref.as_ref()
-    }
 
     async fn sync(
         &self,

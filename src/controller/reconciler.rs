@@ -8,6 +8,7 @@ use std::sync::Arc;
 
 use kube::api::Api;
 use kube::core::NamespaceResourceScope;
+use kube::core::object::{HasSpec, HasStatus};
 use kube::runtime::controller::Action;
 use kube::runtime::finalizer::{self, Event as FinalizerEvent, finalizer};
 use kube::{Resource, ResourceExt};
@@ -21,11 +22,14 @@ use super::error::ReconcileError;
 use super::keys::{FINALIZER, key_of};
 use super::plan::{FieldChange, Plan, describe};
 use super::status::{self, HasCommonStatus, StatusWriter};
-use crate::api::{CommonStatus, ManagementPolicy, Reason, SecretReference};
+use crate::api::{CloudSpec, CommonStatus, ManagementPolicy, Reason};
 
-/// What one kind brings to the shared reconcile.
+/// What one kind brings to the shared reconcile (its spec names the cloud and the credentials;
+/// its status carries the common fields).
 pub trait Kind:
     Resource<DynamicType = (), Scope = NamespaceResourceScope>
+    + HasSpec<Spec: CloudSpec>
+    + HasStatus<Status: Serialize + PartialEq + Clone + Default + HasCommonStatus + Send + Sync>
     + Clone
     + Serialize
     + DeserializeOwned
@@ -34,7 +38,6 @@ pub trait Kind:
     + Sync
     + 'static
 {
-    type Status: Serialize + PartialEq + Clone + Default + HasCommonStatus + Send + Sync;
     /// What its reconciles share: the `Context`, or one that wraps it.
     type Ctx: AsRef<Context> + Send + Sync + 'static;
     /// What a successful pass learned, kept for `report`.
@@ -42,11 +45,6 @@ pub trait Kind:
 
     /// Whether it holds a finalizer (to write back on delete what it changed).
     const FINALIZES: bool;
-
-    fn status(&self) -> Option<&Self::Status>;
-
-    /// The Secret its credentials come from, if it names one (a change to it re-queues this).
-    fn secret_ref(&self) -> Option<&SecretReference>;
 
     /// One pass against the cloud: the conditions to set and what to report.
     fn sync(

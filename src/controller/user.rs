@@ -1,7 +1,6 @@
 //! UserMfaSetting: enforce or observe one user's MFA setting, report the bound devices, and say
 //! whether the setting is in effect (only while the directory is `Byuser`).
 
-use kube::ResourceExt;
 use kube::runtime::controller::Action;
 
 use super::census::{self, UserState};
@@ -12,8 +11,8 @@ use super::plan::{FieldChange, Plan, shown};
 use super::reconciler::{Converged, Kind, Writable, sync_writable};
 use super::status::StatusWriter;
 use crate::api::{
-    BoundMfaDevice, DeletionPolicy, ManagementPolicy, ObservedUserMfa, Reason, SecretReference,
-    UserMfaSetting, UserMfaSettingSpec, UserMfaSettingStatus,
+    BoundMfaDevice, DeletionPolicy, ManagementPolicy, ObservedUserMfa, Reason, UserMfaSetting,
+    UserMfaSettingSpec,
 };
 use crate::cloud::cloudsso::{CloudSsoClient, MfaDevice};
 use crate::cloud::{CloudError, Endpoint};
@@ -76,21 +75,6 @@ pub struct Target {
     endpoint: Endpoint,
     client: CloudSsoClient,
     user_id: String,
-}
-
-/// The CloudSSO endpoint and client the setting asks for.
-async fn cloudsso_of(
-    setting: &UserMfaSetting,
-    ctx: &Context,
-) -> Result<(Endpoint, CloudSsoClient), ReconcileError> {
-    let spec = &setting.spec;
-    ctx.cloudsso_for(
-        &setting.namespace().unwrap_or_default(),
-        spec.endpoint.as_deref(),
-        &spec.region,
-        spec.credentials_secret_ref.as_ref(),
-    )
-    .await
 }
 
 /// The key of a resolved user name: (endpoint, directory, userName).
@@ -172,18 +156,9 @@ pub struct Synced {
 }
 
 impl Kind for UserMfaSetting {
-    type Status = UserMfaSettingStatus;
     type Ctx = Context;
     type Synced = Synced;
     const FINALIZES: bool = true;
-
-    fn status(&self) -> Option<&Self::Status> {
-        self.status.as_ref()
-    }
-
-    fn secret_ref(&self) -> Option<&SecretReference> {
-        self.spec.credentials_secret_ref.as_ref()
-    }
 
     /// Converges the setting, then reads the devices and whether the directory lets it apply.
     async fn sync(
@@ -283,7 +258,7 @@ impl Kind for UserMfaSetting {
         ) else {
             return Ok(Action::await_change());
         };
-        let (_, client) = cloudsso_of(self, ctx).await?;
+        let (_, client) = ctx.cloudsso_of(self).await?;
         let written = client
             .update_user_mfa_setting(&spec.directory_id, &user_id, &restore)
             .await;
@@ -308,7 +283,7 @@ impl Writable for UserMfaSetting {
     async fn observe(&self, ctx: &Context) -> Result<(Target, Option<String>), ReconcileError> {
         let spec = &self.spec;
         let directory_id = spec.directory_id.as_str();
-        let (endpoint, client) = cloudsso_of(self, ctx).await?;
+        let (endpoint, client) = ctx.cloudsso_of(self).await?;
         let mut user_id = resolve_user_id(spec, &endpoint, &client, ctx).await?;
         let observed = match client.get_user_mfa_setting(directory_id, &user_id).await {
             Err(error) if is_user_gone(&error) && forget_user_id(spec, &endpoint, ctx) => {

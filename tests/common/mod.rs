@@ -68,6 +68,14 @@ pub async fn put_json(url: &str, body: serde_json::Value) -> u16 {
         .as_u16()
 }
 
+/// Sets the emulator's faults (`{}` clears them).
+pub async fn set_faults(url: &str, faults: serde_json::Value) {
+    assert_eq!(
+        put_json(&format!("{url}/_emulator/faults"), faults).await,
+        200
+    );
+}
+
 /// Reads the emulator's state, lets `change` edit it, and writes it back (a console change).
 pub async fn change_state(url: &str, change: impl FnOnce(&mut serde_json::Value)) {
     let mut state = reqwest_get(&format!("{url}/_emulator/state")).await;

@@ -19,6 +19,12 @@ pub struct SecretReference {
     pub name: String,
 }
 
+/// A status with the fields every kind shares.
+pub trait HasCommonStatus {
+    fn common(&self) -> &CommonStatus;
+    fn common_mut(&mut self) -> &mut CommonStatus;
+}
+
 /// Where a resource's cloud calls go and with which credentials: the fields every spec shares.
 pub trait CloudSpec {
     fn region(&self) -> &str;
@@ -26,9 +32,19 @@ pub trait CloudSpec {
     fn credentials_secret_ref(&self) -> Option<&SecretReference>;
 }
 
-/// Implements `CloudSpec` for specs that carry the three fields under their usual names.
-macro_rules! cloud_spec {
-    ($($spec:ty),*) => {$(
+/// Implements `CloudSpec` and `HasCommonStatus` for each kind's spec and status, which carry
+/// those fields under their usual names.
+macro_rules! kinds {
+    ($($spec:ty => $status:ty),* $(,)?) => {$(
+        impl $crate::api::HasCommonStatus for $status {
+            fn common(&self) -> &$crate::api::CommonStatus {
+                &self.common
+            }
+            fn common_mut(&mut self) -> &mut $crate::api::CommonStatus {
+                &mut self.common
+            }
+        }
+
         impl $crate::api::CloudSpec for $spec {
             fn region(&self) -> &str {
                 &self.region
@@ -42,7 +58,7 @@ macro_rules! cloud_spec {
         }
     )*};
 }
-pub(crate) use cloud_spec;
+pub(crate) use kinds;
 
 /// Whether the controller writes to the cloud or only reports what it finds.
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]

@@ -15,10 +15,10 @@ pub use user_mfa_setting::*;
 
 use kube::CustomResourceExt;
 
-common::cloud_spec!(
-    DirectoryMfaPolicySpec,
-    UserMfaSettingSpec,
-    RamUserMfaStatusSpec
+common::kinds!(
+    DirectoryMfaPolicySpec => DirectoryMfaPolicyStatus,
+    UserMfaSettingSpec => UserMfaSettingStatus,
+    RamUserMfaStatusSpec => RamUserMfaStatusStatus,
 );
 
 /// Every CRD as one YAML stream, in the order `crds/*.yaml` sorts, each document starting with `---`.

@@ -2,6 +2,7 @@
 
 pub mod census;
 pub mod claims;
+pub mod clients;
 pub mod clock;
 pub mod conditions;
 pub mod context;
@@ -32,7 +33,8 @@ use serde::de::DeserializeOwned;
 use crate::api::CloudSpec;
 use crate::api::{DirectoryMfaPolicy, RamUserMfaStatus, Reason, UserMfaSetting};
 use crate::cloud::{self, ClientConfig, CredentialSource};
-use context::{CloudClients, Context, DirectoryContext, Settings, backoff};
+use clients::CloudClients;
+use context::{Context, DirectoryContext, Settings, backoff};
 use error::ReconcileError;
 use keys::key_of;
 use reconciler::Kind;

@@ -21,8 +21,8 @@ use super::context::Context;
 use super::error::ReconcileError;
 use super::keys::{FINALIZER, key_of};
 use super::plan::{FieldChange, Plan, describe};
-use super::status::{self, HasCommonStatus, StatusWriter};
-use crate::api::{CloudSpec, CommonStatus, ManagementPolicy, Reason};
+use super::status::{self, StatusWriter};
+use crate::api::{CloudSpec, CommonStatus, HasCommonStatus, ManagementPolicy, Reason};
 
 /// What one kind brings to the shared reconcile (its spec names the cloud and the credentials;
 /// its status carries the common fields).

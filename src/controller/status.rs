@@ -13,33 +13,7 @@ use serde::de::DeserializeOwned;
 use super::clock;
 use super::conditions::{self, DesiredCondition};
 use super::keys::MANAGER;
-use crate::api::{
-    CommonStatus, DirectoryMfaPolicyStatus, RamUserMfaStatusStatus, UserMfaSettingStatus,
-};
-
-/// A status with the fields all three kinds share.
-pub trait HasCommonStatus {
-    fn common(&self) -> &CommonStatus;
-    fn common_mut(&mut self) -> &mut CommonStatus;
-}
-
-macro_rules! has_common_status {
-    ($($status:ty),*) => {$(
-        impl HasCommonStatus for $status {
-            fn common(&self) -> &CommonStatus {
-                &self.common
-            }
-            fn common_mut(&mut self) -> &mut CommonStatus {
-                &mut self.common
-            }
-        }
-    )*};
-}
-has_common_status!(
-    DirectoryMfaPolicyStatus,
-    UserMfaSettingStatus,
-    RamUserMfaStatusStatus
-);
+use crate::api::{CommonStatus, HasCommonStatus};
 
 /// The shared fields after a pass: `desired` merged into the previous conditions, the generation
 /// this pass saw, and `lastSyncTime` as it was (`write_synced` stamps it on success).

@@ -8,9 +8,9 @@ use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use cloudsso_mfa_operator::api::HasCommonStatus;
 use cloudsso_mfa_operator::controller::conditions;
 use cloudsso_mfa_operator::controller::reconciler::Kind;
-use cloudsso_mfa_operator::controller::status::HasCommonStatus;
 use futures::FutureExt;
 use k8s_openapi::api::core::v1::Namespace;
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;

@@ -160,12 +160,18 @@ async fn terminal_errors_are_typed_and_not_retried() {
     );
 }
 
-#[tokio::test]
-async fn server_errors_are_retried_up_to_the_limit() {
+/// One settings read from an emulator with `faults` on (three attempts): its URL and the error.
+async fn failed_read(faults: serde_json::Value) -> (String, cloud::CloudError) {
     let (url, _state) = start_emulator().await;
-    set_faults(&url, json!({"errorRate": 1})).await;
+    set_faults(&url, faults).await;
     let sso = client(&url, ACCESS_KEY_SECRET, config(50));
     let error = sso.get_mfa_setting_info(DIRECTORY).await.unwrap_err();
+    (url, error)
+}
+
+#[tokio::test]
+async fn server_errors_are_retried_up_to_the_limit() {
+    let (url, error) = failed_read(json!({"errorRate": 1})).await;
     assert_eq!(error.code(), Some("ServiceUnavailable"));
     assert_eq!(
         calls(
@@ -180,10 +186,7 @@ async fn server_errors_are_retried_up_to_the_limit() {
 
 #[tokio::test]
 async fn dropped_connections_are_transport_errors_and_retried() {
-    let (url, _state) = start_emulator().await;
-    set_faults(&url, json!({"dropRate": 1})).await;
-    let sso = client(&url, ACCESS_KEY_SECRET, config(50));
-    let error = sso.get_mfa_setting_info(DIRECTORY).await.unwrap_err();
+    let (url, error) = failed_read(json!({"dropRate": 1})).await;
     assert!(
         matches!(error, cloud::CloudError::Transport { .. }),
         "{error:?}"

@@ -160,11 +160,17 @@ async fn terminal_errors_are_typed_and_not_retried() {
     );
 }
 
-/// One settings read from an emulator with `faults` on (three attempts): its URL and the error.
-async fn failed_read(faults: serde_json::Value) -> (String, cloud::CloudError) {
+/// An emulator with `faults` on, and a client of it with `config`.
+async fn faulty(faults: serde_json::Value, config: ClientConfig) -> (String, CloudSsoClient) {
     let (url, _state) = start_emulator().await;
     set_faults(&url, faults).await;
-    let sso = client(&url, ACCESS_KEY_SECRET, config(50));
+    let sso = client(&url, ACCESS_KEY_SECRET, config);
+    (url, sso)
+}
+
+/// One settings read from an emulator with `faults` on (three attempts): its URL and the error.
+async fn failed_read(faults: serde_json::Value) -> (String, cloud::CloudError) {
+    let (url, sso) = faulty(faults, config(50)).await;
     let error = sso.get_mfa_setting_info(DIRECTORY).await.unwrap_err();
     (url, error)
 }
@@ -200,10 +206,8 @@ async fn dropped_connections_are_transport_errors_and_retried() {
 
 #[tokio::test]
 async fn throttling_is_retried_after_the_answers_retry_after() {
-    let (url, _state) = start_emulator().await;
-    set_faults(&url, json!({"qps": 1})).await;
     // The client's own limit is set too high on purpose, so the emulator's quota bites.
-    let sso = client(&url, ACCESS_KEY_SECRET, config(50));
+    let (url, sso) = faulty(json!({"qps": 1}), config(50)).await;
     for _ in 0..3 {
         sso.get_mfa_setting_info(DIRECTORY).await.unwrap();
     }
@@ -216,16 +220,11 @@ async fn throttling_is_retried_after_the_answers_retry_after() {
 
 #[tokio::test]
 async fn the_client_side_limit_keeps_under_the_quota() {
-    let (url, _state) = start_emulator().await;
-    set_faults(&url, json!({"qps": 5})).await;
-    let sso = client(
-        &url,
-        ACCESS_KEY_SECRET,
-        ClientConfig {
-            max_attempts: 1,
-            ..config(2)
-        },
-    );
+    let no_retry = ClientConfig {
+        max_attempts: 1,
+        ..config(2)
+    };
+    let (url, sso) = faulty(json!({"qps": 5}), no_retry).await;
     let results =
         futures::future::join_all((0..8).map(|_| sso.get_mfa_setting_info(DIRECTORY))).await;
     assert!(results.iter().all(Result::is_ok));

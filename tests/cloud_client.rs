@@ -255,15 +255,19 @@ async fn rrsa_exchanges_the_oidc_token_once_and_signs_with_sts_credentials() {
         ),
         ("ALIBABA_CLOUD_STS_ENDPOINT", url.clone()),
     ];
-    let source = CredentialSource::from_lookup(
-        |name| {
-            vars.iter()
-                .find(|(k, _)| *k == name)
-                .map(|(_, v)| v.clone())
-        },
-        cloud::http_client().unwrap(),
-    )
-    .unwrap();
+    // RRSA from these variables, read afresh by each source (the token file is read per exchange).
+    let rrsa = || {
+        CredentialSource::from_lookup(
+            |name| {
+                vars.iter()
+                    .find(|(k, _)| *k == name)
+                    .map(|(_, v)| v.clone())
+            },
+            cloud::http_client().unwrap(),
+        )
+        .unwrap()
+    };
+    let source = rrsa();
     let sso = client_with(&url, source, config(50));
     for _ in 0..3 {
         sso.get_mfa_setting_info(DIRECTORY).await.unwrap();
@@ -275,15 +279,7 @@ async fn rrsa_exchanges_the_oidc_token_once_and_signs_with_sts_credentials() {
     );
 
     std::fs::write(&token_file, "not-a-jwt").unwrap();
-    let bad = CredentialSource::from_lookup(
-        |name| {
-            vars.iter()
-                .find(|(k, _)| *k == name)
-                .map(|(_, v)| v.clone())
-        },
-        cloud::http_client().unwrap(),
-    )
-    .unwrap();
+    let bad = rrsa();
     let error = client_with(&url, bad, config(50))
         .get_mfa_setting_info(DIRECTORY)
         .await

@@ -32,10 +32,15 @@ pub trait CloudSpec {
     fn credentials_secret_ref(&self) -> Option<&SecretReference>;
 }
 
-/// Implements `CloudSpec` and `HasCommonStatus` for each kind's spec and status, which carry
-/// those fields under their usual names.
+/// Lists every kind's CRD (`crds()`) and implements `CloudSpec` and `HasCommonStatus` for each
+/// kind's spec and status, which carry those fields under their usual names.
 macro_rules! kinds {
-    ($($spec:ty => $status:ty),* $(,)?) => {$(
+    ($($kind:ty: $spec:ty => $status:ty),* $(,)?) => {
+        /// The CRD of every kind.
+        fn crds() -> Vec<k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition> {
+            vec![$(<$kind as kube::CustomResourceExt>::crd()),*]
+        }
+        $(
         impl $crate::api::HasCommonStatus for $status {
             fn common(&self) -> &$crate::api::CommonStatus {
                 &self.common
@@ -56,7 +61,8 @@ macro_rules! kinds {
                 self.credentials_secret_ref.as_ref()
             }
         }
-    )*};
+        )*
+    };
 }
 pub(crate) use kinds;
 

@@ -4,7 +4,7 @@ FROM docker.io/library/rust:1.89-slim-bookworm AS build
 WORKDIR /src
 COPY Cargo.toml Cargo.lock ./
 COPY src src
-RUN cargo build --release --locked --bin cloudsso-mfa-operator --bin cloudsso-emulator \
+RUN cargo build --release --locked --features emulator --bin cloudsso-mfa-operator --bin cloudsso-emulator \
  && strip target/release/cloudsso-mfa-operator target/release/cloudsso-emulator
 
 # distroless/cc: glibc and CA certificates, no shell; "nonroot" runs as 65532:65532.

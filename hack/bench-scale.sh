@@ -23,7 +23,7 @@ cleanup() {
 }
 trap cleanup EXIT
 
-cargo build --quiet --release --bins
+cargo build --quiet --release --bins --features emulator
 bin="$CARGO_TARGET_DIR/release"
 export KUBECONFIG; KUBECONFIG=$(hack/local-cluster.sh up)
 eval "$(hack/local-cluster.sh env 2>/dev/null)"

@@ -34,7 +34,7 @@ if [[ ${1:-} == down ]]; then
 fi
 
 log "building (first run: a few minutes)"
-cargo build --quiet --bins
+cargo build --quiet --bins --features emulator
 export KUBECONFIG
 if $IN_CLUSTER; then
   log "starting the local control plane and node (first run builds Kubernetes from source: ~25 minutes)"

@@ -27,7 +27,7 @@ command -v cargo >/dev/null || die "cargo (Rust) is required"
 [[ -f /etc/ssl/certs/ca-certificates.crt ]] || die "no /etc/ssl/certs/ca-certificates.crt (apt-get install ca-certificates)"
 
 log "building the release binaries"
-cargo build --release --locked --quiet --bin cloudsso-mfa-operator --bin cloudsso-emulator
+cargo build --release --locked --quiet --features emulator --bin cloudsso-mfa-operator --bin cloudsso-emulator
 stage=$(mktemp -d); trap 'rm -rf "$stage"' EXIT
 for bin in cloudsso-mfa-operator cloudsso-emulator; do
   cp "$CARGO_TARGET_DIR/release/$bin" "$stage/$bin"

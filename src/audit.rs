@@ -1,13 +1,9 @@
 //! `audit`: read a directory's MFA posture straight from the cloud (no cluster) and print it.
 
-use futures::{StreamExt, TryStreamExt};
 use serde::Serialize;
 
 use crate::cloud::cloudsso::{CloudSsoClient, MfaDevice};
 use crate::cloud::error::CloudError;
-
-/// Users audited at once; the client's rate limit still applies.
-const CONCURRENT_USERS: usize = 8;
 
 #[derive(Debug, Clone, Serialize, PartialEq)]
 #[serde(rename_all = "camelCase")]
@@ -72,26 +68,17 @@ pub async fn collect_users(
     client: &CloudSsoClient,
     directory_id: &str,
 ) -> Result<Vec<UserReport>, CloudError> {
-    let users = client.list_all_users(directory_id, None).await?;
-    let mut reports: Vec<UserReport> = futures::stream::iter(users)
-        .map(|user| async move {
-            let (setting, devices) = tokio::try_join!(
-                client.get_user_mfa_setting(directory_id, &user.user_id),
-                client.list_mfa_devices(directory_id, &user.user_id),
-            )?;
-            Ok::<_, CloudError>(UserReport {
-                user_name: user.user_name,
-                user_id: user.user_id,
-                user_mfa_authentication_settings: setting,
-                bound_device_count: devices.len(),
-                devices: devices.into_iter().map(DeviceReport::from).collect(),
-            })
+    let users = client.list_users_with_mfa(directory_id).await?;
+    Ok(users
+        .into_iter()
+        .map(|read| UserReport {
+            user_name: read.user.user_name,
+            user_id: read.user.user_id,
+            user_mfa_authentication_settings: read.setting,
+            bound_device_count: read.devices.len(),
+            devices: read.devices.into_iter().map(DeviceReport::from).collect(),
         })
-        .buffer_unordered(CONCURRENT_USERS)
-        .try_collect()
-        .await?;
-    reports.sort_by(|a, b| a.user_name.cmp(&b.user_name));
-    Ok(reports)
+        .collect())
 }
 
 /// The human-readable report: a directory line, then one row per user.

@@ -9,7 +9,11 @@
 //! believe they took the same Lease.
 //!
 //! Hand-written rather than kube-lease-manager: that crate's standby sleeps until the old lock's
-//! expiry, so a released Lease is only taken over after the full lease duration.
+//! expiry, so a released Lease is only taken over after the full lease duration, and it has no
+//! renew deadline (its `watch()` hides renewal errors and keeps saying "leader"; `changed()` hands
+//! back the first error). Measured with kube-lease-manager 0.13.1 behind this module's interface,
+//! `hack/bench-handover.sh 3` (6 s lease): 5.39 s after SIGTERM against 1.04 s here, 6.15 s after
+//! a kill against 5.65 s.
 
 use std::sync::Mutex;
 use std::time::{Duration, Instant};

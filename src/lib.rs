@@ -5,6 +5,7 @@ pub mod api;
 pub mod audit;
 pub mod cloud;
 pub mod controller;
+#[cfg(feature = "emulator")]
 pub mod emulator;
 pub mod leader;
 pub mod telemetry;

@@ -160,15 +160,24 @@ async fn terminal_errors_are_typed_and_not_retried() {
     );
 }
 
+/// An emulator with `faults` on, and a client of it with `config`.
+async fn faulty(faults: serde_json::Value, config: ClientConfig) -> (String, CloudSsoClient) {
+    let (url, _state) = start_emulator().await;
+    set_faults(&url, faults).await;
+    let sso = client(&url, ACCESS_KEY_SECRET, config);
+    (url, sso)
+}
+
+/// One settings read from an emulator with `faults` on (three attempts): its URL and the error.
+async fn failed_read(faults: serde_json::Value) -> (String, cloud::CloudError) {
+    let (url, sso) = faulty(faults, config(50)).await;
+    let error = sso.get_mfa_setting_info(DIRECTORY).await.unwrap_err();
+    (url, error)
+}
+
 #[tokio::test]
 async fn server_errors_are_retried_up_to_the_limit() {
-    let (url, _state) = start_emulator().await;
-    assert_eq!(
-        put_json(&format!("{url}/_emulator/faults"), json!({"errorRate": 1})).await,
-        200
-    );
-    let sso = client(&url, ACCESS_KEY_SECRET, config(50));
-    let error = sso.get_mfa_setting_info(DIRECTORY).await.unwrap_err();
+    let (url, error) = failed_read(json!({"errorRate": 1})).await;
     assert_eq!(error.code(), Some("ServiceUnavailable"));
     assert_eq!(
         calls(
@@ -183,13 +192,7 @@ async fn server_errors_are_retried_up_to_the_limit() {
 
 #[tokio::test]
 async fn dropped_connections_are_transport_errors_and_retried() {
-    let (url, _state) = start_emulator().await;
-    assert_eq!(
-        put_json(&format!("{url}/_emulator/faults"), json!({"dropRate": 1})).await,
-        200
-    );
-    let sso = client(&url, ACCESS_KEY_SECRET, config(50));
-    let error = sso.get_mfa_setting_info(DIRECTORY).await.unwrap_err();
+    let (url, error) = failed_read(json!({"dropRate": 1})).await;
     assert!(
         matches!(error, cloud::CloudError::Transport { .. }),
         "{error:?}"
@@ -203,13 +206,8 @@ async fn dropped_connections_are_transport_errors_and_retried() {
 
 #[tokio::test]
 async fn throttling_is_retried_after_the_answers_retry_after() {
-    let (url, _state) = start_emulator().await;
-    assert_eq!(
-        put_json(&format!("{url}/_emulator/faults"), json!({"qps": 1})).await,
-        200
-    );
     // The client's own limit is set too high on purpose, so the emulator's quota bites.
-    let sso = client(&url, ACCESS_KEY_SECRET, config(50));
+    let (url, sso) = faulty(json!({"qps": 1}), config(50)).await;
     for _ in 0..3 {
         sso.get_mfa_setting_info(DIRECTORY).await.unwrap();
     }
@@ -222,19 +220,11 @@ async fn throttling_is_retried_after_the_answers_retry_after() {
 
 #[tokio::test]
 async fn the_client_side_limit_keeps_under_the_quota() {
-    let (url, _state) = start_emulator().await;
-    assert_eq!(
-        put_json(&format!("{url}/_emulator/faults"), json!({"qps": 5})).await,
-        200
-    );
-    let sso = client(
-        &url,
-        ACCESS_KEY_SECRET,
-        ClientConfig {
-            max_attempts: 1,
-            ..config(2)
-        },
-    );
+    let no_retry = ClientConfig {
+        max_attempts: 1,
+        ..config(2)
+    };
+    let (url, sso) = faulty(json!({"qps": 5}), no_retry).await;
     let results =
         futures::future::join_all((0..8).map(|_| sso.get_mfa_setting_info(DIRECTORY))).await;
     assert!(results.iter().all(Result::is_ok));
@@ -265,15 +255,19 @@ async fn rrsa_exchanges_the_oidc_token_once_and_signs_with_sts_credentials() {
         ),
         ("ALIBABA_CLOUD_STS_ENDPOINT", url.clone()),
     ];
-    let source = CredentialSource::from_lookup(
-        |name| {
-            vars.iter()
-                .find(|(k, _)| *k == name)
-                .map(|(_, v)| v.clone())
-        },
-        cloud::http_client().unwrap(),
-    )
-    .unwrap();
+    // RRSA from these variables, read afresh by each source (the token file is read per exchange).
+    let rrsa = || {
+        CredentialSource::from_lookup(
+            |name| {
+                vars.iter()
+                    .find(|(k, _)| *k == name)
+                    .map(|(_, v)| v.clone())
+            },
+            cloud::http_client().unwrap(),
+        )
+        .unwrap()
+    };
+    let source = rrsa();
     let sso = client_with(&url, source, config(50));
     for _ in 0..3 {
         sso.get_mfa_setting_info(DIRECTORY).await.unwrap();
@@ -285,15 +279,7 @@ async fn rrsa_exchanges_the_oidc_token_once_and_signs_with_sts_credentials() {
     );
 
     std::fs::write(&token_file, "not-a-jwt").unwrap();
-    let bad = CredentialSource::from_lookup(
-        |name| {
-            vars.iter()
-                .find(|(k, _)| *k == name)
-                .map(|(_, v)| v.clone())
-        },
-        cloud::http_client().unwrap(),
-    )
-    .unwrap();
+    let bad = rrsa();
     let error = client_with(&url, bad, config(50))
         .get_mfa_setting_info(DIRECTORY)
         .await

@@ -10,17 +10,7 @@ use std::time::Duration;
 
 use cloudsso_mfa_operator::api::UserMfaSetting;
 use common::*;
-use harness::{condition, eventually};
-
-use serde_json::json;
-
-const SECRET: &str = "cloud-keys";
-
-fn user_setting(name: &str, url: &str, user: &str) -> serde_json::Value {
-    json!({"metadata": {"name": name}, "spec": {
-        "directoryId": DIRECTORY, "userName": user, "userMfaAuthenticationSettings": "Enabled",
-        "endpoint": url, "credentialsSecretRef": {"name": SECRET}}})
-}
+use harness::{SECRET, eventually, is_ready, user_setting};
 
 #[tokio::test]
 async fn watches_reconnect_after_the_api_server_restarts() {
@@ -53,11 +43,10 @@ async fn watches_reconnect_after_the_api_server_restarts() {
                     .await
                     .ok()
                     .flatten()
-                    .and_then(|o| condition(&o.status, "Ready"))
-                    .is_some_and(|(status, _, _)| status == "True")
+                    .is_some_and(|o| is_ready(&o))
             }
         };
-        ctx.apply::<UserMfaSetting>(user_setting("before", &url, "alice"))
+        ctx.apply::<UserMfaSetting>(user_setting("before", &url, "alice", "Enabled"))
             .await;
         eventually(
             "before Ready",
@@ -74,7 +63,7 @@ async fn watches_reconnect_after_the_api_server_restarts() {
         restart.await.expect("restart kube-apiserver");
         eprintln!("[measure] kube-apiserver outage: {:?}", stopped.elapsed());
 
-        ctx.apply::<UserMfaSetting>(user_setting("after", &url, "carol"))
+        ctx.apply::<UserMfaSetting>(user_setting("after", &url, "carol", "Enabled"))
             .await;
         let reconnected = tokio::time::timeout(Duration::from_secs(60), async {
             while !ready("after").await {

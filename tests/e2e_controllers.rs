@@ -7,28 +7,12 @@ use std::time::Duration;
 
 use cloudsso_mfa_operator::api::{DirectoryMfaPolicy, RamUserMfaStatus, UserMfaSetting};
 use common::*;
-use harness::{TestContext, condition, eventually};
+use harness::{SECRET, WAIT, condition, eventually, ready};
 use kube::api::DeleteParams;
 use serde_json::json;
 
-const WAIT: Duration = Duration::from_secs(40);
-const SECRET: &str = "cloud-keys";
 const ALICE: &str = "u-00q8wbq42wiltcrk0001";
 const BOB: &str = "u-00q8wbq42wiltcrk0002";
-
-fn ready(status: &Option<impl serde::Serialize>) -> Option<(String, String, String)> {
-    condition(status, "Ready")
-}
-
-async fn get<K>(ctx: &TestContext, name: &str) -> Option<K>
-where
-    K: kube::Resource<Scope = kube::core::NamespaceResourceScope, DynamicType = ()>
-        + Clone
-        + serde::de::DeserializeOwned
-        + std::fmt::Debug,
-{
-    ctx.api::<K>().get_opt(name).await.expect("get")
-}
 
 fn policy(name: &str, url: &str, spec: serde_json::Value) -> serde_json::Value {
     let mut full = json!({"directoryId": DIRECTORY, "endpoint": url, "credentialsSecretRef": {"name": SECRET}});
@@ -36,85 +20,6 @@ fn policy(name: &str, url: &str, spec: serde_json::Value) -> serde_json::Value {
         .unwrap()
         .extend(spec.as_object().unwrap().clone());
     json!({"metadata": {"name": name}, "spec": full})
-}
-
-fn directory_setting(state: &serde_json::Value) -> String {
-    state["directories"][0]["mfaAuthenticationSettings"]
-        .as_str()
-        .unwrap_or_default()
-        .to_string()
-}
-
-fn user_setting(state: &serde_json::Value, user_id: &str) -> String {
-    state["directories"][0]["users"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|u| u["userId"] == user_id)
-        .map(|u| {
-            u["userMfaAuthenticationSettings"]
-                .as_str()
-                .unwrap_or_default()
-                .to_string()
-        })
-        .unwrap_or_default()
-}
-
-async fn wait_ready<K>(ctx: &TestContext, name: &str) -> K
-where
-    K: kube::Resource<Scope = kube::core::NamespaceResourceScope, DynamicType = ()>
-        + Clone
-        + serde::de::DeserializeOwned
-        + std::fmt::Debug
-        + HasStatus,
-{
-    eventually(
-        &format!("{name} Ready=True"),
-        WAIT,
-        || get::<K>(ctx, name),
-        |object| {
-            object
-                .as_ref()
-                .is_some_and(|o| o.ready().is_some_and(|(status, _, _)| status == "True"))
-        },
-    )
-    .await
-    .expect("exists")
-}
-
-trait HasStatus {
-    fn ready(&self) -> Option<(String, String, String)>;
-}
-impl HasStatus for DirectoryMfaPolicy {
-    fn ready(&self) -> Option<(String, String, String)> {
-        ready(&self.status)
-    }
-}
-impl HasStatus for UserMfaSetting {
-    fn ready(&self) -> Option<(String, String, String)> {
-        ready(&self.status)
-    }
-}
-impl HasStatus for RamUserMfaStatus {
-    fn ready(&self) -> Option<(String, String, String)> {
-        ready(&self.status)
-    }
-}
-
-async fn gone<K>(ctx: &TestContext, name: &str)
-where
-    K: kube::Resource<Scope = kube::core::NamespaceResourceScope, DynamicType = ()>
-        + Clone
-        + serde::de::DeserializeOwned
-        + std::fmt::Debug,
-{
-    eventually(
-        &format!("{name} deleted"),
-        WAIT,
-        || get::<K>(ctx, name),
-        Option::is_none,
-    )
-    .await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -133,7 +38,7 @@ async fn directory_policy_enforces_changes_and_restores() {
             "mfaAuthenticationSettings": "OnlyRiskyLogin", "operationForRiskLogin": "EnforceVerify",
             "allowedVerificationTypes": ["TOTP"], "deletionPolicy": "Restore"
         }))).await;
-        let applied: DirectoryMfaPolicy = wait_ready(&ctx, "corp").await;
+        let applied: DirectoryMfaPolicy = ctx.wait_ready("corp", None).await;
         let status = applied.status.clone().unwrap();
         let observed = status.observed.clone().unwrap();
         assert_eq!(
@@ -194,7 +99,7 @@ async fn directory_policy_enforces_changes_and_restores() {
             .delete("corp", &DeleteParams::default())
             .await
             .unwrap();
-        gone::<DirectoryMfaPolicy>(&ctx, "corp").await;
+        ctx.gone::<DirectoryMfaPolicy>("corp").await;
         assert_eq!(directory_setting(&state(&url).await), "Enabled");
 
         // Orphan (the default) leaves the cloud as it is.
@@ -204,12 +109,12 @@ async fn directory_policy_enforces_changes_and_restores() {
             json!({"mfaAuthenticationSettings": "Byuser"}),
         ))
         .await;
-        wait_ready::<DirectoryMfaPolicy>(&ctx, "orphan").await;
+        ctx.wait_ready::<DirectoryMfaPolicy>("orphan", None).await;
         ctx.api::<DirectoryMfaPolicy>()
             .delete("orphan", &DeleteParams::default())
             .await
             .unwrap();
-        gone::<DirectoryMfaPolicy>(&ctx, "orphan").await;
+        ctx.gone::<DirectoryMfaPolicy>("orphan").await;
         assert_eq!(directory_setting(&state(&url).await), "Byuser");
         operator.stop().await;
     })
@@ -228,7 +133,7 @@ async fn user_setting_by_name_reports_devices_and_restores() {
             json!({"metadata": {"name": name}, "spec": full})
         };
         ctx.apply::<UserMfaSetting>(user("alice", json!({"userName": "alice", "userMfaAuthenticationSettings": "Disabled", "deletionPolicy": "Restore"}))).await;
-        let alice: UserMfaSetting = eventually("alice disabled and Ready", WAIT, || get::<UserMfaSetting>(&ctx, "alice"), |u| {
+        let alice: UserMfaSetting = eventually("alice disabled and Ready", WAIT, || ctx.get::<UserMfaSetting>("alice"), |u| {
             u.as_ref().is_some_and(|u| ready(&u.status).is_some_and(|r| r.0 == "True"))
         })
         .await
@@ -242,27 +147,27 @@ async fn user_setting_by_name_reports_devices_and_restores() {
         assert_eq!(devices[0].effective_time.as_deref(), Some("2021-10-29T09:14:06Z"));
         assert_eq!(status.observed.unwrap().user_mfa_authentication_settings.as_deref(), Some("Disabled"));
         assert_eq!(condition(&alice.status, "Effective").unwrap().0, "True", "the seed directory is Byuser");
-        assert_eq!(user_setting(&state(&url).await, ALICE), "Disabled");
+        assert_eq!(cloud_user_setting(&state(&url).await, ALICE), "Disabled");
 
         // A device bound in the console shows up at the next resync.
         change_state(&url, |s| {
             s["directories"][0]["users"][1]["mfaDevices"] = json!([{"deviceId": "mfa-b1", "deviceName": "Bob-Phone", "deviceType": "TOTP", "effectiveTime": "2026-11-01T00:00:00Z"}]);
         }).await;
         ctx.apply::<UserMfaSetting>(user("bob", json!({"userId": BOB, "userMfaAuthenticationSettings": "Enabled"}))).await;
-        let bob: UserMfaSetting = wait_ready(&ctx, "bob").await;
+        let bob: UserMfaSetting = ctx.wait_ready("bob", None).await;
         assert_eq!(bob.status.unwrap().bound_device_count, Some(1));
-        assert_eq!(user_setting(&state(&url).await, BOB), "Enabled");
+        assert_eq!(cloud_user_setting(&state(&url).await, BOB), "Enabled");
 
         // Spec change, then Restore on delete.
         ctx.apply::<UserMfaSetting>(user("alice", json!({"userName": "alice", "userMfaAuthenticationSettings": "Enabled", "deletionPolicy": "Restore"}))).await;
-        eventually("alice Enabled in the cloud", WAIT, || state(&url), |s| user_setting(s, ALICE) == "Enabled").await;
+        eventually("alice Enabled in the cloud", WAIT, || state(&url), |s| cloud_user_setting(s, ALICE) == "Enabled").await;
         ctx.api::<UserMfaSetting>().delete("alice", &DeleteParams::default()).await.unwrap();
-        gone::<UserMfaSetting>(&ctx, "alice").await;
-        assert_eq!(user_setting(&state(&url).await, ALICE), "Enabled", "restoreTo is what the cloud had first: Enabled");
+        ctx.gone::<UserMfaSetting>("alice").await;
+        assert_eq!(cloud_user_setting(&state(&url).await, ALICE), "Enabled", "restoreTo is what the cloud had first: Enabled");
         // Orphan: bob stays Enabled.
         ctx.api::<UserMfaSetting>().delete("bob", &DeleteParams::default()).await.unwrap();
-        gone::<UserMfaSetting>(&ctx, "bob").await;
-        assert_eq!(user_setting(&state(&url).await, BOB), "Enabled");
+        ctx.gone::<UserMfaSetting>("bob").await;
+        assert_eq!(cloud_user_setting(&state(&url).await, BOB), "Enabled");
         operator.stop().await;
     })
     .await;
@@ -279,16 +184,16 @@ async fn ram_user_report_is_observe_only() {
         ctx.apply::<RamUserMfaStatus>(report("bob", "bob@example.onaliyun.com")).await;
         ctx.apply::<RamUserMfaStatus>(report("dev", "dev@example.onaliyun.com")).await;
         ctx.apply::<RamUserMfaStatus>(report("ghost", "ghost@example.onaliyun.com")).await;
-        let bob: RamUserMfaStatus = wait_ready(&ctx, "bob").await;
+        let bob: RamUserMfaStatus = ctx.wait_ready("bob", None).await;
         let status = bob.status.unwrap();
         assert_eq!(status.mfa_enabled, Some(true), "{}", operator.log_tail());
         let device = status.device.unwrap();
         assert_eq!((device.serial_number.as_str(), device.device_type.as_str()), ("acs:ram::1234:mfa/bob", "VMFA"));
-        let dev: RamUserMfaStatus = wait_ready(&ctx, "dev").await;
+        let dev: RamUserMfaStatus = ctx.wait_ready("dev", None).await;
         let status = dev.status.unwrap();
         assert_eq!(status.mfa_enabled, Some(false));
         assert!(status.device.is_none());
-        let ghost = eventually("ghost UserNotFound", WAIT, || get::<RamUserMfaStatus>(&ctx, "ghost"), |r| {
+        let ghost = eventually("ghost UserNotFound", WAIT, || ctx.get::<RamUserMfaStatus>("ghost"), |r| {
             r.as_ref().and_then(|r| ready(&r.status)).is_some_and(|c| c.0 == "False" && c.1 == "UserNotFound")
         }).await;
         assert!(ready(&ghost.unwrap().status).unwrap().2.contains("ghost@example.onaliyun.com"));
@@ -307,7 +212,7 @@ async fn drift_is_repaired_within_one_resync_and_observe_never_writes() {
         ctx.credentials_secret(SECRET, ACCESS_KEY_ID, ACCESS_KEY_SECRET).await;
         let operator = ctx.start_operator("4s", &[]).await;
         ctx.apply::<DirectoryMfaPolicy>(policy("corp", &url, json!({"mfaAuthenticationSettings": "Byuser"}))).await;
-        wait_ready::<DirectoryMfaPolicy>(&ctx, "corp").await;
+        ctx.wait_ready::<DirectoryMfaPolicy>("corp", None).await;
 
         // A console change: the directory is set to Disabled behind the operator's back.
         change_state(&url, |s| s["directories"][0]["mfaAuthenticationSettings"] = json!("Disabled")).await;
@@ -320,16 +225,16 @@ async fn drift_is_repaired_within_one_resync_and_observe_never_writes() {
 
         // Observe: status shows the drift, and nothing is ever written. (One policy per directory id.)
         ctx.api::<DirectoryMfaPolicy>().delete("corp", &DeleteParams::default()).await.unwrap();
-        gone::<DirectoryMfaPolicy>(&ctx, "corp").await;
+        ctx.gone::<DirectoryMfaPolicy>("corp").await;
         ctx.apply::<DirectoryMfaPolicy>(policy("watch", &observe_url, json!({"mfaAuthenticationSettings": "Enabled", "managementPolicy": "Observe"}))).await;
         ctx.apply::<UserMfaSetting>(json!({"metadata": {"name": "bob"}, "spec": {
             "directoryId": DIRECTORY, "userId": BOB, "userMfaAuthenticationSettings": "Enabled",
             "managementPolicy": "Observe", "endpoint": observe_url, "credentialsSecretRef": {"name": SECRET}}})).await;
-        let watched = eventually("Observe drift reported", WAIT, || get::<DirectoryMfaPolicy>(&ctx, "watch"), |p| {
+        let watched = eventually("Observe drift reported", WAIT, || ctx.get::<DirectoryMfaPolicy>("watch"), |p| {
             p.as_ref().and_then(|p| condition(&p.status, "Synced")).is_some_and(|c| c.0 == "False" && c.1 == "Drifted")
         }).await.unwrap();
         assert_eq!(watched.status.as_ref().unwrap().observed.as_ref().unwrap().mfa_authentication_settings.as_deref(), Some("Byuser"));
-        eventually("Observe user drift reported", WAIT, || get::<UserMfaSetting>(&ctx, "bob"), |u| {
+        eventually("Observe user drift reported", WAIT, || ctx.get::<UserMfaSetting>("bob"), |u| {
             u.as_ref().and_then(|u| condition(&u.status, "Synced")).is_some_and(|c| c.0 == "False" && c.1 == "Drifted")
         }).await;
         tokio::time::sleep(Duration::from_secs(9)).await; // two more resyncs
@@ -365,7 +270,7 @@ async fn bad_references_back_off_and_recover() {
             ("no-secret", "CredentialsMissing", "absent"),
             ("wrong-secret", "CredentialsInvalid", "SignatureDoesNotMatch"),
         ] {
-            let object = eventually(&format!("{name}: {reason}"), WAIT, || get::<UserMfaSetting>(&ctx, name), |u| {
+            let object = eventually(&format!("{name}: {reason}"), WAIT, || ctx.get::<UserMfaSetting>(name), |u| {
                 u.as_ref().and_then(|u| ready(&u.status)).is_some_and(|c| c.0 == "False" && c.1 == reason)
             }).await.unwrap();
             let (_, _, message) = ready(&object.status).unwrap();
@@ -387,7 +292,7 @@ async fn bad_references_back_off_and_recover() {
         ctx.credentials_secret("absent", ACCESS_KEY_ID, ACCESS_KEY_SECRET).await;
         ctx.credentials_secret("wrong-keys", ACCESS_KEY_ID, ACCESS_KEY_SECRET).await;
         for name in ["unknown-name", "no-secret", "wrong-secret"] {
-            let object = eventually(&format!("{name} recovered"), Duration::from_secs(20), || get::<UserMfaSetting>(&ctx, name), |u| {
+            let object = eventually(&format!("{name} recovered"), Duration::from_secs(20), || ctx.get::<UserMfaSetting>(name), |u| {
                 u.as_ref().and_then(|u| ready(&u.status)).is_some_and(|c| c.0 == "True")
             }).await.unwrap();
             assert!(object.status.unwrap().user_id.is_some());
@@ -409,7 +314,7 @@ async fn older_policy_owns_a_directory_and_users_follow_its_setting() {
         ctx.apply::<UserMfaSetting>(json!({"metadata": {"name": "alice"}, "spec": {
             "directoryId": DIRECTORY, "userName": "alice", "userMfaAuthenticationSettings": "Enabled",
             "endpoint": url, "credentialsSecretRef": {"name": SECRET}}})).await;
-        let alice = eventually("alice Effective=False", WAIT, || get::<UserMfaSetting>(&ctx, "alice"), |u| {
+        let alice = eventually("alice Effective=False", WAIT, || ctx.get::<UserMfaSetting>("alice"), |u| {
             u.as_ref().and_then(|u| condition(&u.status, "Effective")).is_some_and(|c| c.0 == "False")
         }).await.unwrap();
         let (_, reason, message) = condition(&alice.status, "Effective").unwrap();
@@ -418,16 +323,16 @@ async fn older_policy_owns_a_directory_and_users_follow_its_setting() {
         assert_eq!(ready(&alice.status).unwrap().0, "True", "{}", operator.log_tail());
 
         ctx.apply::<DirectoryMfaPolicy>(policy("first", &url, json!({"mfaAuthenticationSettings": "Byuser"}))).await;
-        wait_ready::<DirectoryMfaPolicy>(&ctx, "first").await;
+        ctx.wait_ready::<DirectoryMfaPolicy>("first", None).await;
         tokio::time::sleep(Duration::from_millis(1100)).await; // creation timestamps have 1s resolution
         ctx.apply::<DirectoryMfaPolicy>(policy("second", &url, json!({"mfaAuthenticationSettings": "Disabled"}))).await;
-        let second = eventually("second in Conflict", WAIT, || get::<DirectoryMfaPolicy>(&ctx, "second"), |p| {
+        let second = eventually("second in Conflict", WAIT, || ctx.get::<DirectoryMfaPolicy>("second"), |p| {
             p.as_ref().and_then(|p| ready(&p.status)).is_some_and(|c| c.1 == "Conflict")
         }).await.unwrap();
         let (status, _, message) = ready(&second.status).unwrap();
         assert_eq!(status, "False");
         assert!(message.contains(&format!("{}/first", ctx.namespace)), "{message}");
-        let first = eventually("first lists its contender", WAIT, || get::<DirectoryMfaPolicy>(&ctx, "first"), |p| {
+        let first = eventually("first lists its contender", WAIT, || ctx.get::<DirectoryMfaPolicy>("first"), |p| {
             p.as_ref().and_then(|p| p.status.as_ref()).is_some_and(|s| !s.contenders.is_empty())
         }).await.unwrap();
         assert_eq!(first.status.as_ref().unwrap().contenders, vec![format!("{}/second", ctx.namespace)]);
@@ -435,15 +340,15 @@ async fn older_policy_owns_a_directory_and_users_follow_its_setting() {
         assert_eq!(directory_setting(&state(&url).await), "Byuser", "the younger policy is not applied");
 
         // The user follows the directory: Byuser now, so the per-user setting is in effect.
-        eventually("alice Effective=True", WAIT, || get::<UserMfaSetting>(&ctx, "alice"), |u| {
+        eventually("alice Effective=True", WAIT, || ctx.get::<UserMfaSetting>("alice"), |u| {
             u.as_ref().and_then(|u| condition(&u.status, "Effective")).is_some_and(|c| c.0 == "True")
         }).await;
 
         // The owner goes; the other takes over.
         ctx.api::<DirectoryMfaPolicy>().delete("first", &DeleteParams::default()).await.unwrap();
-        wait_ready::<DirectoryMfaPolicy>(&ctx, "second").await;
+        ctx.wait_ready::<DirectoryMfaPolicy>("second", None).await;
         assert_eq!(directory_setting(&state(&url).await), "Disabled");
-        eventually("alice Effective=False again", WAIT, || get::<UserMfaSetting>(&ctx, "alice"), |u| {
+        eventually("alice Effective=False again", WAIT, || ctx.get::<UserMfaSetting>("alice"), |u| {
             u.as_ref().and_then(|u| condition(&u.status, "Effective")).is_some_and(|c| c.0 == "False")
         }).await;
         operator.stop().await;
@@ -458,16 +363,16 @@ async fn deletion_does_not_hang_when_the_cloud_object_is_gone() {
         ctx.credentials_secret(SECRET, ACCESS_KEY_ID, ACCESS_KEY_SECRET).await;
         let operator = ctx.start_operator("3s", &[]).await;
         ctx.apply::<DirectoryMfaPolicy>(policy("corp", &url, json!({"mfaAuthenticationSettings": "Enabled", "deletionPolicy": "Restore"}))).await;
-        wait_ready::<DirectoryMfaPolicy>(&ctx, "corp").await;
+        ctx.wait_ready::<DirectoryMfaPolicy>("corp", None).await;
         ctx.apply::<UserMfaSetting>(json!({"metadata": {"name": "bob"}, "spec": {
             "directoryId": DIRECTORY, "userId": BOB, "userMfaAuthenticationSettings": "Enabled", "deletionPolicy": "Restore",
             "endpoint": url, "credentialsSecretRef": {"name": SECRET}}})).await;
-        wait_ready::<UserMfaSetting>(&ctx, "bob").await;
+        ctx.wait_ready::<UserMfaSetting>("bob", None).await;
         change_state(&url, |s| s["directories"] = json!([])).await;
         ctx.api::<DirectoryMfaPolicy>().delete("corp", &DeleteParams::default()).await.unwrap();
         ctx.api::<UserMfaSetting>().delete("bob", &DeleteParams::default()).await.unwrap();
-        gone::<DirectoryMfaPolicy>(&ctx, "corp").await;
-        gone::<UserMfaSetting>(&ctx, "bob").await;
+        ctx.gone::<DirectoryMfaPolicy>("corp").await;
+        ctx.gone::<UserMfaSetting>("bob").await;
         operator.stop().await;
     })
     .await;

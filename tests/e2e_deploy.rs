@@ -10,15 +10,12 @@ use std::time::Duration;
 
 use cloudsso_mfa_operator::api::{DirectoryMfaPolicy, RamUserMfaStatus, UserMfaSetting};
 use common::*;
-use harness::{CHART, TestContext, condition, eventually};
+use harness::{CHART, SECRET, TestContext, WAIT, eventually, is_ready};
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{Namespace, Pod, Secret};
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
 use serde_json::{Value, json};
-
-const WAIT: Duration = Duration::from_secs(40);
-const SECRET: &str = "cloud-keys";
 
 /// `helm template` with `--set` pairs; the rendered documents as JSON, or helm's stderr.
 async fn render(ctx: &TestContext, sets: &[&str]) -> Result<Vec<Value>, String> {
@@ -256,10 +253,6 @@ async fn chart_installs_and_its_pod_passes_the_restricted_pod_security_profile()
     .await;
 }
 
-fn ready(status: &Option<impl serde::Serialize>) -> bool {
-    condition(status, "Ready").is_some_and(|(s, _, _)| s == "True")
-}
-
 fn is_forbidden<T: std::fmt::Debug>(result: Result<T, kube::Error>) -> bool {
     matches!(result, Err(kube::Error::Api(ref status)) if status.code == 403)
 }
@@ -344,9 +337,9 @@ async fn prove_rbac(ctx: TestContext, namespaced: bool) {
     let ram = ctx.api::<RamUserMfaStatus>();
     let all_ready = || async {
         (
-            ready(&dmp.get("dir").await.unwrap().status),
-            ready(&ums.get("bob").await.unwrap().status),
-            ready(&ram.get("ram-bob").await.unwrap().status),
+            is_ready(&dmp.get("dir").await.unwrap()),
+            is_ready(&ums.get("bob").await.unwrap()),
+            is_ready(&ram.get("ram-bob").await.unwrap()),
         )
     };
     let states = tokio::time::timeout(WAIT, async {

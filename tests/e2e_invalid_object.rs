@@ -11,13 +11,12 @@ use std::time::Duration;
 
 use cloudsso_mfa_operator::api::UserMfaSetting;
 use common::*;
-use harness::{condition, eventually};
+use harness::{SECRET, condition, eventually};
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::api::{Api, DynamicObject, Patch, PatchParams, PostParams};
 use kube::core::{ApiResource, GroupVersionKind};
 use serde_json::json;
 
-const SECRET: &str = "cloud-keys";
 const CRD: &str = "usermfasettings.cloudsso.mfa-operator.dev";
 const ENUM: &str = "/spec/versions/0/schema/openAPIV3Schema/properties/spec/properties/userMfaAuthenticationSettings/enum";
 

@@ -8,50 +8,13 @@ use std::time::{Duration, Instant};
 
 use cloudsso_mfa_operator::api::{DirectoryMfaPolicy, RamUserMfaStatus, UserMfaSetting};
 use common::*;
-use harness::{Operator, TestContext, condition, eventually};
+use harness::{SECRET, TestContext, WAIT, condition, eventually, user_setting};
 use k8s_openapi::api::coordination::v1::Lease;
 use kube::api::DeleteParams;
 use serde_json::json;
 
-const WAIT: Duration = Duration::from_secs(40);
-const SECRET: &str = "cloud-keys";
 const ALICE: &str = "u-00q8wbq42wiltcrk0001";
 const PREFIX: &str = "cloudsso_mfa_operator_";
-
-fn user_setting(name: &str, url: &str, user: &str, setting: &str) -> serde_json::Value {
-    json!({"metadata": {"name": name}, "spec": {
-        "directoryId": DIRECTORY, "userName": user, "userMfaAuthenticationSettings": setting,
-        "endpoint": url, "credentialsSecretRef": {"name": SECRET}}})
-}
-
-async fn wait_ready<K>(ctx: &TestContext, name: &str, operator: &Operator) -> K
-where
-    K: kube::Resource<Scope = kube::core::NamespaceResourceScope, DynamicType = ()>
-        + Clone
-        + serde::de::DeserializeOwned
-        + serde::Serialize
-        + std::fmt::Debug,
-{
-    let ready = |object: &Option<K>| {
-        object.as_ref().is_some_and(|o| {
-            let status = serde_json::to_value(o).unwrap()["status"].clone();
-            condition(&Some(status), "Ready").is_some_and(|(s, _, _)| s == "True")
-        })
-    };
-    let api = ctx.api::<K>();
-    let object = tokio::time::timeout(WAIT, async {
-        loop {
-            let object = api.get_opt(name).await.expect("get");
-            if ready(&object) {
-                return object;
-            }
-            tokio::time::sleep(Duration::from_millis(250)).await;
-        }
-    })
-    .await
-    .unwrap_or_else(|_| panic!("{name} not Ready in {WAIT:?}\n{}", operator.log_tail()));
-    object.expect("ready object")
-}
 
 fn metric(name: &str) -> String {
     format!("{PREFIX}{name}")
@@ -79,9 +42,12 @@ async fn metrics_show_counters_moving_and_compliance_per_directory() {
             "userPrincipalName": "bob@example.onaliyun.com", "endpoint": url,
             "credentialsSecretRef": {"name": SECRET}}}))
             .await;
-        wait_ready::<DirectoryMfaPolicy>(&ctx, "dir", &operator).await;
-        wait_ready::<UserMfaSetting>(&ctx, "alice", &operator).await;
-        wait_ready::<RamUserMfaStatus>(&ctx, "bob", &operator).await;
+        ctx.wait_ready::<DirectoryMfaPolicy>("dir", Some(&operator))
+            .await;
+        ctx.wait_ready::<UserMfaSetting>("alice", Some(&operator))
+            .await;
+        ctx.wait_ready::<RamUserMfaStatus>("bob", Some(&operator))
+            .await;
 
         let directory = [("directory", DIRECTORY)];
         let first = eventually(
@@ -222,10 +188,7 @@ async fn metrics_show_counters_moving_and_compliance_per_directory() {
         );
 
         // Above the account's quota the cloud throttles; the counter shows it, then it recovers.
-        assert_eq!(
-            put_json(&format!("{url}/_emulator/faults"), json!({"qps": 1})).await,
-            200
-        );
+        set_faults(&url, json!({"qps": 1})).await;
         let throttled = eventually(
             "throttled calls to be counted",
             WAIT,
@@ -241,10 +204,7 @@ async fn metrics_show_counters_moving_and_compliance_per_directory() {
             "{}",
             throttled.0
         );
-        assert_eq!(
-            put_json(&format!("{url}/_emulator/faults"), json!({})).await,
-            200
-        );
+        set_faults(&url, json!({})).await;
 
         // A change the operator makes itself shows in the gauges without waiting for a census.
         ctx.apply::<UserMfaSetting>(user_setting("alice", &url, "alice", "Disabled"))
@@ -342,7 +302,7 @@ async fn one_replica_leads_and_a_standby_takes_over_when_it_dies_or_stops() {
         // Both serve probes; only the leader says it leads, and only it reconciles.
         second.wait_until_ready().await;
         ctx.apply::<UserMfaSetting>(user_setting("before", &url, "alice", "Enabled")).await;
-        wait_ready::<UserMfaSetting>(&ctx, "before", &first).await;
+        ctx.wait_ready::<UserMfaSetting>("before", Some(&first)).await;
         let leading = first.scrape().await;
         let standing_by = second.scrape().await;
         assert_eq!(leading.value(&metric("leader"), &[]), Some(1.0));
@@ -361,7 +321,7 @@ async fn one_replica_leads_and_a_standby_takes_over_when_it_dies_or_stops() {
             "took {crash_handover:?}"
         );
         ctx.apply::<UserMfaSetting>(user_setting("after-crash", &url, "carol", "Enabled")).await;
-        wait_ready::<UserMfaSetting>(&ctx, "after-crash", &second).await;
+        ctx.wait_ready::<UserMfaSetting>("after-crash", Some(&second)).await;
 
         // A clean stop (SIGTERM) releases the Lease: a standby leads at its next retry.
         let mut second = second;
@@ -380,7 +340,7 @@ async fn one_replica_leads_and_a_standby_takes_over_when_it_dies_or_stops() {
             "took {clean_handover:?}: the Lease was not released"
         );
         ctx.apply::<UserMfaSetting>(user_setting("after-stop", &url, "bob", "Disabled")).await;
-        wait_ready::<UserMfaSetting>(&ctx, "after-stop", &third).await;
+        ctx.wait_ready::<UserMfaSetting>("after-stop", Some(&third)).await;
 
         // Someone else takes the Lease from under the leader: it stops at once rather than
         // reconcile beside the new holder (the Deployment would restart it as a standby).
@@ -418,14 +378,7 @@ async fn sigterm_lets_the_reconcile_in_flight_finish() {
             .await;
         // Every cloud call takes 1.5 s, so the reconcile below (read, write, read back, devices)
         // is still running when SIGTERM arrives.
-        assert_eq!(
-            put_json(
-                &format!("{url}/_emulator/faults"),
-                json!({"latencyMs": 1500})
-            )
-            .await,
-            200
-        );
+        set_faults(&url, json!({"latencyMs": 1500})).await;
         let mut operator = ctx.start_operator("30s", &[]).await;
         operator.wait_until_ready().await;
         ctx.apply::<UserMfaSetting>(json!({"metadata": {"name": "alice"}, "spec": {
@@ -493,7 +446,8 @@ async fn status_users_and_gauges_follow_changes_the_operator_makes_before_any_re
         // The seed has bob Disabled; the operator enables him (he has no device).
         ctx.apply::<UserMfaSetting>(user_setting("bob", &url, "bob", "Enabled"))
             .await;
-        wait_ready::<UserMfaSetting>(&ctx, "bob", &operator).await;
+        ctx.wait_ready::<UserMfaSetting>("bob", Some(&operator))
+            .await;
         let expected = json!({"total": 3, "mfaDisabled": 0, "mfaEnabledWithoutDevice": 1});
         eventually(
             "status.users to count bob as enabled without a device",

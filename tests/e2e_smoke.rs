@@ -2,6 +2,7 @@
 //! accepted and listed under `kubectl get cloudsso`, and invalid ones are rejected with the
 //! schema's or CEL rule's message.
 
+mod common;
 mod harness;
 
 use kube::api::{DynamicObject, Patch, PatchParams, PostParams};

@@ -3,6 +3,7 @@
 //! .local/), so the cases never touch the cluster the other tests use; the "second up" case asks
 //! that cluster itself, which is the point.
 
+mod common;
 mod harness;
 
 use std::path::Path;

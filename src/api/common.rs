@@ -19,6 +19,53 @@ pub struct SecretReference {
     pub name: String,
 }
 
+/// A status with the fields every kind shares.
+pub trait HasCommonStatus {
+    fn common(&self) -> &CommonStatus;
+    fn common_mut(&mut self) -> &mut CommonStatus;
+}
+
+/// Where a resource's cloud calls go and with which credentials: the fields every spec shares.
+pub trait CloudSpec {
+    fn region(&self) -> &str;
+    fn endpoint(&self) -> Option<&str>;
+    fn credentials_secret_ref(&self) -> Option<&SecretReference>;
+}
+
+/// Lists every kind's CRD (`crds()`) and implements `CloudSpec` and `HasCommonStatus` for each
+/// kind's spec and status, which carry those fields under their usual names.
+macro_rules! kinds {
+    ($($kind:ty: $spec:ty => $status:ty),* $(,)?) => {
+        /// The CRD of every kind.
+        fn crds() -> Vec<k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition> {
+            vec![$(<$kind as kube::CustomResourceExt>::crd()),*]
+        }
+        $(
+        impl $crate::api::HasCommonStatus for $status {
+            fn common(&self) -> &$crate::api::CommonStatus {
+                &self.common
+            }
+            fn common_mut(&mut self) -> &mut $crate::api::CommonStatus {
+                &mut self.common
+            }
+        }
+
+        impl $crate::api::CloudSpec for $spec {
+            fn region(&self) -> &str {
+                &self.region
+            }
+            fn endpoint(&self) -> Option<&str> {
+                self.endpoint.as_deref()
+            }
+            fn credentials_secret_ref(&self) -> Option<&$crate::api::SecretReference> {
+                self.credentials_secret_ref.as_ref()
+            }
+        }
+        )*
+    };
+}
+pub(crate) use kinds;
+
 /// Whether the controller writes to the cloud or only reports what it finds.
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
 pub enum ManagementPolicy {
@@ -159,9 +206,3 @@ pub struct CommonStatus {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_sync_time: Option<String>,
 }
-
-/// CEL expression for the `d-` directory id format (the API documents no fixed length).
-pub const DIRECTORY_ID_RULE: &str = "self.matches('^d-[a-z0-9]+$')";
-pub const DIRECTORY_ID_MESSAGE: &str =
-    "directoryId must be 'd-' followed by lowercase letters and digits, e.g. d-00fc2p61abcd";
-pub const IMMUTABLE_RULE: &str = "self == oldSelf";

@@ -1,24 +1,31 @@
-//! The three custom resources: spec, status and the CRD YAML generated from them. No I/O.
+//! The three custom resources: spec, status, the reasons their conditions give, and the CRD YAML
+//! generated from them. No I/O.
 
 pub mod common;
 pub mod directory_mfa_policy;
 pub mod ram_user_mfa_status;
+pub mod reasons;
 pub mod user_mfa_setting;
 
 pub use common::*;
 pub use directory_mfa_policy::*;
 pub use ram_user_mfa_status::*;
+pub use reasons::Reason;
 pub use user_mfa_setting::*;
 
-use kube::CustomResourceExt;
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+
+// Every kind, once: its CRD, and the shared spec and status traits.
+common::kinds!(
+    DirectoryMfaPolicy: DirectoryMfaPolicySpec => DirectoryMfaPolicyStatus,
+    UserMfaSetting: UserMfaSettingSpec => UserMfaSettingStatus,
+    RamUserMfaStatus: RamUserMfaStatusSpec => RamUserMfaStatusStatus,
+);
 
 /// Every CRD as one YAML stream, in the order `crds/*.yaml` sorts, each document starting with `---`.
 pub fn crd_documents() -> Result<Vec<(String, String)>, serde_yaml::Error> {
-    let crds = [
-        DirectoryMfaPolicy::crd(),
-        RamUserMfaStatus::crd(),
-        UserMfaSetting::crd(),
-    ];
+    let mut crds: Vec<CustomResourceDefinition> = crds();
+    crds.sort_by(|a, b| a.metadata.name.cmp(&b.metadata.name));
     crds.into_iter()
         .map(|crd| {
             let name = crd.metadata.name.clone().unwrap_or_default();

@@ -15,8 +15,7 @@ use super::credentials::{CredentialSource, Credentials};
 use super::endpoint::Endpoint;
 use super::error::{ApiErrorKind, CloudError};
 use super::signer::{CanonicalHeaders, RequestToSign, sha256_hex};
-
-pub const USER_AGENT: &str = concat!("cloudsso-mfa-operator/", env!("CARGO_PKG_VERSION"));
+use super::wire::{self, USER_AGENT, acs_timestamp, new_nonce};
 
 /// How hard a client pushes and how long it keeps trying.
 #[derive(Debug, Clone)]
@@ -92,16 +91,6 @@ pub struct PreparedRequest {
     pub headers: Vec<(String, String)>,
 }
 
-/// The `x-acs-date` format: ISO 8601 UTC to the second.
-pub fn acs_timestamp(at: Timestamp) -> String {
-    at.strftime("%Y-%m-%dT%H:%M:%SZ").to_string()
-}
-
-pub fn new_nonce() -> String {
-    let bytes: [u8; 16] = rand::rng().random();
-    hex::encode(bytes)
-}
-
 /// What makes each attempt unique: its time, nonce and the caller's user agent.
 #[derive(Debug, Clone)]
 pub struct RequestStamp {
@@ -165,71 +154,6 @@ pub fn prepare_request(
         url: endpoint.url(),
         query: params.clone(),
         headers: sent,
-    }
-}
-
-pub(crate) fn transport_error(action: &str, url: &str, error: &reqwest::Error) -> CloudError {
-    // reqwest's Display hides the cause ("error sending request"); the source says what happened.
-    let mut detail = error.to_string();
-    let mut source = std::error::Error::source(error);
-    while let Some(cause) = source {
-        detail = format!("{detail}: {cause}");
-        source = cause.source();
-    }
-    CloudError::Transport {
-        action: action.into(),
-        endpoint: url.into(),
-        detail,
-        timeout: error.is_timeout(),
-    }
-}
-
-#[derive(serde::Deserialize, Default)]
-#[serde(rename_all = "PascalCase", default)]
-struct ErrorBody {
-    code: Option<String>,
-    message: Option<String>,
-    request_id: Option<String>,
-}
-
-pub(crate) fn api_error(
-    action: &str,
-    status: u16,
-    headers: &reqwest::header::HeaderMap,
-    body: &[u8],
-) -> CloudError {
-    let retry_after = headers
-        .get("x-acs-retry-after")
-        .and_then(|value| value.to_str().ok())
-        .and_then(|value| value.trim().parse::<u64>().ok())
-        .filter(|millis| *millis > 0)
-        .map(Duration::from_millis);
-    match serde_json::from_slice::<ErrorBody>(body) {
-        Ok(ErrorBody {
-            code: Some(code),
-            message,
-            request_id,
-        }) => CloudError::Api {
-            action: action.into(),
-            code,
-            // Some messages span lines (the string to sign); status conditions and logs want one.
-            message: message
-                .unwrap_or_default()
-                .split_whitespace()
-                .collect::<Vec<_>>()
-                .join(" "),
-            request_id: request_id.unwrap_or_else(|| "-".into()),
-            http_status: status,
-            retry_after,
-        },
-        _ => CloudError::Decode {
-            action: action.into(),
-            http_status: status,
-            detail: format!(
-                "error body without a Code: {}",
-                String::from_utf8_lossy(&body[..body.len().min(200)])
-            ),
-        },
     }
 }
 
@@ -332,41 +256,16 @@ impl ApiClient {
         for (name, value) in &prepared.headers {
             request = request.header(name.as_str(), value.as_str());
         }
-        let url = prepared.url.as_str();
-        let response = request
-            .send()
-            .await
-            .map_err(|error| transport_error(action, url, &error))?;
-        let status = response.status().as_u16();
-        let headers = response.headers().clone();
-        let body = response
-            .bytes()
-            .await
-            .map_err(|error| transport_error(action, url, &error))?;
-        if status >= 400 {
-            let error = api_error(action, status, &headers, &body);
-            tracing::debug!(action, %error, "cloud call failed");
-            return Err(error);
-        }
-        let value: serde_json::Value =
-            serde_json::from_slice(&body).map_err(|error| CloudError::Decode {
-                action: action.into(),
-                http_status: status,
-                detail: error.to_string(),
-            })?;
+        let (status, answer) = wire::exchange(request, action, &prepared.url).await?;
         // The request id is what Alibaba Cloud support asks for; it is logged for every call.
-        let request_id = value["RequestId"].as_str().unwrap_or("-");
+        let request_id = answer["RequestId"].as_str().unwrap_or("-");
         tracing::debug!(
             action,
             request_id,
             elapsed_ms = waited.elapsed().as_millis() as u64,
             "cloud call succeeded"
         );
-        serde_json::from_value(value).map_err(|error| CloudError::Decode {
-            action: action.into(),
-            http_status: status,
-            detail: error.to_string(),
-        })
+        wire::decode(action, status, answer)
     }
 }
 

@@ -11,6 +11,8 @@ use serde::Deserialize;
 use tokio::sync::Mutex;
 
 use super::endpoint::Endpoint;
+use super::error::CredentialsError;
+use super::wire;
 
 pub const ENV_ACCESS_KEY_ID: &str = "ALIBABA_CLOUD_ACCESS_KEY_ID";
 pub const ENV_ACCESS_KEY_SECRET: &str = "ALIBABA_CLOUD_ACCESS_KEY_SECRET";
@@ -109,25 +111,11 @@ impl Credentials {
     }
 }
 
-#[derive(Debug, thiserror::Error)]
-pub enum CredentialsError {
-    #[error(
-        "no Alibaba Cloud credentials: set {ENV_ACCESS_KEY_ID} and {ENV_ACCESS_KEY_SECRET}, or RRSA's {ENV_ROLE_ARN}, {ENV_OIDC_PROVIDER_ARN} and {ENV_OIDC_TOKEN_FILE}{0}"
-    )]
-    Missing(String),
-    #[error("invalid credentials: {0}")]
-    Invalid(String),
-    #[error("cannot read the OIDC token file {path}: {detail}")]
-    TokenFile { path: PathBuf, detail: String },
-    #[error("RRSA: STS AssumeRoleWithOIDC failed: {0}")]
-    Sts(Box<super::error::CloudError>),
-}
-
-impl CredentialsError {
-    /// Whether asking again later can help (an STS outage, not a bad role).
-    pub fn is_transient(&self) -> bool {
-        matches!(self, CredentialsError::Sts(error) if error.is_retryable())
-    }
+/// The error when nothing is configured; `detail` says what is half there.
+fn missing(detail: &str) -> CredentialsError {
+    CredentialsError::Missing(format!(
+        "no Alibaba Cloud credentials: set {ENV_ACCESS_KEY_ID} and {ENV_ACCESS_KEY_SECRET}, or RRSA's {ENV_ROLE_ARN}, {ENV_OIDC_PROVIDER_ARN} and {ENV_OIDC_TOKEN_FILE}{detail}"
+    ))
 }
 
 /// RRSA: a projected service-account token exchanged for temporary credentials.
@@ -205,17 +193,17 @@ impl CredentialSource {
                     cached: Mutex::new(None),
                 })
             }
-            [None, None, None] => Err(CredentialsError::Missing(String::new())),
+            [None, None, None] => Err(missing("")),
             partial => {
-                let missing: Vec<_> = [ENV_ROLE_ARN, ENV_OIDC_PROVIDER_ARN, ENV_OIDC_TOKEN_FILE]
+                let unset: Vec<_> = [ENV_ROLE_ARN, ENV_OIDC_PROVIDER_ARN, ENV_OIDC_TOKEN_FILE]
                     .iter()
                     .zip(partial.iter())
                     .filter(|(_, value)| value.is_none())
                     .map(|(name, _)| *name)
                     .collect();
-                Err(CredentialsError::Missing(format!(
+                Err(missing(&format!(
                     " (RRSA is partly configured; missing {})",
-                    missing.join(", ")
+                    unset.join(", ")
                 )))
             }
         }
@@ -287,7 +275,7 @@ async fn assume_role_with_oidc(
         ("Action", "AssumeRoleWithOIDC".to_string()),
         ("Format", "JSON".to_string()),
         ("Version", "2015-04-01".to_string()),
-        ("Timestamp", super::client::acs_timestamp(Timestamp::now())),
+        ("Timestamp", wire::acs_timestamp(Timestamp::now())),
     ]);
     let form: BTreeMap<&str, String> = BTreeMap::from([
         ("RoleArn", config.role_arn.clone()),
@@ -298,36 +286,11 @@ async fn assume_role_with_oidc(
     ]);
     let action = "AssumeRoleWithOIDC";
     let url = config.sts_endpoint.url();
-    let response = http
-        .post(&url)
-        .query(&query)
-        .form(&form)
-        .send()
+    let request = http.post(&url).query(&query).form(&form);
+    let parsed: AssumeRoleResponse = wire::exchange(request, action, &url)
         .await
-        .map_err(|error| {
-            CredentialsError::Sts(Box::new(super::client::transport_error(
-                action, &url, &error,
-            )))
-        })?;
-    let status = response.status().as_u16();
-    let headers = response.headers().clone();
-    let body = response.bytes().await.map_err(|error| {
-        CredentialsError::Sts(Box::new(super::client::transport_error(
-            action, &url, &error,
-        )))
-    })?;
-    if status >= 400 {
-        return Err(CredentialsError::Sts(Box::new(super::client::api_error(
-            action, status, &headers, &body,
-        ))));
-    }
-    let parsed: AssumeRoleResponse = serde_json::from_slice(&body).map_err(|error| {
-        CredentialsError::Sts(Box::new(super::error::CloudError::Decode {
-            action: action.into(),
-            http_status: status,
-            detail: error.to_string(),
-        }))
-    })?;
+        .and_then(|(status, answer)| wire::decode(action, status, answer))
+        .map_err(|error| CredentialsError::sts(&error))?;
     let mut credentials = Credentials::new(
         parsed.credentials.access_key_id,
         parsed.credentials.access_key_secret,

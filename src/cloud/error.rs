@@ -1,5 +1,7 @@
-//! Errors of the cloud client, classified as retryable or terminal.
+//! Errors of the cloud client, classified as retryable or terminal. A leaf: the credential chain,
+//! the transport and the typed operations all build these, and this module needs none of them.
 
+use std::path::PathBuf;
 use std::time::Duration;
 
 /// Whether trying the same call again can succeed without anyone changing anything.
@@ -53,10 +55,43 @@ pub enum CloudError {
     },
     /// No usable credentials.
     #[error("{0}")]
-    Credentials(#[from] super::credentials::CredentialsError),
-    /// An endpoint or region that does not make a URL.
-    #[error("invalid endpoint '{endpoint}': {detail}")]
-    InvalidEndpoint { endpoint: String, detail: String },
+    Credentials(#[from] CredentialsError),
+}
+
+/// Why no credentials could be had.
+#[derive(Debug, thiserror::Error)]
+pub enum CredentialsError {
+    /// Nothing configured; the text names what to set.
+    #[error("{0}")]
+    Missing(String),
+    #[error("invalid credentials: {0}")]
+    Invalid(String),
+    #[error("cannot read the OIDC token file {path}: {detail}")]
+    TokenFile { path: PathBuf, detail: String },
+    /// The STS exchange failed; kept as text and its class, so the two error types do not nest.
+    #[error("RRSA: STS AssumeRoleWithOIDC failed: {detail}")]
+    Sts { detail: String, transient: bool },
+}
+
+impl CredentialsError {
+    /// The STS call behind RRSA failed with `error`.
+    pub fn sts(error: &CloudError) -> Self {
+        Self::Sts {
+            detail: error.to_string(),
+            transient: error.is_retryable(),
+        }
+    }
+
+    /// Whether asking again later can help (an STS outage, not a bad role).
+    pub fn is_transient(&self) -> bool {
+        matches!(
+            self,
+            Self::Sts {
+                transient: true,
+                ..
+            }
+        )
+    }
 }
 
 impl CloudError {
@@ -139,19 +174,26 @@ pub fn classify_code(code: &str, http_status: u16) -> ApiErrorKind {
     }
 }
 
+/// An API error as the cloud would answer `code` with `http_status`, for unit tests here and in
+/// the controllers (which map these to condition reasons).
+#[cfg(test)]
+pub(crate) fn api_error_for_test(code: &str, http_status: u16) -> CloudError {
+    CloudError::Api {
+        action: "GetUser".into(),
+        code: code.into(),
+        message: "m".into(),
+        request_id: "r".into(),
+        http_status,
+        retry_after: None,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     fn api(code: &str, status: u16) -> CloudError {
-        CloudError::Api {
-            action: "GetUser".into(),
-            code: code.into(),
-            message: "m".into(),
-            request_id: "r".into(),
-            http_status: status,
-            retry_after: None,
-        }
+        api_error_for_test(code, status)
     }
 
     #[test]

@@ -8,12 +8,13 @@ pub mod endpoint;
 pub mod error;
 pub mod ims;
 pub mod signer;
+pub mod wire;
 
 pub use client::{ApiClient, CallObserver, ClientConfig, SharedLimiter, rate_limiter};
 pub use cloudsso::CloudSsoClient;
-pub use credentials::{CredentialSource, Credentials, CredentialsError};
+pub use credentials::{CredentialSource, Credentials};
 pub use endpoint::Endpoint;
-pub use error::{ApiErrorKind, CloudError, ErrorClass};
+pub use error::{ApiErrorKind, CloudError, CredentialsError, ErrorClass};
 pub use ims::ImsClient;
 
 /// Installs ring as the process's TLS crypto provider (kube and reqwest share it). Idempotent.

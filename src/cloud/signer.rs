@@ -196,16 +196,37 @@ mod tests {
         );
     }
 
+    /// The query of the documentation's examples (ECS DescribeInstanceStatus).
+    fn documented_query() -> BTreeMap<String, String> {
+        BTreeMap::from([
+            (
+                "ImageId".to_string(),
+                "win2019_1809_x64_dtc_zh-cn_40G_alibase_20230811.vhd".to_string(),
+            ),
+            ("RegionId".to_string(), "cn-shanghai".to_string()),
+        ])
+    }
+
+    /// The documentation's requests: POST to `/` with an empty body.
+    fn post_root<'a>(
+        query: &'a BTreeMap<String, String>,
+        headers: &'a CanonicalHeaders,
+        payload_hash: &'a str,
+    ) -> RequestToSign<'a> {
+        RequestToSign {
+            method: "POST",
+            path: "/",
+            query,
+            headers,
+            payload_hash,
+        }
+    }
+
     /// The worked example of Alibaba Cloud's "Request syntax and signature method V3" page
     /// (ECS DescribeInstanceStatus), with its published canonical request and signature.
     #[test]
     fn known_answer_from_alibaba_signature_v3_documentation() {
-        let mut query = BTreeMap::new();
-        query.insert(
-            "ImageId".to_string(),
-            "win2019_1809_x64_dtc_zh-cn_40G_alibase_20230811.vhd".to_string(),
-        );
-        query.insert("RegionId".to_string(), "cn-shanghai".to_string());
+        let query = documented_query();
         let payload_hash = sha256_hex(b"");
         let mut headers = CanonicalHeaders::new();
         headers.insert("host", "ecs.cn-shanghai.aliyuncs.com");
@@ -214,13 +235,7 @@ mod tests {
         headers.insert("x-acs-date", "2023-10-26T10:22:32Z");
         headers.insert("x-acs-signature-nonce", "3156853299f313e23d1673dc12e1703d");
         headers.insert("x-acs-version", "2014-05-26");
-        let request = RequestToSign {
-            method: "POST",
-            path: "/",
-            query: &query,
-            headers: &headers,
-            payload_hash: &payload_hash,
-        };
+        let request = post_root(&query, &headers, &payload_hash);
         assert_eq!(
             request.canonical_request(),
             "POST\n/\nImageId=win2019_1809_x64_dtc_zh-cn_40G_alibase_20230811.vhd&RegionId=cn-shanghai\n\
@@ -246,12 +261,7 @@ mod tests {
     /// The same page's other example: same request, another date and nonce.
     #[test]
     fn second_known_answer_from_the_documentation() {
-        let mut query = BTreeMap::new();
-        query.insert(
-            "ImageId".to_string(),
-            "win2019_1809_x64_dtc_zh-cn_40G_alibase_20230811.vhd".to_string(),
-        );
-        query.insert("RegionId".to_string(), "cn-shanghai".to_string());
+        let query = documented_query();
         let payload_hash = sha256_hex(b"");
         let mut headers = CanonicalHeaders::new();
         for (name, value) in [
@@ -264,13 +274,7 @@ mod tests {
         ] {
             headers.insert(name, value);
         }
-        let request = RequestToSign {
-            method: "POST",
-            path: "/",
-            query: &query,
-            headers: &headers,
-            payload_hash: &payload_hash,
-        };
+        let request = post_root(&query, &headers, &payload_hash);
         assert_eq!(
             request.signature("YourAccessKeySecret"),
             "e521358f7776c97df52e6b2891a8bc73026794a071b50c3323388c4e0df64804"

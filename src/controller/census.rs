@@ -10,8 +10,9 @@ use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use super::keys::key_of;
 use crate::api::DirectoryUserSummary;
-use crate::audit::{self, UserReport};
+use crate::cloud::cloudsso::UserMfa;
 use crate::cloud::{CloudSsoClient, Endpoint};
 use crate::telemetry::{DirectoryCompliance, Metrics};
 
@@ -56,7 +57,7 @@ pub struct Census {
 
 /// How a resource is known to the census: `Kind/namespace/name`.
 pub fn counter_key<K: kube::Resource<DynamicType = ()>>(resource: &K) -> String {
-    format!("{}/{}", K::kind(&()), super::context::key_of(resource))
+    format!("{}/{}", K::kind(&()), key_of(resource))
 }
 
 fn key(endpoint: &Endpoint, directory_id: &str) -> DirectoryKey {
@@ -76,10 +77,10 @@ pub fn summarize<'a>(users: impl IntoIterator<Item = &'a UserState>) -> Director
     summary
 }
 
-fn state_of(user: &UserReport) -> UserState {
+fn state_of(read: &UserMfa) -> UserState {
     UserState {
-        setting: user.user_mfa_authentication_settings.clone(),
-        devices: user.bound_device_count,
+        setting: read.setting.clone(),
+        devices: read.devices.len(),
     }
 }
 
@@ -93,6 +94,54 @@ fn publish(metrics: &Metrics, directory_id: &str, taken: &Taken) {
             mfa_enabled_without_device: summary.mfa_enabled_without_device,
         },
     );
+}
+
+/// Takes one directory's census and records it (the background half of `Census::refresh`).
+async fn take(
+    client: CloudSsoClient,
+    directories: Arc<Mutex<HashMap<DirectoryKey, Directory>>>,
+    metrics: Arc<Metrics>,
+    key: DirectoryKey,
+) {
+    let result = client.list_users_with_mfa(&key.1).await;
+    let mut directories = directories.lock().unwrap_or_else(|p| p.into_inner());
+    // Nobody counts the directory any more: its gauges are gone and stay gone.
+    let Some(directory) = directories.get_mut(&key) else {
+        return;
+    };
+    directory.in_flight = false;
+    let users = match result {
+        Ok(users) => users,
+        Err(error) => {
+            tracing::warn!(directory = %key.1, %error, "census of the directory's users failed; the compliance gauges keep their last values and it is retried at the next reconcile");
+            return;
+        }
+    };
+    let mut users: HashMap<String, UserState> = users
+        .iter()
+        .map(|read| (read.user.user_id.clone(), state_of(read)))
+        .collect();
+    for (user_id, state) in directory.observed_meanwhile.drain() {
+        if let Some(known) = users.get_mut(&user_id) {
+            *known = state;
+        }
+    }
+    let taken = Taken {
+        at: Instant::now(),
+        users,
+    };
+    let changed = directory
+        .taken
+        .as_ref()
+        .map(|t| summarize(t.users.values()))
+        != Some(summarize(taken.users.values()));
+    publish(&metrics, &key.1, &taken);
+    directory.taken = Some(taken);
+    let on_change = directory.on_change.clone().filter(|_| changed);
+    drop(directories);
+    if let Some(on_change) = on_change {
+        on_change();
+    }
 }
 
 impl Census {
@@ -164,47 +213,7 @@ impl Census {
                 self.directories.clone(),
                 self.metrics.clone(),
             );
-            tokio::spawn(async move {
-                let result = audit::collect_users(&client, &key.1).await;
-                let mut directories = directories.lock().unwrap_or_else(|p| p.into_inner());
-                // Nobody counts the directory any more: its gauges are gone and stay gone.
-                let Some(directory) = directories.get_mut(&key) else {
-                    return;
-                };
-                directory.in_flight = false;
-                match result {
-                    Ok(users) => {
-                        let mut users: HashMap<String, UserState> = users
-                            .iter()
-                            .map(|user| (user.user_id.clone(), state_of(user)))
-                            .collect();
-                        for (user_id, state) in directory.observed_meanwhile.drain() {
-                            if let Some(known) = users.get_mut(&user_id) {
-                                *known = state;
-                            }
-                        }
-                        let taken = Taken {
-                            at: Instant::now(),
-                            users,
-                        };
-                        let changed = directory
-                            .taken
-                            .as_ref()
-                            .map(|t| summarize(t.users.values()))
-                            != Some(summarize(taken.users.values()));
-                        publish(&metrics, &key.1, &taken);
-                        directory.taken = Some(taken);
-                        let on_change = directory.on_change.clone().filter(|_| changed);
-                        drop(directories);
-                        if let Some(on_change) = on_change {
-                            on_change();
-                        }
-                    }
-                    Err(error) => {
-                        tracing::warn!(directory = %key.1, %error, "census of the directory's users failed; the compliance gauges keep their last values and it is retried at the next reconcile");
-                    }
-                }
-            });
+            tokio::spawn(take(client, directories, metrics, key));
         }
         summary
     }

@@ -3,6 +3,8 @@
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 
+use crate::api::Reason;
+
 pub const READY: &str = "Ready";
 pub const SYNCED: &str = "Synced";
 pub const EFFECTIVE: &str = "Effective";
@@ -12,7 +14,7 @@ pub const EFFECTIVE: &str = "Effective";
 pub struct DesiredCondition {
     pub type_: &'static str,
     pub status: bool,
-    pub reason: String,
+    pub reason: Reason,
     pub message: String,
 }
 
@@ -20,13 +22,13 @@ impl DesiredCondition {
     pub fn new(
         type_: &'static str,
         status: bool,
-        reason: impl Into<String>,
+        reason: Reason,
         message: impl Into<String>,
     ) -> Self {
         Self {
             type_,
             status,
-            reason: reason.into(),
+            reason,
             message: message.into(),
         }
     }
@@ -51,7 +53,7 @@ pub fn merge(
         let condition = Condition {
             type_: want.type_.to_string(),
             status,
-            reason: want.reason.clone(),
+            reason: want.reason.to_string(),
             message: want.message.clone(),
             last_transition_time: transition,
             observed_generation: generation,
@@ -74,8 +76,13 @@ pub fn failed(error: &super::error::ReconcileError) -> [DesiredCondition; 2] {
 }
 
 /// Whether Ready already says exactly this (so an Event about it would repeat itself).
-pub fn ready_says(conditions: &[Condition], reason: &str, message: &str) -> bool {
-    find(conditions, READY).is_some_and(|c| c.reason == reason && c.message == message)
+pub fn ready_says(conditions: &[Condition], reason: Reason, message: &str) -> bool {
+    says(conditions, READY, reason, message)
+}
+
+/// Whether condition `type_` already gives exactly this reason and message.
+pub fn says(conditions: &[Condition], type_: &str, reason: Reason, message: &str) -> bool {
+    find(conditions, type_).is_some_and(|c| c.reason == reason.as_str() && c.message == message)
 }
 
 pub fn find<'a>(conditions: &'a [Condition], type_: &str) -> Option<&'a Condition> {
@@ -100,13 +107,18 @@ mod tests {
         let t1 = time("2026-01-01T01:00:00Z");
         let first = merge(
             &[],
-            &[DesiredCondition::new(READY, true, "Synced", "ok")],
+            &[DesiredCondition::new(READY, true, Reason::InSync, "ok")],
             Some(1),
             &t0,
         );
         let same = merge(
             &first,
-            &[DesiredCondition::new(READY, true, "Synced", "still ok")],
+            &[DesiredCondition::new(
+                READY,
+                true,
+                Reason::InSync,
+                "still ok",
+            )],
             Some(2),
             &t1,
         );
@@ -115,7 +127,12 @@ mod tests {
         assert_eq!(same[0].message, "still ok");
         let flipped = merge(
             &same,
-            &[DesiredCondition::new(READY, false, "UserNotFound", "gone")],
+            &[DesiredCondition::new(
+                READY,
+                false,
+                Reason::UserNotFound,
+                "gone",
+            )],
             Some(2),
             &t1,
         );
@@ -123,7 +140,12 @@ mod tests {
         assert_eq!(flipped[0].status, "False");
         let with_other = merge(
             &flipped,
-            &[DesiredCondition::new(SYNCED, false, "UserNotFound", "gone")],
+            &[DesiredCondition::new(
+                SYNCED,
+                false,
+                Reason::UserNotFound,
+                "gone",
+            )],
             Some(2),
             &t1,
         );

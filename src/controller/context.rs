@@ -1,38 +1,25 @@
-//! What every reconcile shares: the Kubernetes client, the cloud clients (one per credential and
-//! endpoint, one rate limiter per credential), the cached observations of the cloud, the event
-//! recorder and per-object failure counts for backoff.
+//! What every reconcile shares: the Kubernetes client, the cloud clients (`clients.rs`), the
+//! cached observations of the cloud, the event recorder and per-object failure counts for backoff.
 
 use std::collections::HashMap;
-use std::hash::{Hash, Hasher};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use k8s_openapi::api::core::v1::Secret;
+use kube::core::object::HasSpec;
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
-use kube::{Api, Resource, ResourceExt};
+use kube::{Resource, ResourceExt};
 use rand::Rng;
 
 use super::census::Census;
+use super::clients::CloudClients;
+use super::conditions;
 use super::error::ReconcileError;
-use crate::api::SecretReference;
+use super::keys::{MANAGER, key_of};
+use super::wake::Waker;
+use crate::api::{CloudSpec, DirectoryMfaPolicy, Reason, UserMfaSetting};
 use crate::cloud::cloudsso::MfaSettingInfo;
-use crate::cloud::{
-    self, ApiClient, ClientConfig, CloudSsoClient, CredentialSource, Credentials, Endpoint,
-    ImsClient, SharedLimiter,
-};
+use crate::cloud::{self, CloudSsoClient, CredentialSource, Endpoint};
 use crate::telemetry::Metrics;
-
-pub const MANAGER: &str = "cloudsso-mfa-operator";
-
-/// `namespace/name`: how logs, failure counts and ownership name an object.
-pub fn key_of<K: Resource>(object: &K) -> String {
-    format!(
-        "{}/{}",
-        object.meta().namespace.as_deref().unwrap_or_default(),
-        object.meta().name.as_deref().unwrap_or_default()
-    )
-}
-pub const FINALIZER: &str = "cloudsso.mfa-operator.dev/finalizer";
 
 /// Operator-wide settings from the command line.
 #[derive(Debug, Clone)]
@@ -46,165 +33,6 @@ impl Settings {
         let base = self.resync_interval.as_millis() as u64;
         let spread = (base / 10).max(1);
         Duration::from_millis(base - spread + rand::rng().random_range(0..=2 * spread))
-    }
-}
-
-/// A Secret by (namespace, name); its source is kept with the fingerprint of its keys.
-type SecretKey = (String, String);
-
-/// Cloud clients, built once per (endpoint, API version, credential) and shared.
-pub struct CloudClients {
-    http: reqwest::Client,
-    default_source: Result<Arc<CredentialSource>, String>,
-    config: ClientConfig,
-    limiters: Mutex<HashMap<String, SharedLimiter>>,
-    /// Keyed by (endpoint, API version, the credential source's address); the address is never
-    /// reused while its entry lives, since the client holds the source.
-    clients: Mutex<HashMap<(String, &'static str, usize), ApiClient>>,
-    secret_sources: Mutex<HashMap<SecretKey, (u64, Arc<CredentialSource>)>>,
-    metrics: Arc<Metrics>,
-}
-
-fn fingerprint(value: &impl Hash) -> u64 {
-    let mut hasher = std::collections::hash_map::DefaultHasher::new();
-    value.hash(&mut hasher);
-    hasher.finish()
-}
-
-impl CloudClients {
-    pub fn new(
-        http: reqwest::Client,
-        default_source: Result<CredentialSource, String>,
-        config: ClientConfig,
-        metrics: Arc<Metrics>,
-    ) -> Self {
-        Self {
-            http,
-            default_source: default_source.map(Arc::new),
-            config,
-            limiters: Mutex::default(),
-            clients: Mutex::default(),
-            secret_sources: Mutex::default(),
-            metrics,
-        }
-    }
-
-    /// The credential source for a resource: its Secret, or the operator's own chain.
-    pub async fn source(
-        &self,
-        kube: &kube::Client,
-        namespace: &str,
-        secret_ref: Option<&SecretReference>,
-    ) -> Result<Arc<CredentialSource>, ReconcileError> {
-        let Some(secret_ref) = secret_ref else {
-            return self.default_source.clone().map_err(|error| {
-                ReconcileError::CredentialsMissing(format!("no credentialsSecretRef and the operator's own credentials are not configured: {error}"))
-            });
-        };
-        let secrets: Api<Secret> = Api::namespaced(kube.clone(), namespace);
-        let secret = secrets.get_opt(&secret_ref.name).await?.ok_or_else(|| {
-            ReconcileError::CredentialsMissing(format!(
-                "Secret {namespace}/{} does not exist",
-                secret_ref.name
-            ))
-        })?;
-        let data = secret.data.unwrap_or_default();
-        let read = |key: &str| -> Result<Option<String>, ReconcileError> {
-            match data.get(key) {
-                None => Ok(None),
-                Some(bytes) => String::from_utf8(bytes.0.clone()).map(Some).map_err(|_| {
-                    ReconcileError::CredentialsInvalid(format!(
-                        "Secret {namespace}/{}: key {key} is not UTF-8",
-                        secret_ref.name
-                    ))
-                }),
-            }
-        };
-        let missing = |key: &str| {
-            ReconcileError::CredentialsMissing(format!(
-                "Secret {namespace}/{} has no key {key}",
-                secret_ref.name
-            ))
-        };
-        let access_key_id = read("accessKeyId")?.ok_or_else(|| missing("accessKeyId"))?;
-        let access_key_secret =
-            read("accessKeySecret")?.ok_or_else(|| missing("accessKeySecret"))?;
-        let token = read("securityToken")?;
-        let key = fingerprint(&(&access_key_id, &access_key_secret, &token));
-        let credentials =
-            Credentials::new(access_key_id, access_key_secret, token).map_err(|error| {
-                ReconcileError::CredentialsInvalid(format!(
-                    "Secret {namespace}/{}: {error}",
-                    secret_ref.name
-                ))
-            })?;
-        let mut sources = self
-            .secret_sources
-            .lock()
-            .unwrap_or_else(|p| p.into_inner());
-        let slot = (namespace.to_string(), secret_ref.name.clone());
-        if let Some((known, source)) = sources.get(&slot)
-            && *known == key
-        {
-            return Ok(source.clone());
-        }
-        let source = Arc::new(CredentialSource::Static(credentials));
-        if let Some((_, rotated)) = sources.insert(slot, (key, source.clone())) {
-            // The Secret's keys changed: the clients that signed with the old ones go, so
-            // rotations do not accumulate clients.
-            let rotated = Arc::as_ptr(&rotated) as usize;
-            self.clients
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .retain(|(_, _, source), _| *source != rotated);
-        }
-        Ok(source)
-    }
-
-    fn api_client(
-        &self,
-        endpoint: Endpoint,
-        version: &'static str,
-        source: Arc<CredentialSource>,
-    ) -> ApiClient {
-        let identity = source.identity();
-        let key = (endpoint.url(), version, Arc::as_ptr(&source) as usize);
-        let mut clients = self.clients.lock().unwrap_or_else(|p| p.into_inner());
-        clients
-            .entry(key)
-            .or_insert_with(|| {
-                // One limiter per credential: the account's quota is shared by all its endpoints.
-                let limiter = self
-                    .limiters
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .entry(identity)
-                    .or_insert_with(|| cloud::rate_limiter(self.config.qps))
-                    .clone();
-                let api = if version == cloud::ims::VERSION {
-                    "ims"
-                } else {
-                    "cloudsso"
-                };
-                ApiClient::new(
-                    self.http.clone(),
-                    endpoint,
-                    version,
-                    source,
-                    limiter,
-                    self.config.clone(),
-                )
-                .with_observer(self.metrics.cloud_observer(api))
-            })
-            .clone()
-    }
-
-    pub fn cloudsso(&self, endpoint: Endpoint, source: Arc<CredentialSource>) -> CloudSsoClient {
-        CloudSsoClient::new(self.api_client(endpoint, cloud::cloudsso::VERSION, source))
-    }
-
-    pub fn ims(&self, endpoint: Endpoint, source: Arc<CredentialSource>) -> ImsClient {
-        ImsClient::new(self.api_client(endpoint, cloud::ims::VERSION, source))
     }
 }
 
@@ -303,6 +131,20 @@ pub struct Context {
     pub census: Census,
 }
 
+/// What the DirectoryMfaPolicy controller adds: the policies it sees (for ownership) and the
+/// UserMfaSettings (their Effective condition follows the directory), each with a way to wake them.
+pub struct DirectoryContext {
+    pub base: Arc<Context>,
+    pub policies: Waker<DirectoryMfaPolicy>,
+    pub users: Waker<UserMfaSetting>,
+}
+
+impl AsRef<Context> for DirectoryContext {
+    fn as_ref(&self) -> &Context {
+        &self.base
+    }
+}
+
 impl AsRef<Context> for Context {
     fn as_ref(&self) -> &Context {
         self
@@ -334,20 +176,28 @@ impl Context {
         }
     }
 
+    /// The credential source a resource asks for: its Secret, or the operator's own chain.
+    pub async fn source_of<K>(&self, object: &K) -> Result<Arc<CredentialSource>, ReconcileError>
+    where
+        K: Resource + HasSpec<Spec: CloudSpec>,
+    {
+        let namespace = object.meta().namespace.as_deref().unwrap_or_default();
+        let secret_ref = object.spec().credentials_secret_ref();
+        self.cloud.source(&self.client, namespace, secret_ref).await
+    }
+
     /// The CloudSSO client a resource asks for: its endpoint (or its region's) and its credentials.
-    pub async fn cloudsso_for(
+    pub async fn cloudsso_of<K>(
         &self,
-        namespace: &str,
-        endpoint: Option<&str>,
-        region: &str,
-        secret_ref: Option<&SecretReference>,
-    ) -> Result<(Endpoint, CloudSsoClient), ReconcileError> {
-        let endpoint = Endpoint::resolve(endpoint, || Endpoint::cloudsso(region))
+        object: &K,
+    ) -> Result<(Endpoint, CloudSsoClient), ReconcileError>
+    where
+        K: Resource + HasSpec<Spec: CloudSpec>,
+    {
+        let spec = object.spec();
+        let endpoint = Endpoint::resolve(spec.endpoint(), || Endpoint::cloudsso(spec.region()))
             .map_err(|error| ReconcileError::InvalidSpec(format!("endpoint: {error}")))?;
-        let source = self
-            .cloud
-            .source(&self.client, namespace, secret_ref)
-            .await?;
+        let source = self.source_of(object).await?;
         Ok((endpoint.clone(), self.cloud.cloudsso(endpoint, source)))
     }
 
@@ -366,7 +216,7 @@ impl Context {
     {
         match written {
             Ok(()) => {
-                self.event(object, false, "Restored", "Delete", restored)
+                self.event(object, false, Reason::Restored, "Delete", restored)
                     .await;
                 Ok(kube::runtime::controller::Action::await_change())
             }
@@ -397,7 +247,7 @@ impl Context {
         K: Resource<DynamicType = ()>,
     {
         let message = error.to_string();
-        if !super::conditions::ready_says(previous, error.reason(), &message) {
+        if !conditions::ready_says(previous, error.reason(), &message) {
             self.event(object, true, error.reason(), "Reconcile", message)
                 .await;
         }
@@ -408,12 +258,13 @@ impl Context {
         &self,
         object: &K,
         warning: bool,
-        reason: &str,
+        reason: Reason,
         action: &str,
         note: String,
     ) where
         K: Resource<DynamicType = ()>,
     {
+        let reason = reason.as_str();
         let event = Event {
             type_: if warning {
                 EventType::Warning

@@ -1,61 +1,24 @@
-//! DirectoryMfaPolicy: enforce or observe one directory's MFA setting, repair drift, restore on
-//! delete, and resolve two resources naming the same directory (the older one owns it).
+//! DirectoryMfaPolicy: enforce or observe one directory's MFA setting, repair drift, and restore
+//! on delete; only the policy that owns the directory (see `claims`) writes it.
 
 use std::sync::Arc;
 
-use kube::api::Api;
-use kube::core::DeserializeGuard;
 use kube::runtime::controller::Action;
-use kube::runtime::finalizer::{Event as FinalizerEvent, finalizer};
-use kube::runtime::reflector::{ObjectRef, Store};
-use kube::{Resource, ResourceExt};
 
 use super::census;
-use super::conditions::{self, DesiredCondition, READY, SYNCED};
-use super::context::{Context, FINALIZER, key_of};
+use super::claims;
+use super::conditions::DesiredCondition;
+use super::context::DirectoryContext;
 use super::error::ReconcileError;
-use super::status::{apply_status, write_synced};
+use super::plan::{FieldChange, Plan, shown};
+use super::reconciler::{Converged, Kind, Writable, sync_writable};
+use super::status::StatusWriter;
 use crate::api::{
-    CommonStatus, DeletionPolicy, DirectoryMfaPolicy, DirectoryMfaPolicySpec,
-    DirectoryMfaPolicyStatus, ManagementPolicy, ObservedDirectoryMfa, UserMfaSetting,
+    DeletionPolicy, DirectoryMfaPolicy, DirectoryMfaPolicySpec, ManagementPolicy,
+    ObservedDirectoryMfa,
 };
 use crate::cloud::cloudsso::{MfaSettingInfo, MfaSettingUpdate};
 use crate::cloud::{CloudSsoClient, Endpoint};
-
-/// One field whose cloud value differs from the spec.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct FieldChange {
-    pub field: &'static str,
-    pub from: String,
-    pub to: String,
-}
-
-impl std::fmt::Display for FieldChange {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{} from {} to {}", self.field, self.from, self.to)
-    }
-}
-
-pub fn describe(changes: &[FieldChange]) -> String {
-    changes
-        .iter()
-        .map(ToString::to_string)
-        .collect::<Vec<_>>()
-        .join(", ")
-}
-
-/// What reconciling should do, decided from spec and observation alone.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct DirectoryPlan {
-    /// Where the cloud differs from the spec.
-    pub changes: Vec<FieldChange>,
-    /// The write that makes it match; None under Observe or when nothing differs.
-    pub write: Option<MfaSettingUpdate>,
-}
-
-fn show(value: Option<&str>) -> String {
-    value.unwrap_or("(unset)").to_string()
-}
 
 fn sorted(types: Option<&Vec<String>>) -> Vec<String> {
     let mut types = types.cloned().unwrap_or_default();
@@ -64,13 +27,16 @@ fn sorted(types: Option<&Vec<String>>) -> Vec<String> {
     types
 }
 
-pub fn plan_directory(spec: &DirectoryMfaPolicySpec, observed: &MfaSettingInfo) -> DirectoryPlan {
+pub fn plan_directory(
+    spec: &DirectoryMfaPolicySpec,
+    observed: &MfaSettingInfo,
+) -> Plan<MfaSettingUpdate> {
     let mut changes = Vec::new();
     let desired_setting = spec.mfa_authentication_settings.as_str();
     if observed.mfa_authentication_advance_settings.as_deref() != Some(desired_setting) {
         changes.push(FieldChange {
             field: "mfaAuthenticationSettings",
-            from: show(observed.mfa_authentication_advance_settings.as_deref()),
+            from: shown(observed.mfa_authentication_advance_settings.as_deref()),
             to: desired_setting.into(),
         });
     }
@@ -86,7 +52,7 @@ pub fn plan_directory(spec: &DirectoryMfaPolicySpec, observed: &MfaSettingInfo) 
     {
         changes.push(FieldChange {
             field: "operationForRiskLogin",
-            from: show(observed.operation_for_risk_login.as_deref()),
+            from: shown(observed.operation_for_risk_login.as_deref()),
             to: operation.into(),
         });
     }
@@ -114,7 +80,7 @@ pub fn plan_directory(spec: &DirectoryMfaPolicySpec, observed: &MfaSettingInfo) 
                 allowed_verification_types: spec.allowed_verification_types.clone(),
             }
         });
-    DirectoryPlan { changes, write }
+    Plan { changes, write }
 }
 
 /// The write that puts back what the cloud had before this resource first changed it.
@@ -135,25 +101,6 @@ pub fn plan_restore(
     })
 }
 
-/// Who owns a directory among the live resources naming it: the oldest, then by namespace/name.
-pub fn claim_owner<'a>(
-    claims: impl IntoIterator<Item = &'a DirectoryMfaPolicy>,
-    directory_id: &str,
-) -> Vec<&'a DirectoryMfaPolicy> {
-    let mut claimants: Vec<&DirectoryMfaPolicy> = claims
-        .into_iter()
-        .filter(|p| p.spec.directory_id == directory_id && p.meta().deletion_timestamp.is_none())
-        .collect();
-    claimants.sort_by(|a, b| {
-        let age = |p: &DirectoryMfaPolicy| p.meta().creation_timestamp.as_ref().map(|t| t.0);
-        age(a)
-            .cmp(&age(b))
-            .then_with(|| a.namespace().cmp(&b.namespace()))
-            .then_with(|| a.name_any().cmp(&b.name_any()))
-    });
-    claimants
-}
-
 fn observed_of(info: &MfaSettingInfo) -> ObservedDirectoryMfa {
     ObservedDirectoryMfa {
         mfa_authentication_settings: info.mfa_authentication_advance_settings.clone(),
@@ -162,383 +109,187 @@ fn observed_of(info: &MfaSettingInfo) -> ObservedDirectoryMfa {
     }
 }
 
-/// Shared with `run`: the policies the controller sees, and a way to wake some of them.
-pub struct PolicyIndex {
-    pub store: Store<DeserializeGuard<DirectoryMfaPolicy>>,
-    pub wake:
-        futures::channel::mpsc::UnboundedSender<ObjectRef<DeserializeGuard<DirectoryMfaPolicy>>>,
-}
-
-impl PolicyIndex {
-    fn wake_claimants(&self, directory_id: &str, except: &str) {
-        for guard in self.store.state() {
-            if let Ok(policy) = &guard.0
-                && policy.spec.directory_id == directory_id
-                && key_of(policy) != except
-            {
-                let _ = self
-                    .wake
-                    .unbounded_send(ObjectRef::from_obj(guard.as_ref()));
-            }
-        }
-    }
-}
-
-pub async fn reconcile(
-    policy: Arc<DirectoryMfaPolicy>,
-    ctx: Arc<DirectoryContext>,
-) -> Result<Action, ReconcileError> {
-    let namespace = policy.namespace().unwrap_or_default();
-    let api: Api<DirectoryMfaPolicy> = Api::namespaced(ctx.base.client.clone(), &namespace);
-    finalizer(&api, FINALIZER, policy, |event| async {
-        match event {
-            FinalizerEvent::Apply(policy) => apply(policy, &ctx, &api).await,
-            FinalizerEvent::Cleanup(policy) => cleanup(policy, &ctx).await,
-        }
-    })
-    .await
-    .map_err(|error| match error {
-        kube::runtime::finalizer::Error::ApplyFailed(error)
-        | kube::runtime::finalizer::Error::CleanupFailed(error) => error,
-        other => ReconcileError::Finalizer(other.to_string()),
-    })
-}
-
-pub struct DirectoryContext {
-    pub base: Arc<Context>,
-    pub index: PolicyIndex,
-    pub users: UserIndex,
-}
-
-impl AsRef<Context> for DirectoryContext {
-    fn as_ref(&self) -> &Context {
-        &self.base
-    }
-}
-
-/// The UserMfaSettings the user controller sees, and a way to wake them: their Effective
-/// condition follows the directory's setting.
-pub struct UserIndex {
-    pub store: Store<DeserializeGuard<UserMfaSetting>>,
-    pub wake: futures::channel::mpsc::UnboundedSender<ObjectRef<DeserializeGuard<UserMfaSetting>>>,
-}
-
-impl UserIndex {
-    fn wake_directory_users(&self, directory_id: &str) {
-        for guard in self.store.state() {
-            if guard
-                .0
-                .as_ref()
-                .is_ok_and(|user| user.spec.directory_id == directory_id)
-            {
-                let _ = self
-                    .wake
-                    .unbounded_send(ObjectRef::from_obj(guard.as_ref()));
-            }
-        }
-    }
-}
-
-struct Observation {
+/// The directory a pass works on, and the other policies that name it.
+pub struct Target {
     endpoint: Endpoint,
     client: CloudSsoClient,
-    observed: MfaSettingInfo,
-    conditions: Vec<DesiredCondition>,
-    restore_to: Option<ObservedDirectoryMfa>,
     contenders: Vec<String>,
 }
 
-async fn apply(
-    policy: Arc<DirectoryMfaPolicy>,
-    ctx: &DirectoryContext,
-    api: &Api<DirectoryMfaPolicy>,
-) -> Result<Action, ReconcileError> {
-    let name = policy.name_any();
-    let key = key_of(policy.as_ref());
-    let previous = policy.status.clone().unwrap_or_default();
-    match enforce(&policy, ctx, api).await {
-        Ok(observation) => {
-            ctx.base.failures.clear(&key);
-            ctx.base
-                .directories
-                .store(
-                    &observation.endpoint,
-                    &policy.spec.directory_id,
-                    observation.observed.clone(),
-                )
-                .await;
-            let setting_before = previous
-                .observed
-                .as_ref()
-                .and_then(|observed| observed.mfa_authentication_settings.as_deref());
-            if setting_before
-                != observation
-                    .observed
-                    .mfa_authentication_advance_settings
-                    .as_deref()
-            {
-                ctx.users.wake_directory_users(&policy.spec.directory_id);
-            }
-            // When the directory's summary changes, this policy is woken to show it in status.users.
-            let wake = ctx.index.wake.clone();
-            let me = super::guarded_ref(policy.as_ref());
-            let users = ctx.base.census.refresh(
-                &observation.client,
-                &observation.endpoint,
-                &policy.spec.directory_id,
-                &census::counter_key(policy.as_ref()),
-                Some(Arc::new(move || {
-                    let _ = wake.unbounded_send(me.clone());
-                })),
-            );
-            let status = DirectoryMfaPolicyStatus {
-                common: CommonStatus {
-                    conditions: conditions::merge(
-                        &previous.common.conditions,
-                        &observation.conditions,
-                        policy.meta().generation,
-                        &now_time(),
-                    ),
-                    observed_generation: policy.meta().generation,
-                    last_sync_time: previous.common.last_sync_time.clone(),
-                },
-                observed: Some(observed_of(&observation.observed)),
-                restore_to: observation.restore_to,
-                contenders: observation.contenders,
-                users,
-            };
-            write_synced(
-                api,
-                &name,
-                &previous,
-                status,
-                ctx.base.settings.resync_interval,
-            )
-            .await?;
-            Ok(Action::requeue(ctx.base.settings.jittered_resync()))
-        }
-        Err(error) => {
-            let status = DirectoryMfaPolicyStatus {
-                common: CommonStatus {
-                    conditions: conditions::merge(
-                        &previous.common.conditions,
-                        &conditions::failed(&error),
-                        policy.meta().generation,
-                        &now_time(),
-                    ),
-                    observed_generation: policy.meta().generation,
-                    last_sync_time: previous.common.last_sync_time.clone(),
-                },
-                ..previous.clone()
-            };
-            ctx.base
-                .report_failure(policy.as_ref(), &previous.common.conditions, &error)
-                .await;
-            if status != previous {
-                apply_status(api, &name, &status).await?;
-            }
-            Err(error)
-        }
+impl DirectoryMfaPolicy {
+    fn cloud_error(&self) -> impl Fn(crate::cloud::CloudError) -> ReconcileError + '_ {
+        |error| ReconcileError::from_cloud(error, &self.spec.directory_id, None)
     }
 }
 
-fn now_time() -> k8s_openapi::apimachinery::pkg::apis::meta::v1::Time {
-    k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(jiff::Timestamp::now())
-}
+impl Kind for DirectoryMfaPolicy {
+    type Ctx = DirectoryContext;
+    type Synced = Converged<Self>;
+    const FINALIZES: bool = true;
 
-/// The CloudSSO endpoint and client the policy asks for.
-async fn cloudsso_of(
-    policy: &DirectoryMfaPolicy,
-    ctx: &Context,
-) -> Result<(Endpoint, CloudSsoClient), ReconcileError> {
-    let spec = &policy.spec;
-    ctx.cloudsso_for(
-        &policy.namespace().unwrap_or_default(),
-        spec.endpoint.as_deref(),
-        &spec.region,
-        spec.credentials_secret_ref.as_ref(),
-    )
-    .await
-}
-
-async fn enforce(
-    policy: &DirectoryMfaPolicy,
-    ctx: &DirectoryContext,
-    api: &Api<DirectoryMfaPolicy>,
-) -> Result<Observation, ReconcileError> {
-    let spec = &policy.spec;
-    let directory_id = spec.directory_id.as_str();
-    let key = key_of(policy);
-    let known = ctx.index.store.state();
-    let claimants = claim_owner(known.iter().filter_map(|g| g.0.as_ref().ok()), directory_id);
-    let owner = claimants.first().map(|p| key_of(*p));
-    let contenders: Vec<String> = match &owner {
-        Some(owner) if *owner != key => {
-            return Err(ReconcileError::Conflict {
-                directory_id: directory_id.into(),
-                owner: owner.clone(),
-            });
-        }
-        _ => claimants.iter().skip(1).map(|p| key_of(*p)).collect(),
-    };
-    if !contenders.is_empty() {
-        // Losers learn of the owner at once, not at their next resync.
-        ctx.index.wake_claimants(directory_id, &key);
+    async fn sync(
+        &self,
+        ctx: &DirectoryContext,
+        previous: &Self::Status,
+        writer: &StatusWriter<Self>,
+    ) -> Result<(Vec<DesiredCondition>, Self::Synced), ReconcileError> {
+        let converged = sync_writable(self, ctx, previous, writer).await?;
+        Ok((converged.conditions.clone(), converged))
     }
 
-    let (endpoint, client) = cloudsso_of(policy, &ctx.base).await?;
-    let cloud_error = |error| ReconcileError::from_cloud(error, directory_id, None);
-    let mut observed = client
-        .get_mfa_setting_info(directory_id)
-        .await
-        .map_err(cloud_error)?;
-    let plan = plan_directory(spec, &observed);
-    let previous = policy.status.clone().unwrap_or_default();
-    let mut restore_to = previous.restore_to.clone();
+    async fn report(
+        &self,
+        ctx: &DirectoryContext,
+        synced: Self::Synced,
+        status: &mut Self::Status,
+    ) {
+        let directory_id = &self.spec.directory_id;
+        let Converged {
+            target,
+            observed,
+            restore_to,
+            ..
+        } = synced;
+        ctx.base
+            .directories
+            .store(&target.endpoint, directory_id, observed.clone())
+            .await;
+        let setting_before = status
+            .observed
+            .as_ref()
+            .and_then(|observed| observed.mfa_authentication_settings.as_deref());
+        if setting_before != observed.mfa_authentication_advance_settings.as_deref() {
+            // Users' Effective condition follows the directory's setting.
+            ctx.users
+                .wake_where(|user| user.spec.directory_id == *directory_id);
+        }
+        // When the directory's summary changes, this policy is woken to show it in status.users.
+        status.users = ctx.base.census.refresh(
+            &target.client,
+            &target.endpoint,
+            directory_id,
+            &census::counter_key(self),
+            Some(Arc::new(ctx.policies.wake_later(self))),
+        );
+        status.observed = Some(observed_of(&observed));
+        status.restore_to = restore_to;
+        status.contenders = target.contenders;
+    }
 
-    let in_sync = |changes: &[FieldChange]| changes.is_empty();
-    let conditions = match (&plan.write, spec.management_policy) {
-        (Some(update), _) => {
-            if restore_to.is_none() {
-                // Recorded before the first write, so a crash in between loses nothing.
-                restore_to = Some(observed_of(&observed));
-                let status = DirectoryMfaPolicyStatus {
-                    restore_to: restore_to.clone(),
-                    ..previous.clone()
-                };
-                apply_status(api, &policy.name_any(), &status).await?;
-            }
-            client
-                .update_mfa_settings(update)
-                .await
-                .map_err(cloud_error)?;
-            observed = client
-                .get_mfa_setting_info(directory_id)
-                .await
-                .map_err(cloud_error)?;
-            let after = plan_directory(spec, &observed);
-            if !in_sync(&after.changes) {
-                return Err(ReconcileError::Cloud(format!(
-                    "the cloud did not keep the setting: {}",
-                    describe(&after.changes)
-                )));
-            }
-            let drift = conditions::is_true(&previous.common.conditions, SYNCED)
-                && previous.common.observed_generation == policy.meta().generation;
-            let (reason, note) = if drift {
-                (
-                    "DriftRepaired",
-                    format!(
-                        "directory {directory_id} was changed outside Kubernetes; set back: {}",
-                        describe(&plan.changes)
-                    ),
-                )
-            } else {
-                (
-                    "Updated",
-                    format!("directory {directory_id}: {}", describe(&plan.changes)),
-                )
-            };
-            ctx.base.event(policy, false, reason, "Update", note).await;
-            vec![
-                DesiredCondition::new(
-                    READY,
-                    true,
-                    "Enforced",
-                    format!("directory {directory_id} has the declared MFA setting"),
-                ),
-                DesiredCondition::new(
-                    SYNCED,
-                    true,
-                    reason,
-                    format!("set {}", describe(&plan.changes)),
-                ),
-            ]
+    async fn cleanup(&self, ctx: &DirectoryContext) -> Result<Action, ReconcileError> {
+        let spec = &self.spec;
+        claims::wake_others(&ctx.policies, self);
+        let status = self.status.clone().unwrap_or_default();
+        // Its share of the directory's gauges goes with it.
+        ctx.base.census.release(&census::counter_key(self));
+        if spec.deletion_policy == DeletionPolicy::Orphan || !claims::owned(&status) {
+            return Ok(Action::await_change());
         }
-        (None, ManagementPolicy::Observe) if !plan.changes.is_empty() => {
-            let message = format!(
-                "the cloud differs from the spec (Observe: not written): {}",
-                describe(&plan.changes)
-            );
-            if !conditions::find(&previous.common.conditions, SYNCED)
-                .is_some_and(|c| c.reason == "Drifted" && c.message == message)
-            {
-                ctx.base
-                    .event(policy, true, "Drifted", "Observe", message.clone())
-                    .await;
-            }
-            vec![
-                DesiredCondition::new(READY, false, "Drifted", message.clone()),
-                DesiredCondition::new(SYNCED, false, "Drifted", message),
-            ]
-        }
-        (None, mode) => {
-            let (reason, what) = match mode {
-                ManagementPolicy::Enforce => ("Enforced", "has the declared MFA setting"),
-                ManagementPolicy::Observe => ("Observed", "matches the spec (Observe)"),
-            };
-            let mut ready_message = format!("directory {directory_id} {what}");
-            if !contenders.is_empty() {
-                ready_message.push_str(&format!(
-                    "; also claimed by {} (not applied)",
-                    contenders.join(", ")
-                ));
-            }
-            vec![
-                DesiredCondition::new(READY, true, reason, ready_message),
-                DesiredCondition::new(SYNCED, true, "InSync", "the cloud matches the spec"),
-            ]
-        }
-    };
-    Ok(Observation {
-        endpoint,
-        client,
-        observed,
-        conditions,
-        restore_to,
-        contenders,
-    })
+        let Some(update) = status
+            .restore_to
+            .as_ref()
+            .and_then(|restore| plan_restore(&spec.directory_id, restore))
+        else {
+            return Ok(Action::await_change());
+        };
+        let (_, client) = ctx.base.cloudsso_of(self).await?;
+        let restored = format!(
+            "directory {} set back to {}",
+            spec.directory_id, update.mfa_authentication_settings
+        );
+        let written = client.update_mfa_settings(&update).await;
+        ctx.base
+            .finish_restore(self, written, &spec.directory_id, None, restored)
+            .await
+    }
 }
 
-async fn cleanup(
-    policy: Arc<DirectoryMfaPolicy>,
-    ctx: &DirectoryContext,
-) -> Result<Action, ReconcileError> {
-    let spec = &policy.spec;
-    ctx.index
-        .wake_claimants(&spec.directory_id, &key_of(policy.as_ref()));
-    let status = policy.status.clone().unwrap_or_default();
-    let is_owner =
-        conditions::find(&status.common.conditions, READY).is_none_or(|c| c.reason != "Conflict");
-    // Its share of the directory's gauges goes with it.
-    ctx.base
-        .census
-        .release(&census::counter_key(policy.as_ref()));
-    if spec.deletion_policy == DeletionPolicy::Orphan || !is_owner {
-        return Ok(Action::await_change());
+impl Writable for DirectoryMfaPolicy {
+    type Target = Target;
+    type Observed = MfaSettingInfo;
+    type Write = MfaSettingUpdate;
+    type RestorePoint = ObservedDirectoryMfa;
+
+    fn management_policy(&self) -> ManagementPolicy {
+        self.spec.management_policy
     }
-    let Some(update) = status
-        .restore_to
-        .as_ref()
-        .and_then(|restore| plan_restore(&spec.directory_id, restore))
-    else {
-        return Ok(Action::await_change());
-    };
-    let (_, client) = cloudsso_of(&policy, &ctx.base).await?;
-    let restored = format!(
-        "directory {} set back to {}",
-        spec.directory_id, update.mfa_authentication_settings
-    );
-    let written = client.update_mfa_settings(&update).await;
-    ctx.base
-        .finish_restore(policy.as_ref(), written, &spec.directory_id, None, restored)
-        .await
+
+    async fn observe(
+        &self,
+        ctx: &DirectoryContext,
+    ) -> Result<(Target, MfaSettingInfo), ReconcileError> {
+        let contenders = claims::check(self, &ctx.policies)?;
+        let (endpoint, client) = ctx.base.cloudsso_of(self).await?;
+        let observed = client
+            .get_mfa_setting_info(&self.spec.directory_id)
+            .await
+            .map_err(self.cloud_error())?;
+        let target = Target {
+            endpoint,
+            client,
+            contenders,
+        };
+        Ok((target, observed))
+    }
+
+    fn plan(&self, observed: &MfaSettingInfo) -> Plan<MfaSettingUpdate> {
+        plan_directory(&self.spec, observed)
+    }
+
+    async fn act(
+        &self,
+        target: &Target,
+        write: &MfaSettingUpdate,
+    ) -> Result<MfaSettingInfo, ReconcileError> {
+        target
+            .client
+            .update_mfa_settings(write)
+            .await
+            .map_err(self.cloud_error())?;
+        target
+            .client
+            .get_mfa_setting_info(&self.spec.directory_id)
+            .await
+            .map_err(self.cloud_error())
+    }
+
+    fn subject(&self, _target: &Target) -> String {
+        format!("directory {}", self.spec.directory_id)
+    }
+
+    fn ready_message(&self, target: &Target, mode: ManagementPolicy) -> String {
+        let what = match mode {
+            ManagementPolicy::Enforce => "has the declared MFA setting",
+            ManagementPolicy::Observe => "matches the spec (Observe)",
+        };
+        let mut message = format!("{} {what}", self.subject(target));
+        if !target.contenders.is_empty() {
+            message.push_str(&format!(
+                "; also claimed by {} (not applied)",
+                target.contenders.join(", ")
+            ));
+        }
+        message
+    }
+
+    fn restore_to(status: &Self::Status) -> Option<ObservedDirectoryMfa> {
+        status.restore_to.clone()
+    }
+
+    fn restore_point(observed: &MfaSettingInfo) -> ObservedDirectoryMfa {
+        observed_of(observed)
+    }
+
+    fn set_restore_to(status: &mut Self::Status, restore_to: Option<ObservedDirectoryMfa>) {
+        status.restore_to = restore_to;
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::api::{MfaAuthenticationSettings, OperationForRiskLogin};
+    use crate::controller::plan::describe;
 
     fn spec(
         setting: MfaAuthenticationSettings,
@@ -578,7 +329,7 @@ mod tests {
         );
         assert_eq!(
             plan,
-            DirectoryPlan {
+            Plan {
                 changes: vec![],
                 write: None
             }
@@ -667,32 +418,5 @@ mod tests {
             "not sent where it means nothing"
         );
         assert!(plan_restore("d-1", &ObservedDirectoryMfa::default()).is_none());
-    }
-
-    #[test]
-    fn the_oldest_claimant_owns_the_directory() {
-        let make = |name: &str, created: &str| {
-            let mut policy = DirectoryMfaPolicy::new(
-                name,
-                spec(
-                    MfaAuthenticationSettings::Enabled,
-                    None,
-                    ManagementPolicy::Enforce,
-                ),
-            );
-            policy.metadata.namespace = Some("ns".into());
-            policy.metadata.creation_timestamp = Some(
-                k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(created.parse().unwrap()),
-            );
-            policy
-        };
-        let young = make("a-young", "2026-01-02T00:00:00Z");
-        let old = make("z-old", "2026-01-01T00:00:00Z");
-        let twin = make("b-twin", "2026-01-01T00:00:00Z");
-        let order: Vec<String> = claim_owner([&young, &old, &twin], "d-1")
-            .iter()
-            .map(|p| p.name_any())
-            .collect();
-        assert_eq!(order, ["b-twin", "z-old", "a-young"]);
     }
 }

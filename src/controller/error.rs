@@ -1,6 +1,7 @@
 //! The controllers' error type: what went wrong, which condition reason it shows as, and whether
 //! waiting can fix it.
 
+use crate::api::Reason;
 use crate::cloud::{ApiErrorKind, CloudError, CredentialsError};
 
 #[derive(Debug, thiserror::Error)]
@@ -40,20 +41,20 @@ pub enum ReconcileError {
 
 impl ReconcileError {
     /// The condition reason (and Event reason) a person sees.
-    pub fn reason(&self) -> &'static str {
+    pub fn reason(&self) -> Reason {
         match self {
-            Self::CredentialsMissing(_) => "CredentialsMissing",
-            Self::CredentialsInvalid(_) => "CredentialsInvalid",
-            Self::DirectoryNotFound { .. } => "DirectoryNotFound",
-            Self::UserNotFound { .. } => "UserNotFound",
-            Self::InvalidSpec(_) => "InvalidSpec",
-            Self::Forbidden(_) => "Forbidden",
-            Self::Throttled(_) => "Throttled",
-            Self::CloudUnavailable(_) => "CloudUnavailable",
-            Self::Cloud(_) => "CloudError",
-            Self::Conflict { .. } => "Conflict",
-            Self::Kube(_) => "KubernetesError",
-            Self::Finalizer(_) => "FinalizerError",
+            Self::CredentialsMissing(_) => Reason::CredentialsMissing,
+            Self::CredentialsInvalid(_) => Reason::CredentialsInvalid,
+            Self::DirectoryNotFound { .. } => Reason::DirectoryNotFound,
+            Self::UserNotFound { .. } => Reason::UserNotFound,
+            Self::InvalidSpec(_) => Reason::InvalidSpec,
+            Self::Forbidden(_) => Reason::Forbidden,
+            Self::Throttled(_) => Reason::Throttled,
+            Self::CloudUnavailable(_) => Reason::CloudUnavailable,
+            Self::Cloud(_) => Reason::CloudError,
+            Self::Conflict { .. } => Reason::Conflict,
+            Self::Kube(_) => Reason::KubernetesError,
+            Self::Finalizer(_) => Reason::FinalizerError,
         }
     }
 
@@ -108,42 +109,41 @@ impl ReconcileError {
 mod tests {
     use super::*;
 
-    fn api(code: &str, status: u16) -> CloudError {
-        CloudError::Api {
-            action: "GetUserMFAAuthenticationSettings".into(),
-            code: code.into(),
-            message: "m".into(),
-            request_id: "r".into(),
-            http_status: status,
-            retry_after: None,
-        }
-    }
+    use crate::cloud::error::api_error_for_test as api;
 
     #[test]
     fn cloud_errors_map_to_specific_reasons() {
         let cases = [
             (
                 api("EntityNotExists.Directory", 404),
-                "DirectoryNotFound",
+                Reason::DirectoryNotFound,
                 false,
             ),
-            (api("EntityNotExists.User", 404), "UserNotFound", false),
+            (
+                api("EntityNotExists.User", 404),
+                Reason::UserNotFound,
+                false,
+            ),
             (
                 api("InvalidAccessKeyId.NotFound", 404),
-                "CredentialsInvalid",
+                Reason::CredentialsInvalid,
                 false,
             ),
             (
                 api("SignatureDoesNotMatch", 400),
-                "CredentialsInvalid",
+                Reason::CredentialsInvalid,
                 false,
             ),
-            (api("Throttling.User", 400), "Throttled", true),
-            (api("ServiceUnavailable", 503), "CloudUnavailable", true),
-            (api("NoPermission", 403), "Forbidden", false),
+            (api("Throttling.User", 400), Reason::Throttled, true),
+            (
+                api("ServiceUnavailable", 503),
+                Reason::CloudUnavailable,
+                true,
+            ),
+            (api("NoPermission", 403), Reason::Forbidden, false),
             (
                 api("InvalidParameter.AllowedVerificationTypes", 400),
-                "InvalidSpec",
+                Reason::InvalidSpec,
                 false,
             ),
         ];

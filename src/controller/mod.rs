@@ -1,13 +1,20 @@
 //! The controllers of the three kinds and their wiring (`cloudsso-mfa-operator run`).
 
 pub mod census;
+pub mod claims;
+pub mod clients;
+pub mod clock;
 pub mod conditions;
 pub mod context;
 pub mod directory;
 pub mod error;
+pub mod keys;
+pub mod plan;
 pub mod ram;
+pub mod reconciler;
 pub mod status;
 pub mod user;
+pub mod wake;
 
 use std::hash::{Hash, Hasher};
 use std::sync::Arc;
@@ -23,11 +30,14 @@ use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Resource, ResourceExt};
 use serde::de::DeserializeOwned;
 
-use crate::api::{DirectoryMfaPolicy, RamUserMfaStatus, SecretReference, UserMfaSetting};
+use crate::api::CloudSpec;
+use crate::api::{DirectoryMfaPolicy, RamUserMfaStatus, Reason, UserMfaSetting};
 use crate::cloud::{self, ClientConfig, CredentialSource};
-use context::{CloudClients, Context, Settings, backoff};
-use directory::{DirectoryContext, PolicyIndex, UserIndex};
+use clients::CloudClients;
+use context::{Context, DirectoryContext, Settings, backoff};
 use error::ReconcileError;
+use keys::key_of;
+use reconciler::Kind;
 
 use crate::leader::{LeaderElector, LeaseSettings};
 use crate::telemetry::{self, Health, Metrics};
@@ -71,21 +81,17 @@ where
 }
 
 fn error_policy<K: Resource>(object: Arc<K>, error: &ReconcileError, ctx: &Context) -> Action {
-    let key = context::key_of(object.as_ref());
+    let key = key_of(object.as_ref());
     let attempt = ctx.failures.record(&key);
     let delay = backoff(error.is_retryable(), attempt);
-    tracing::warn!(object = %key, reason = error.reason(), %error, attempt, ?delay, "reconcile failed");
+    tracing::warn!(object = %key, reason = error.reason().as_str(), %error, attempt, ?delay, "reconcile failed");
     Action::requeue(delay)
 }
 
 /// Maps a Secret to the resources whose credentialsSecretRef names it.
-fn users_of_secret<K>(
+fn users_of_secret<K: Kind>(
     store: reflector::Store<DeserializeGuard<K>>,
-    secret_ref: fn(&K) -> Option<&SecretReference>,
-) -> impl Fn(Secret) -> Vec<ObjectRef<DeserializeGuard<K>>>
-where
-    K: Resource<DynamicType = ()> + Clone + 'static,
-{
+) -> impl Fn(Secret) -> Vec<ObjectRef<DeserializeGuard<K>>> {
     move |secret: Secret| {
         let (name, namespace) = (secret.name_any(), secret.namespace());
         store
@@ -97,7 +103,7 @@ where
                         .0
                         .as_ref()
                         .ok()
-                        .and_then(secret_ref)
+                        .and_then(|object| object.spec().credentials_secret_ref())
                         .is_some_and(|r| r.name == name)
             })
             .map(|guard| ObjectRef::from_obj(guard.as_ref()))
@@ -105,33 +111,19 @@ where
     }
 }
 
-/// The reference the controllers queue for `object` (they watch its guarded form).
-pub fn guarded_ref<K: Resource<DynamicType = ()>>(object: &K) -> ObjectRef<DeserializeGuard<K>> {
-    let reference = ObjectRef::new(object.meta().name.as_deref().unwrap_or_default());
-    match object.meta().namespace.as_deref() {
-        Some(namespace) => reference.within(namespace),
-        None => reference,
-    }
-}
+/// One kind's store and the writer its watch fills it through.
+type Reflector<K> = (
+    reflector::Store<DeserializeGuard<K>>,
+    reflector::store::Writer<DeserializeGuard<K>>,
+);
 
 /// A controller for one kind: its objects (filtered to spec and lifecycle changes) in `store`, and
 /// the Secrets they name, so a changed credential re-queues its users.
-fn controller_for<K>(
+fn controller_for<K: Kind>(
     api: Api<DeserializeGuard<K>>,
-    store: reflector::Store<DeserializeGuard<K>>,
-    writer: reflector::store::Writer<DeserializeGuard<K>>,
+    (store, writer): Reflector<K>,
     secrets: &Api<Secret>,
-    secret_ref: fn(&K) -> Option<&SecretReference>,
-) -> Controller<DeserializeGuard<K>>
-where
-    K: Resource<DynamicType = ()>
-        + Clone
-        + DeserializeOwned
-        + std::fmt::Debug
-        + Send
-        + Sync
-        + 'static,
-{
+) -> Controller<DeserializeGuard<K>> {
     let stream = reflector::reflector(writer, watcher(api, watcher::Config::default()))
         .default_backoff()
         .applied_objects()
@@ -139,7 +131,7 @@ where
     Controller::for_stream(stream, store.clone()).watches(
         secrets.clone(),
         watcher::Config::default(),
-        users_of_secret(store, secret_ref),
+        users_of_secret(store),
     )
 }
 
@@ -178,7 +170,6 @@ impl Shutdown {
 /// namespace/name (a span of our own target, so it survives the usual `kube=warn` filter that
 /// hides kube-runtime's).
 fn measured<K, C, F, Fut>(
-    kind: &'static str,
     metrics: Arc<Metrics>,
     reconcile: F,
 ) -> impl FnMut(
@@ -192,12 +183,17 @@ where
     Fut: std::future::Future<Output = Result<Action, ReconcileError>> + Send + 'static,
 {
     use tracing::Instrument;
+    let kind: &'static str = match K::kind(&()) {
+        std::borrow::Cow::Borrowed(kind) => kind,
+        // Derived kinds name themselves statically; any other is named once for the process.
+        std::borrow::Cow::Owned(kind) => Box::leak(kind.into_boxed_str()),
+    };
     move |guard, ctx| {
         let metrics = metrics.clone();
         let span = tracing::info_span!(
             "reconcile",
             kind,
-            object = %context::key_of(guard.as_ref())
+            object = %key_of(guard.as_ref())
         );
         let invalid = guard.0.is_err();
         let run = match &guard.0 {
@@ -210,7 +206,13 @@ where
                 async move {
                     let context: &Context = (*ctx).as_ref();
                     context
-                        .event(guard.as_ref(), true, "InvalidObject", "Reconcile", note)
+                        .event(
+                            guard.as_ref(),
+                            true,
+                            Reason::InvalidObject,
+                            "Reconcile",
+                            note,
+                        )
                         .await;
                     Ok(Action::await_change())
                 }
@@ -222,8 +224,8 @@ where
                 let started = std::time::Instant::now();
                 let result = run.await;
                 let failed = match &result {
-                    Err(error) => Some(error.reason()),
-                    Ok(_) if invalid => Some("InvalidObject"),
+                    Err(error) => Some(error.reason().as_str()),
+                    Ok(_) if invalid => Some(Reason::InvalidObject.as_str()),
                     Ok(_) => None,
                 };
                 metrics.reconcile_finished(kind, started.elapsed(), failed);
@@ -234,15 +236,18 @@ where
     }
 }
 
-/// Everything `run` starts, in order: the metrics and health server, the check that the API
-/// server and the CRDs answer, the leader Lease when asked for, and the three controllers, which
-/// finish their reconciles in flight on SIGTERM before the Lease is released.
-pub async fn run(options: RunOptions) -> Result<(), String> {
-    cloud::install_crypto_provider();
-    let shutdown =
-        Shutdown::on_signals().map_err(|error| format!("cannot listen for signals: {error}"))?;
-    let metrics = Arc::new(Metrics::new());
-    let health = Arc::new(Health::default());
+/// Binds `--metrics-addr` and serves /metrics, /healthz and /readyz until the sender is used.
+async fn serve_telemetry(
+    options: &RunOptions,
+    metrics: &Arc<Metrics>,
+    health: &Arc<Health>,
+) -> Result<
+    (
+        tokio::sync::oneshot::Sender<()>,
+        tokio::task::JoinHandle<std::io::Result<()>>,
+    ),
+    String,
+> {
     let listener = tokio::net::TcpListener::bind(options.metrics_addr)
         .await
         .map_err(|error| format!("--metrics-addr {}: {error}", options.metrics_addr))?;
@@ -259,12 +264,15 @@ pub async fn run(options: RunOptions) -> Result<(), String> {
             let _ = server_stopped.await;
         },
     ));
+    Ok((stop_server, server))
+}
 
+/// A Kubernetes client, once the API server and the CRDs answer.
+async fn connect(namespace: &Option<String>) -> Result<kube::Client, String> {
     let client = kube::Client::try_default().await.map_err(|error| {
         format!("cannot reach Kubernetes (KUBECONFIG or in-cluster config): {error}")
     })?;
-    let probe: Api<DeserializeGuard<DirectoryMfaPolicy>> =
-        api_for(&client, &options.watch_namespace);
+    let probe: Api<DeserializeGuard<DirectoryMfaPolicy>> = api_for(&client, namespace);
     probe
         .list(&ListParams::default().limit(1))
         .await
@@ -274,6 +282,20 @@ pub async fn run(options: RunOptions) -> Result<(), String> {
             }
             other => format!("cannot list DirectoryMfaPolicies: {other}"),
         })?;
+    Ok(client)
+}
+
+/// Everything `run` starts, in order: the metrics and health server, the check that the API
+/// server and the CRDs answer, the leader Lease when asked for, and the three controllers, which
+/// finish their reconciles in flight on SIGTERM before the Lease is released.
+pub async fn run(options: RunOptions) -> Result<(), String> {
+    cloud::install_crypto_provider();
+    let shutdown =
+        Shutdown::on_signals().map_err(|error| format!("cannot listen for signals: {error}"))?;
+    let metrics = Arc::new(Metrics::new());
+    let health = Arc::new(Health::default());
+    let (stop_server, server) = serve_telemetry(&options, &metrics, &health).await?;
+    let client = connect(&options.watch_namespace).await?;
     let http =
         cloud::http_client().map_err(|error| format!("cannot build an HTTP client: {error}"))?;
     health.set_ready(true);
@@ -330,6 +352,46 @@ pub async fn run(options: RunOptions) -> Result<(), String> {
     outcome
 }
 
+/// What every kind's controller shares in `run_controllers`.
+struct Wiring<'a> {
+    client: &'a kube::Client,
+    namespace: &'a Option<String>,
+    secrets: Api<Secret>,
+    config: ControllerConfig,
+    shutdown: future::Shared<future::BoxFuture<'static, ()>>,
+    metrics: Arc<Metrics>,
+}
+
+impl Wiring<'_> {
+    /// Kind `K`'s controller, run until shutdown: its watch, the shared reconcile, the backoff
+    /// policy, and `woken`, the objects other controllers queue for it.
+    fn run<K, W>(
+        &self,
+        reflector: Reflector<K>,
+        woken: W,
+        ctx: Arc<K::Ctx>,
+    ) -> impl std::future::Future<Output = ()> + use<K, W>
+    where
+        K: Kind,
+        W: futures::Stream<Item = ObjectRef<DeserializeGuard<K>>> + Send + 'static,
+    {
+        controller_for(
+            api_for(self.client, self.namespace),
+            reflector,
+            &self.secrets,
+        )
+        .with_config(self.config.clone())
+        .graceful_shutdown_on(self.shutdown.clone())
+        .reconcile_on(woken)
+        .run(
+            measured(self.metrics.clone(), reconciler::reconcile::<K>),
+            |object, error, ctx: Arc<K::Ctx>| error_policy(object, error, (*ctx).as_ref()),
+            ctx,
+        )
+        .for_each(|_| future::ready(()))
+    }
+}
+
 async fn run_controllers(
     client: kube::Client,
     http: reqwest::Client,
@@ -337,7 +399,6 @@ async fn run_controllers(
     metrics: Arc<Metrics>,
     shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static,
 ) {
-    let shutdown = shutdown.shared();
     let default_source =
         CredentialSource::from_env(http.clone()).map_err(|error| error.to_string());
     if let Err(error) = &default_source {
@@ -349,81 +410,33 @@ async fn run_controllers(
     };
     let ctx = Arc::new(Context::new(
         client.clone(),
-        CloudClients::new(http, default_source, client_config.clone(), metrics.clone()),
+        CloudClients::new(http, default_source, client_config, metrics.clone()),
         Settings {
             resync_interval: options.resync_interval,
         },
         metrics.clone(),
     ));
-    let controller_config =
-        ControllerConfig::default().concurrency(options.max_concurrent_reconciles);
-    let secrets: Api<Secret> = api_for(&client, &options.watch_namespace);
+    let wiring = Wiring {
+        client: &client,
+        namespace: &options.watch_namespace,
+        secrets: api_for(&client, &options.watch_namespace),
+        config: ControllerConfig::default().concurrency(options.max_concurrent_reconciles),
+        shutdown: shutdown.boxed().shared(),
+        metrics,
+    };
 
-    let (policy_store, policy_writer) = reflector::store();
-    let (user_store, user_writer) = reflector::store();
-    let (ram_store, ram_writer) = reflector::store();
-    // Channels that wake policies (the Conflict rule) and users (Effective follows the directory).
-    let (wake_policies, woken_policies) = futures::channel::mpsc::unbounded();
-    let (wake_users, woken_users) = futures::channel::mpsc::unbounded();
+    let (policies, users, rams) = (reflector::store(), reflector::store(), reflector::store());
+    // Policies wake each other (the Conflict rule) and their users (Effective follows the directory).
+    let (wake_policies, woken_policies) = wake::channel(policies.0.clone());
+    let (wake_users, woken_users) = wake::channel(users.0.clone());
     let directory_ctx = Arc::new(DirectoryContext {
         base: ctx.clone(),
-        index: PolicyIndex {
-            store: policy_store.clone(),
-            wake: wake_policies,
-        },
-        users: UserIndex {
-            store: user_store.clone(),
-            wake: wake_users,
-        },
+        policies: wake_policies,
+        users: wake_users,
     });
-    let namespace = &options.watch_namespace;
-    let directories = controller_for(
-        api_for(&client, namespace),
-        policy_store,
-        policy_writer,
-        &secrets,
-        |p: &DirectoryMfaPolicy| p.spec.credentials_secret_ref.as_ref(),
-    )
-    .with_config(controller_config.clone())
-    .graceful_shutdown_on(shutdown.clone())
-    .reconcile_on(woken_policies)
-    .run(
-        measured("DirectoryMfaPolicy", metrics.clone(), directory::reconcile),
-        |object, error, ctx: Arc<DirectoryContext>| error_policy(object, error, &ctx.base),
-        directory_ctx,
-    )
-    .for_each(|_| future::ready(()));
-    let users = controller_for(
-        api_for(&client, namespace),
-        user_store,
-        user_writer,
-        &secrets,
-        |u: &UserMfaSetting| u.spec.credentials_secret_ref.as_ref(),
-    )
-    .with_config(controller_config.clone())
-    .graceful_shutdown_on(shutdown.clone())
-    .reconcile_on(woken_users)
-    .run(
-        measured("UserMfaSetting", metrics.clone(), user::reconcile),
-        |object, error, ctx: Arc<Context>| error_policy(object, error, &ctx),
-        ctx.clone(),
-    )
-    .for_each(|_| future::ready(()));
-    let rams = controller_for(
-        api_for(&client, namespace),
-        ram_store,
-        ram_writer,
-        &secrets,
-        |r: &RamUserMfaStatus| r.spec.credentials_secret_ref.as_ref(),
-    )
-    .with_config(controller_config)
-    .graceful_shutdown_on(shutdown)
-    .run(
-        measured("RamUserMfaStatus", metrics.clone(), ram::reconcile),
-        |object, error, ctx: Arc<Context>| error_policy(object, error, &ctx),
-        ctx.clone(),
-    )
-    .for_each(|_| future::ready(()));
+    let directories = wiring.run::<DirectoryMfaPolicy, _>(policies, woken_policies, directory_ctx);
+    let users = wiring.run::<UserMfaSetting, _>(users, woken_users, ctx.clone());
+    let rams = wiring.run::<RamUserMfaStatus, _>(rams, futures::stream::pending(), ctx);
 
     tracing::info!(resync = ?options.resync_interval, namespace = ?options.watch_namespace, "controllers started");
     futures::join!(directories, users, rams);

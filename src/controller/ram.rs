@@ -1,16 +1,12 @@
-//! RamUserMfaStatus: an observe-only report of a RAM user's MFA (IMS GetUserMFAInfo). Never writes.
+//! RamUserMfaStatus: an observe-only report of a RAM user's MFA (IMS GetUserMFAInfo). Never
+//! writes, so it holds no finalizer and has no plan.
 
-use std::sync::Arc;
-
-use kube::api::Api;
-use kube::runtime::controller::Action;
-use kube::{Resource, ResourceExt};
-
-use super::conditions::{self, DesiredCondition, READY, SYNCED};
-use super::context::{Context, key_of};
+use super::conditions::{DesiredCondition, READY, SYNCED};
+use super::context::Context;
 use super::error::ReconcileError;
-use super::status::{apply_status, write_synced};
-use crate::api::{CommonStatus, RamMfaDevice, RamUserMfaStatus, RamUserMfaStatusStatus};
+use super::reconciler::Kind;
+use super::status::StatusWriter;
+use crate::api::{RamMfaDevice, RamUserMfaStatus, Reason};
 use crate::cloud::Endpoint;
 use crate::cloud::ims::UserMfaInfo;
 
@@ -23,27 +19,26 @@ pub fn report(info: &UserMfaInfo) -> (bool, Option<RamMfaDevice>) {
     (info.is_mfa_enable, device)
 }
 
-pub async fn reconcile(
-    resource: Arc<RamUserMfaStatus>,
-    ctx: Arc<Context>,
-) -> Result<Action, ReconcileError> {
-    let namespace = resource.namespace().unwrap_or_default();
-    let api: Api<RamUserMfaStatus> = Api::namespaced(ctx.client.clone(), &namespace);
-    let spec = &resource.spec;
-    let previous = resource.status.clone().unwrap_or_default();
-    let now = k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(jiff::Timestamp::now());
-    let principal = spec.user_principal_name.as_str();
-    let outcome = async {
+/// What Ready says about the user's MFA.
+fn message(principal: &str, enabled: bool, device: Option<&RamMfaDevice>) -> String {
+    match device {
+        Some(device) => format!(
+            "{principal}: MFA enabled with {} device {}",
+            device.device_type, device.serial_number
+        ),
+        None if enabled => format!("{principal}: MFA enabled"),
+        None => format!("{principal}: no MFA device bound"),
+    }
+}
+
+impl RamUserMfaStatus {
+    /// GetUserMFAInfo for the user, with RAM's "no device" answer read as no device.
+    async fn read(&self, ctx: &Context) -> Result<UserMfaInfo, ReconcileError> {
+        let spec = &self.spec;
+        let principal = spec.user_principal_name.as_str();
         let endpoint = Endpoint::resolve(spec.endpoint.as_deref(), || Ok(Endpoint::ims()))
             .map_err(|error| ReconcileError::InvalidSpec(format!("endpoint: {error}")))?;
-        let source = ctx
-            .cloud
-            .source(
-                &ctx.client,
-                &namespace,
-                spec.credentials_secret_ref.as_ref(),
-            )
-            .await?;
+        let source = ctx.source_of(self).await?;
         match ctx
             .cloud
             .ims(endpoint, source)
@@ -69,65 +64,48 @@ pub async fn reconcile(
             Err(error) => Err(ReconcileError::from_cloud(error, "RAM", Some(principal))),
         }
     }
-    .await;
-    let (desired, result) = match outcome {
-        Ok(info) => {
-            let (enabled, device) = report(&info);
-            let message = match &device {
-                Some(device) => format!(
-                    "{principal}: MFA enabled with {} device {}",
-                    device.device_type, device.serial_number
-                ),
-                None if enabled => format!("{principal}: MFA enabled"),
-                None => format!("{principal}: no MFA device bound"),
-            };
-            let conditions = [
-                DesiredCondition::new(READY, true, "Observed", message),
-                DesiredCondition::new(SYNCED, true, "Observed", "read from RAM (observe-only)"),
-            ];
-            (conditions, Ok((enabled, device)))
-        }
-        Err(error) => (conditions::failed(&error), Err(error)),
-    };
-    let mut status = RamUserMfaStatusStatus {
-        common: CommonStatus {
-            conditions: conditions::merge(
-                &previous.common.conditions,
-                &desired,
-                resource.meta().generation,
-                &now,
+}
+
+impl Kind for RamUserMfaStatus {
+    type Ctx = Context;
+    type Synced = (bool, Option<RamMfaDevice>);
+    const FINALIZES: bool = false;
+
+    async fn sync(
+        &self,
+        ctx: &Context,
+        _previous: &Self::Status,
+        _writer: &StatusWriter<Self>,
+    ) -> Result<(Vec<DesiredCondition>, Self::Synced), ReconcileError> {
+        let (enabled, device) = report(&self.read(ctx).await?);
+        let principal = self.spec.user_principal_name.as_str();
+        let conditions = vec![
+            DesiredCondition::new(
+                READY,
+                true,
+                Reason::Observed,
+                message(principal, enabled, device.as_ref()),
             ),
-            observed_generation: resource.meta().generation,
-            last_sync_time: previous.common.last_sync_time.clone(),
-        },
-        ..previous.clone()
-    };
-    match result {
-        Ok((enabled, device)) => {
-            ctx.failures.clear(&key_of(resource.as_ref()));
-            status.mfa_enabled = Some(enabled);
-            status.device = device;
-            write_synced(
-                &api,
-                &resource.name_any(),
-                &previous,
-                status,
-                ctx.settings.resync_interval,
-            )
-            .await?;
-            Ok(Action::requeue(ctx.settings.jittered_resync()))
-        }
-        Err(error) => {
-            if matches!(error, ReconcileError::UserNotFound { .. }) {
-                status.mfa_enabled = None;
-                status.device = None;
-            }
-            ctx.report_failure(resource.as_ref(), &previous.common.conditions, &error)
-                .await;
-            if status != previous {
-                apply_status(&api, &resource.name_any(), &status).await?;
-            }
-            Err(error)
+            DesiredCondition::new(
+                SYNCED,
+                true,
+                Reason::Observed,
+                "read from RAM (observe-only)",
+            ),
+        ];
+        Ok((conditions, (enabled, device)))
+    }
+
+    async fn report(&self, _ctx: &Context, synced: Self::Synced, status: &mut Self::Status) {
+        let (enabled, device) = synced;
+        status.mfa_enabled = Some(enabled);
+        status.device = device;
+    }
+
+    fn forget(status: &mut Self::Status, error: &ReconcileError) {
+        if matches!(error, ReconcileError::UserNotFound { .. }) {
+            status.mfa_enabled = None;
+            status.device = None;
         }
     }
 }

@@ -68,6 +68,14 @@ pub async fn put_json(url: &str, body: serde_json::Value) -> u16 {
         .as_u16()
 }
 
+/// Sets the emulator's faults (`{}` clears them).
+pub async fn set_faults(url: &str, faults: serde_json::Value) {
+    assert_eq!(
+        put_json(&format!("{url}/_emulator/faults"), faults).await,
+        200
+    );
+}
+
 /// Reads the emulator's state, lets `change` edit it, and writes it back (a console change).
 pub async fn change_state(url: &str, change: impl FnOnce(&mut serde_json::Value)) {
     let mut state = reqwest_get(&format!("{url}/_emulator/state")).await;
@@ -104,4 +112,28 @@ pub async fn write_calls(url: &str) -> u64 {
                 .sum()
         })
         .unwrap_or(0)
+}
+
+/// The directory's MFA setting in an emulator state.
+pub fn directory_setting(state: &serde_json::Value) -> String {
+    state["directories"][0]["mfaAuthenticationSettings"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string()
+}
+
+/// A user's own MFA setting in an emulator state.
+pub fn cloud_user_setting(state: &serde_json::Value, user_id: &str) -> String {
+    state["directories"][0]["users"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|u| u["userId"] == user_id)
+        .map(|u| {
+            u["userMfaAuthenticationSettings"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string()
+        })
+        .unwrap_or_default()
 }

@@ -8,6 +8,9 @@ use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use cloudsso_mfa_operator::api::HasCommonStatus;
+use cloudsso_mfa_operator::controller::conditions;
+use cloudsso_mfa_operator::controller::reconciler::Kind;
 use futures::FutureExt;
 use k8s_openapi::api::core::v1::Namespace;
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
@@ -501,22 +504,75 @@ where
 }
 
 /// The condition `type_` of a resource's status as (status, reason, message).
-pub fn condition(
-    status: &Option<impl serde::Serialize>,
+pub fn condition<S: HasCommonStatus>(
+    status: &Option<S>,
     type_: &str,
 ) -> Option<(String, String, String)> {
-    let value = serde_json::to_value(status).ok()?;
-    value["conditions"]
-        .as_array()?
-        .iter()
-        .find(|c| c["type"] == type_)
-        .map(|c| {
-            (
-                c["status"].as_str().unwrap_or_default().to_string(),
-                c["reason"].as_str().unwrap_or_default().to_string(),
-                c["message"].as_str().unwrap_or_default().to_string(),
-            )
-        })
+    let found = conditions::find(&status.as_ref()?.common().conditions, type_)?;
+    Some((
+        found.status.clone(),
+        found.reason.clone(),
+        found.message.clone(),
+    ))
+}
+
+/// The Ready condition of a resource's status as (status, reason, message).
+pub fn ready<S: HasCommonStatus>(status: &Option<S>) -> Option<(String, String, String)> {
+    condition(status, "Ready")
+}
+
+/// Whether the object says Ready=True.
+pub fn is_ready<K: Kind>(object: &K) -> bool {
+    ready(&object.status().cloned()).is_some_and(|(status, _, _)| status == "True")
+}
+
+/// How long e2e tests wait for the operator to converge.
+pub const WAIT: Duration = Duration::from_secs(40);
+
+/// The Secret with the emulator's keys that e2e resources name in credentialsSecretRef.
+pub const SECRET: &str = "cloud-keys";
+
+/// A UserMfaSetting by user name against the emulator at `url`, with the test's Secret.
+pub fn user_setting(name: &str, url: &str, user_name: &str, setting: &str) -> serde_json::Value {
+    serde_json::json!({"metadata": {"name": name}, "spec": {
+        "directoryId": crate::common::DIRECTORY, "userName": user_name,
+        "userMfaAuthenticationSettings": setting,
+        "endpoint": url, "credentialsSecretRef": {"name": SECRET}}})
+}
+
+impl TestContext {
+    /// The object `name` of kind `K` in the test namespace, if it exists.
+    pub async fn get<K: Kind>(&self, name: &str) -> Option<K> {
+        self.api::<K>().get_opt(name).await.expect("get")
+    }
+
+    /// Waits until `name` says Ready=True; on timeout the panic shows the last object and,
+    /// when given, the operator's log.
+    pub async fn wait_ready<K: Kind>(&self, name: &str, operator: Option<&Operator>) -> K {
+        let deadline = tokio::time::Instant::now() + WAIT;
+        loop {
+            let object = self.get::<K>(name).await;
+            match object {
+                Some(object) if is_ready(&object) => return object,
+                _ if tokio::time::Instant::now() >= deadline => panic!(
+                    "{name} not Ready in {WAIT:?}; last: {object:#?}\n{}",
+                    operator.map(Operator::log_tail).unwrap_or_default()
+                ),
+                _ => tokio::time::sleep(Duration::from_millis(250)).await,
+            }
+        }
+    }
+
+    /// Waits until `name` is deleted (its finalizer ran).
+    pub async fn gone<K: Kind>(&self, name: &str) {
+        eventually(
+            &format!("{name} deleted"),
+            WAIT,
+            || self.get::<K>(name),
+            Option::is_none,
+        )
+        .await;
+    }
 }
 
 /// Stops the local kube-apiserver for `down`, then starts it again (same port, same etcd).

@@ -1,0 +1,177 @@
+//! The cloud clients of the controllers: one per (endpoint, API version, credential), one rate
+//! limiter per credential (the account's quota is shared by all its endpoints), and the credential
+//! source of each Secret a resource names, rebuilt when the Secret's keys change.
+
+use std::collections::HashMap;
+use std::hash::{Hash, Hasher};
+use std::sync::{Arc, Mutex};
+
+use k8s_openapi::api::core::v1::Secret;
+use kube::Api;
+
+use super::error::ReconcileError;
+use crate::api::SecretReference;
+use crate::cloud::{
+    self, ApiClient, ClientConfig, CloudSsoClient, CredentialSource, Credentials, Endpoint,
+    ImsClient, SharedLimiter,
+};
+use crate::telemetry::Metrics;
+
+/// A Secret by (namespace, name); its source is kept with the fingerprint of its keys.
+type SecretKey = (String, String);
+
+/// Cloud clients, built once per (endpoint, API version, credential) and shared.
+pub struct CloudClients {
+    http: reqwest::Client,
+    default_source: Result<Arc<CredentialSource>, String>,
+    config: ClientConfig,
+    limiters: Mutex<HashMap<String, SharedLimiter>>,
+    /// Keyed by (endpoint, API version, the credential source's address); the address is never
+    /// reused while its entry lives, since the client holds the source.
+    clients: Mutex<HashMap<(String, &'static str, usize), ApiClient>>,
+    secret_sources: Mutex<HashMap<SecretKey, (u64, Arc<CredentialSource>)>>,
+    metrics: Arc<Metrics>,
+}
+
+fn fingerprint(value: &impl Hash) -> u64 {
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    value.hash(&mut hasher);
+    hasher.finish()
+}
+
+impl CloudClients {
+    pub fn new(
+        http: reqwest::Client,
+        default_source: Result<CredentialSource, String>,
+        config: ClientConfig,
+        metrics: Arc<Metrics>,
+    ) -> Self {
+        Self {
+            http,
+            default_source: default_source.map(Arc::new),
+            config,
+            limiters: Mutex::default(),
+            clients: Mutex::default(),
+            secret_sources: Mutex::default(),
+            metrics,
+        }
+    }
+
+    /// The credential source for a resource: its Secret, or the operator's own chain.
+    pub async fn source(
+        &self,
+        kube: &kube::Client,
+        namespace: &str,
+        secret_ref: Option<&SecretReference>,
+    ) -> Result<Arc<CredentialSource>, ReconcileError> {
+        let Some(secret_ref) = secret_ref else {
+            return self.default_source.clone().map_err(|error| {
+                ReconcileError::CredentialsMissing(format!("no credentialsSecretRef and the operator's own credentials are not configured: {error}"))
+            });
+        };
+        let secrets: Api<Secret> = Api::namespaced(kube.clone(), namespace);
+        let secret = secrets.get_opt(&secret_ref.name).await?.ok_or_else(|| {
+            ReconcileError::CredentialsMissing(format!(
+                "Secret {namespace}/{} does not exist",
+                secret_ref.name
+            ))
+        })?;
+        let data = secret.data.unwrap_or_default();
+        let read = |key: &str| -> Result<Option<String>, ReconcileError> {
+            match data.get(key) {
+                None => Ok(None),
+                Some(bytes) => String::from_utf8(bytes.0.clone()).map(Some).map_err(|_| {
+                    ReconcileError::CredentialsInvalid(format!(
+                        "Secret {namespace}/{}: key {key} is not UTF-8",
+                        secret_ref.name
+                    ))
+                }),
+            }
+        };
+        let missing = |key: &str| {
+            ReconcileError::CredentialsMissing(format!(
+                "Secret {namespace}/{} has no key {key}",
+                secret_ref.name
+            ))
+        };
+        let access_key_id = read("accessKeyId")?.ok_or_else(|| missing("accessKeyId"))?;
+        let access_key_secret =
+            read("accessKeySecret")?.ok_or_else(|| missing("accessKeySecret"))?;
+        let token = read("securityToken")?;
+        let key = fingerprint(&(&access_key_id, &access_key_secret, &token));
+        let credentials =
+            Credentials::new(access_key_id, access_key_secret, token).map_err(|error| {
+                ReconcileError::CredentialsInvalid(format!(
+                    "Secret {namespace}/{}: {error}",
+                    secret_ref.name
+                ))
+            })?;
+        let mut sources = self
+            .secret_sources
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        let slot = (namespace.to_string(), secret_ref.name.clone());
+        if let Some((known, source)) = sources.get(&slot)
+            && *known == key
+        {
+            return Ok(source.clone());
+        }
+        let source = Arc::new(CredentialSource::Static(credentials));
+        if let Some((_, rotated)) = sources.insert(slot, (key, source.clone())) {
+            // The Secret's keys changed: the clients that signed with the old ones go, so
+            // rotations do not accumulate clients.
+            let rotated = Arc::as_ptr(&rotated) as usize;
+            self.clients
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .retain(|(_, _, source), _| *source != rotated);
+        }
+        Ok(source)
+    }
+
+    fn api_client(
+        &self,
+        endpoint: Endpoint,
+        version: &'static str,
+        source: Arc<CredentialSource>,
+    ) -> ApiClient {
+        let identity = source.identity();
+        let key = (endpoint.url(), version, Arc::as_ptr(&source) as usize);
+        let mut clients = self.clients.lock().unwrap_or_else(|p| p.into_inner());
+        clients
+            .entry(key)
+            .or_insert_with(|| {
+                // One limiter per credential: the account's quota is shared by all its endpoints.
+                let limiter = self
+                    .limiters
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .entry(identity)
+                    .or_insert_with(|| cloud::rate_limiter(self.config.qps))
+                    .clone();
+                let api = if version == cloud::ims::VERSION {
+                    "ims"
+                } else {
+                    "cloudsso"
+                };
+                ApiClient::new(
+                    self.http.clone(),
+                    endpoint,
+                    version,
+                    source,
+                    limiter,
+                    self.config.clone(),
+                )
+                .with_observer(self.metrics.cloud_observer(api))
+            })
+            .clone()
+    }
+
+    pub fn cloudsso(&self, endpoint: Endpoint, source: Arc<CredentialSource>) -> CloudSsoClient {
+        CloudSsoClient::new(self.api_client(endpoint, cloud::cloudsso::VERSION, source))
+    }
+
+    pub fn ims(&self, endpoint: Endpoint, source: Arc<CredentialSource>) -> ImsClient {
+        ImsClient::new(self.api_client(endpoint, cloud::ims::VERSION, source))
+    }
+}

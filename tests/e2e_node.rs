@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 
 use cloudsso_mfa_operator::api::{DirectoryMfaPolicy, UserMfaSetting};
 use common::*;
-use harness::{CHART, ROOT, TestContext, condition, eventually};
+use harness::{CHART, ROOT, SECRET, TestContext, eventually};
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{Namespace, Pod, Service};
@@ -29,7 +29,6 @@ use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomRe
 use kube::api::{Api, EvictParams, ListParams, Patch, PatchParams};
 use serde_json::{Value, json};
 
-const SECRET: &str = "cloud-keys";
 const RELEASE: &str = "op";
 const DEPLOYMENT: &str = "op-cloudsso-mfa-operator";
 const LEASE: &str = "cloudsso-mfa-operator";
@@ -169,7 +168,7 @@ fn selector() -> ListParams {
     ListParams::default().labels(&format!("app.kubernetes.io/instance={RELEASE}"))
 }
 
-fn is_ready(pod: &Pod) -> bool {
+fn pod_ready(pod: &Pod) -> bool {
     pod.metadata.deletion_timestamp.is_none()
         && pod.status.as_ref().is_some_and(|status| {
             status.phase.as_deref() == Some("Running")
@@ -193,7 +192,7 @@ async fn pods(ctx: &TestContext) -> (Vec<Pod>, Vec<String>) {
         .await
         .expect("list pods")
         .items;
-    let ready = pods.iter().filter(|p| is_ready(p)).map(name_of).collect();
+    let ready = pods.iter().filter(|p| pod_ready(p)).map(name_of).collect();
     (pods, ready)
 }
 
@@ -264,41 +263,6 @@ async fn wait_leader_among(ctx: &TestContext, candidates: &[String]) -> String {
     .await
     .0
     .unwrap()
-}
-
-async fn wait_ready_condition<K>(ctx: &TestContext, name: &str)
-where
-    K: kube::Resource<Scope = kube::core::NamespaceResourceScope, DynamicType = ()>
-        + Clone
-        + serde::de::DeserializeOwned
-        + std::fmt::Debug
-        + HasStatus,
-{
-    let api = ctx.api::<K>();
-    eventually(
-        &format!("{name} to be Ready"),
-        Duration::from_secs(60),
-        || async { api.get(name).await.ok().and_then(|object| object.ready()) },
-        |ready| *ready == Some(true),
-    )
-    .await;
-}
-
-/// Readiness of the kinds this test applies.
-trait HasStatus {
-    fn ready(&self) -> Option<bool>;
-}
-
-impl HasStatus for DirectoryMfaPolicy {
-    fn ready(&self) -> Option<bool> {
-        condition(&self.status, "Ready").map(|(status, _, _)| status == "True")
-    }
-}
-
-impl HasStatus for UserMfaSetting {
-    fn ready(&self) -> Option<bool> {
-        condition(&self.status, "Ready").map(|(status, _, _)| status == "True")
-    }
 }
 
 /// The operator's process on this machine for a container (found through its cgroup), so the
@@ -522,9 +486,9 @@ async fn the_chart_runs_as_pods_on_the_node() {
             "spec": spec(json!({"userName": "alice", "userMfaAuthenticationSettings": "Enabled"}))})).await;
         ctx.apply::<UserMfaSetting>(json!({"metadata": {"name": "bob"},
             "spec": spec(json!({"userId": "u-00q8wbq42wiltcrk0002", "userMfaAuthenticationSettings": "Enabled"}))})).await;
-        wait_ready_condition::<DirectoryMfaPolicy>(&ctx, "dir").await;
-        wait_ready_condition::<UserMfaSetting>(&ctx, "alice").await;
-        wait_ready_condition::<UserMfaSetting>(&ctx, "bob").await;
+        ctx.wait_ready::<DirectoryMfaPolicy>("dir", None).await;
+        ctx.wait_ready::<UserMfaSetting>("alice", None).await;
+        ctx.wait_ready::<UserMfaSetting>("bob", None).await;
         let bob = &state(&url).await["directories"][0]["users"][1];
         assert_eq!(bob["userMfaAuthenticationSettings"], "Enabled", "the pod's write reached the cloud");
 
@@ -588,7 +552,7 @@ async fn the_chart_runs_as_pods_on_the_node() {
         assert_eq!(lease(&ctx).await.1, transitions_before + 1, "one leader change, one transition");
         ctx.apply::<UserMfaSetting>(json!({"metadata": {"name": "carol"},
             "spec": spec(json!({"userName": "carol", "userMfaAuthenticationSettings": "Disabled"}))})).await;
-        wait_ready_condition::<UserMfaSetting>(&ctx, "carol").await;
+        ctx.wait_ready::<UserMfaSetting>("carol", None).await;
         let second = wait_rolled_out(&ctx, 2).await;
         assert!(second.contains(&new_leader));
 
@@ -612,7 +576,7 @@ async fn the_chart_runs_as_pods_on_the_node() {
             let (all, _) = pods(&ctx).await;
             let deployment = ctx.api::<Deployment>().get(DEPLOYMENT).await.unwrap();
             let status = deployment.status.unwrap_or_default();
-            let ready: Vec<String> = all.iter().filter(|p| is_ready(p)).map(name_of).collect();
+            let ready: Vec<String> = all.iter().filter(|p| pod_ready(p)).map(name_of).collect();
             if deployment.metadata.generation == status.observed_generation
                 && status.updated_replicas == Some(2)
                 && all.len() == 2

@@ -13,7 +13,7 @@ use common::*;
 use harness::{CHART, SECRET, TestContext, WAIT, eventually, is_ready};
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::coordination::v1::Lease;
-use k8s_openapi::api::core::v1::{Namespace, Pod, Secret};
+use k8s_openapi::api::core::v1::{Pod, Secret};
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
 use serde_json::{Value, json};
 
@@ -182,17 +182,7 @@ fn release_name() -> String {
 #[tokio::test]
 async fn chart_installs_and_its_pod_passes_the_restricted_pod_security_profile() {
     harness::with_namespace("chart-install", |ctx| async move {
-        let namespaces: Api<Namespace> = Api::all(ctx.client.clone());
-        namespaces
-            .patch(
-                &ctx.namespace,
-                &PatchParams::default(),
-                &Patch::Merge(json!({"metadata": {"labels": {
-                    "pod-security.kubernetes.io/enforce": "restricted",
-                    "pod-security.kubernetes.io/enforce-version": "latest"}}})),
-            )
-            .await
-            .expect("label the namespace restricted");
+        ctx.enforce_restricted_pod_security().await;
         let release = release_name();
         install(&ctx, &release, &[]).await;
         let (ok, status, _) = ctx.helm(&["status", &release, "-o", "json"]).await;

@@ -23,7 +23,7 @@ use common::*;
 use harness::{CHART, ROOT, SECRET, TestContext, eventually};
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::coordination::v1::Lease;
-use k8s_openapi::api::core::v1::{Namespace, Pod, Service};
+use k8s_openapi::api::core::v1::{Pod, Service};
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::api::{Api, EvictParams, ListParams, Patch, PatchParams};
@@ -449,17 +449,7 @@ async fn the_chart_runs_as_pods_on_the_node() {
     };
     harness::with_namespace("node", |ctx| async move {
         // The pods must pass the restricted Pod Security profile to be admitted at all.
-        let namespaces: Api<Namespace> = Api::all(ctx.client.clone());
-        namespaces
-            .patch(
-                &ctx.namespace,
-                &PatchParams::default(),
-                &Patch::Merge(json!({"metadata": {"labels": {
-                    "pod-security.kubernetes.io/enforce": "restricted",
-                    "pod-security.kubernetes.io/enforce-version": "latest"}}})),
-            )
-            .await
-            .expect("label the namespace restricted");
+        ctx.enforce_restricted_pod_security().await;
         // The emulator on the node's bridge, where pods reach this machine.
         let listener = tokio::net::TcpListener::bind((node.host_ip.as_str(), 0))
             .await

@@ -606,6 +606,21 @@ impl TestContext {
         )
     }
 
+    /// Labels the test namespace so that Pod Security admission enforces the "restricted" profile.
+    pub async fn enforce_restricted_pod_security(&self) {
+        let namespaces: Api<Namespace> = Api::all(self.client.clone());
+        namespaces
+            .patch(
+                &self.namespace,
+                &PatchParams::default(),
+                &Patch::Merge(serde_json::json!({"metadata": {"labels": {
+                    "pod-security.kubernetes.io/enforce": "restricted",
+                    "pod-security.kubernetes.io/enforce-version": "latest"}}})),
+            )
+            .await
+            .expect("label the namespace restricted");
+    }
+
     /// A kubeconfig that authenticates as ServiceAccount `name` of the test namespace, with a
     /// token from the TokenRequest API (what a pod's projected token is). Lives in `dir`.
     pub async fn service_account_kubeconfig(&self, name: &str, dir: &Path) -> PathBuf {

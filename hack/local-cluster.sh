@@ -229,6 +229,13 @@ network_up() {
   done
 }
 
+# The node's ports, as globals for write_node_config; chosen before anything starts.
+choose_node_ports() {
+  kubelet_port=$(port_for kubelet KUBELET_PORT); healthz_port=$(port_for "kubelet healthz" KUBELET_HEALTHZ_PORT)
+  proxy_healthz=$(port_for "kube-proxy healthz" KUBE_PROXY_HEALTHZ_PORT); proxy_metrics=$(port_for "kube-proxy metrics" KUBE_PROXY_METRICS_PORT)
+  scheduler_port=$(port_for kube-scheduler KUBE_SCHEDULER_PORT); cm_port=$(port_for kube-controller-manager KUBE_CONTROLLER_MANAGER_PORT)
+}
+
 write_node_config() {
   local sock="$NODE_DIR/containerd/containerd.sock"
   mkdir -p "$NODE_DIR/containerd" "$NODE_DIR/cni/net.d" "$NODE_DIR/cni/ipam" "$NODE_DIR/kubelet" \
@@ -288,10 +295,6 @@ EOF
 }
 EOF
   : >"$NODE_DIR/resolv.conf"
-  local kubelet_port healthz_port proxy_healthz proxy_metrics scheduler_port cm_port
-  kubelet_port=$(port_for kubelet KUBELET_PORT); healthz_port=$(port_for "kubelet healthz" KUBELET_HEALTHZ_PORT)
-  proxy_healthz=$(port_for "kube-proxy healthz" KUBE_PROXY_HEALTHZ_PORT); proxy_metrics=$(port_for "kube-proxy metrics" KUBE_PROXY_METRICS_PORT)
-  scheduler_port=$(port_for kube-scheduler KUBE_SCHEDULER_PORT); cm_port=$(port_for kube-controller-manager KUBE_CONTROLLER_MANAGER_PORT)
   echo "$scheduler_port" >"$NODE_DIR/scheduler.port"; echo "$cm_port" >"$NODE_DIR/controller-manager.port"
   cat >"$NODE_DIR/kubelet/config.yaml" <<EOF
 apiVersion: kubelet.config.k8s.io/v1beta1
@@ -441,10 +444,12 @@ up() {
   $node && node_preflight
   local bin
   if $node; then bin=$(bin_dir --node); else bin=$(bin_dir); fi
-  rm -rf "$STATE"; mkdir -p "$STATE/etcd" "$STATE/logs"
-  $node && : >"$STATE/node.enabled"
+  # Every port is chosen (and a pinned one checked) before anything is made or started.
   local etcd_port peer_port api_port
   etcd_port=$(port_for etcd ETCD_PORT); peer_port=$(free_port); api_port=$(port_for kube-apiserver APISERVER_PORT)
+  if $node; then choose_node_ports; fi
+  rm -rf "$STATE"; mkdir -p "$STATE/etcd" "$STATE/logs" "$NODE_DIR"
+  $node && : >"$STATE/node.enabled"
   echo "$api_port" >"$STATE/apiserver.port"
   if $node; then
     network_up

@@ -91,7 +91,13 @@ kubectl wait -n "$NAMESPACE" --for condition=Ready --timeout=60s \
 log "kubectl get cloudsso -n $NAMESPACE"
 kubectl get cloudsso -n "$NAMESPACE"
 log "compliance gauges from http://$METRICS_ADDR/metrics"
-curl -fs "http://$METRICS_ADDR/metrics" | grep -E '^cloudsso_mfa_operator_(directory_users|leader)' || true
+# In the cluster the Service picks a pod per connection; only the leader counts: ask until it answers.
+for _ in $(seq 1 20); do
+  metrics=$(curl -fs "http://$METRICS_ADDR/metrics" || true)
+  grep -q '^cloudsso_mfa_operator_leader 1' <<<"$metrics" && break
+  sleep 0.5
+done
+grep -E '^cloudsso_mfa_operator_(directory_users|leader)' <<<"$metrics" || true
 cat <<TIP
 
 Try a change:

@@ -610,45 +610,44 @@ mod tests {
             .collect()
     }
 
+    /// A CloudSSO action that must succeed; its answer.
+    fn cloudsso(seed: &mut Seed, action: &str, pairs: &[(&str, &str)]) -> Value {
+        dispatch(seed, CLOUDSSO_VERSION, action, &p(pairs)).unwrap()
+    }
+
     #[test]
     fn list_users_filters_and_pages() {
         let mut seed = seed();
-        let page = dispatch(
+        let page = cloudsso(
             &mut seed,
-            CLOUDSSO_VERSION,
             "ListUsers",
-            &p(&[
+            &[
                 ("DirectoryId", "d-1"),
                 ("Filter", "UserName sw al"),
                 ("MaxResults", "1"),
-            ]),
-        )
-        .unwrap();
+            ],
+        );
         assert_eq!(page["Users"][0]["UserName"], "alice");
         assert_eq!(page["IsTruncated"], true);
         assert_eq!(page["TotalCounts"], 2);
         let token = page["NextToken"].as_str().unwrap().to_string();
-        let next = dispatch(
+        let next = cloudsso(
             &mut seed,
-            CLOUDSSO_VERSION,
             "ListUsers",
-            &p(&[
+            &[
                 ("DirectoryId", "d-1"),
                 ("Filter", "UserName sw al"),
                 ("MaxResults", "1"),
                 ("NextToken", &token),
-            ]),
-        )
-        .unwrap();
+            ],
+        );
         assert_eq!(next["Users"][0]["UserName"], "alan");
         assert_eq!(next["IsTruncated"], false);
-        let exact = dispatch(
+        let exact = cloudsso(
             &mut seed,
-            CLOUDSSO_VERSION,
             "ListUsers",
-            &p(&[("DirectoryId", "d-1"), ("Filter", "username EQ bob")]),
-        )
-        .unwrap();
+            &[("DirectoryId", "d-1"), ("Filter", "username EQ bob")],
+        );
         assert_eq!(exact["Users"].as_array().unwrap().len(), 1);
         let bad = dispatch(
             &mut seed,
@@ -663,25 +662,21 @@ mod tests {
     #[test]
     fn risk_login_operation_is_shown_only_where_documented() {
         let mut seed = seed();
-        dispatch(
+        cloudsso(
             &mut seed,
-            CLOUDSSO_VERSION,
             "UpdateMFAAuthenticationSettings",
-            &p(&[
+            &[
                 ("DirectoryId", "d-1"),
                 ("MFAAuthenticationSettings", "OnlyRiskyLogin"),
                 ("OperationForRiskLogin", "EnforceVerify"),
                 ("AllowedVerificationTypes", "[\"TOTP\"]"),
-            ]),
-        )
-        .unwrap();
-        let info = dispatch(
+            ],
+        );
+        let info = cloudsso(
             &mut seed,
-            CLOUDSSO_VERSION,
             "GetMFAAuthenticationSettingInfo",
-            &p(&[("DirectoryId", "d-1")]),
-        )
-        .unwrap();
+            &[("DirectoryId", "d-1")],
+        );
         assert_eq!(
             info["MFAAuthenticationSettingInfo"]["OperationForRiskLogin"],
             "EnforceVerify"
@@ -690,23 +685,19 @@ mod tests {
             info["MFAAuthenticationSettingInfo"]["AllowedVerificationTypes"][0],
             "TOTP"
         );
-        dispatch(
+        cloudsso(
             &mut seed,
-            CLOUDSSO_VERSION,
             "UpdateMFAAuthenticationSettings",
-            &p(&[
+            &[
                 ("DirectoryId", "d-1"),
                 ("MFAAuthenticationSettings", "Enabled"),
-            ]),
-        )
-        .unwrap();
-        let info = dispatch(
+            ],
+        );
+        let info = cloudsso(
             &mut seed,
-            CLOUDSSO_VERSION,
             "GetMFAAuthenticationSettingInfo",
-            &p(&[("DirectoryId", "d-1")]),
-        )
-        .unwrap();
+            &[("DirectoryId", "d-1")],
+        );
         assert!(
             info["MFAAuthenticationSettingInfo"]
                 .get("OperationForRiskLogin")
@@ -734,43 +725,35 @@ mod tests {
             let found = dispatch(&mut seed, CLOUDSSO_VERSION, "GetUserId", &style).unwrap();
             assert_eq!(found["UserId"], "u-3");
         }
-        let bob = dispatch(
+        let bob = cloudsso(
             &mut seed,
-            CLOUDSSO_VERSION,
             "GetUser",
-            &p(&[("DirectoryId", "d-1"), ("UserId", "u-3")]),
-        )
-        .unwrap();
+            &[("DirectoryId", "d-1"), ("UserId", "u-3")],
+        );
         assert_eq!(bob["User"]["ProvisionType"], "Synchronized");
         assert_eq!(bob["User"]["ExternalId"]["Id"], "ext-bob");
-        let synchronized = dispatch(
+        let synchronized = cloudsso(
             &mut seed,
-            CLOUDSSO_VERSION,
             "ListUsers",
-            &p(&[("DirectoryId", "d-1"), ("ProvisionType", "Synchronized")]),
-        )
-        .unwrap();
+            &[("DirectoryId", "d-1"), ("ProvisionType", "Synchronized")],
+        );
         assert_eq!(synchronized["TotalCounts"], 1);
-        let status = dispatch(
+        let status = cloudsso(
             &mut seed,
-            CLOUDSSO_VERSION,
             "GetSCIMSynchronizationStatus",
-            &p(&[("DirectoryId", "d-1")]),
-        )
-        .unwrap();
+            &[("DirectoryId", "d-1")],
+        );
         assert_eq!(status["SCIMSynchronizationStatus"], "Enabled");
     }
 
     #[test]
     fn the_service_provider_metadata_names_the_directory() {
         let mut seed = seed();
-        let info = dispatch(
+        let info = cloudsso(
             &mut seed,
-            CLOUDSSO_VERSION,
             "GetDirectorySAMLServiceProviderInfo",
-            &p(&[("DirectoryId", "d-1")]),
-        )
-        .unwrap();
+            &[("DirectoryId", "d-1")],
+        );
         let provider = &info["SAMLServiceProvider"];
         assert_eq!(
             provider["EntityId"],

@@ -76,3 +76,15 @@ def emulator(tmp_path):
     yield Emulator(process, line.strip().rsplit("http://", 1)[1])
     process.terminate()
     process.wait(timeout=10)
+
+
+@pytest.fixture()
+def sts_credentials(emulator):
+    """Temporary credentials from the emulator's STS (AssumeRoleWithOIDC, as RRSA gets them)."""
+    form = ("RoleArn=acs:ram::1234:role/operator&OIDCProviderArn=acs:ram::1234:oidc-provider/ack"
+            "&OIDCToken=a.b.c&RoleSessionName=sdk-test")
+    request = urllib.request.Request(
+        emulator.url + "/?Action=AssumeRoleWithOIDC&Version=2015-04-01&Format=JSON",
+        data=form.encode(), method="POST", headers={"Content-Type": "application/x-www-form-urlencoded"})
+    with urllib.request.urlopen(request, timeout=5) as response:
+        return json.loads(response.read())["Credentials"]

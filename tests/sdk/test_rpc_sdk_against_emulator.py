@@ -237,17 +237,8 @@ def test_timestamp_outside_the_window(emulator, monkeypatch, skew):
     assert (code, status) == ("InvalidTimeStamp.Expired", 400), message
 
 
-def assume_role(emulator):
-    form = "RoleArn=acs:ram::1234:role/operator&OIDCProviderArn=acs:ram::1234:oidc-provider/ack&OIDCToken=a.b.c&RoleSessionName=rpc"
-    sts = urllib.request.Request(
-        emulator.url + "/?Action=AssumeRoleWithOIDC&Version=2015-04-01&Format=JSON",
-        data=form.encode(), method="POST", headers={"Content-Type": "application/x-www-form-urlencoded"})
-    with urllib.request.urlopen(sts, timeout=5) as response:
-        return json.loads(response.read())["Credentials"]
-
-
-def test_sts_security_token(emulator):
-    credentials = assume_role(emulator)
+def test_sts_security_token(emulator, sts_credentials):
+    credentials = sts_credentials
     key_id, secret, token = credentials["AccessKeyId"], credentials["AccessKeySecret"], credentials["SecurityToken"]
     params = {"DirectoryId": DIRECTORY, "UserId": ALICE}
     assert call(emulator, "GetUser", params, client=acs_client(emulator, key_id, secret, token))["User"]["UserId"] == ALICE

@@ -195,13 +195,8 @@ def test_state_replacement_plays_a_console_change(emulator):
     assert status == 400 and "at most 2" in body["error"]
 
 
-def test_sts_credentials_from_assume_role_with_oidc(emulator):
-    form = "RoleArn=acs:ram::1234:role/operator&OIDCProviderArn=acs:ram::1234:oidc-provider/ack&OIDCToken=a.b.c&RoleSessionName=test"
-    request = urllib.request.Request(
-        emulator.url + "/?Action=AssumeRoleWithOIDC&Version=2015-04-01&Format=JSON",
-        data=form.encode(), method="POST", headers={"Content-Type": "application/x-www-form-urlencoded"})
-    with urllib.request.urlopen(request, timeout=5) as response:
-        credentials = json.loads(response.read())["Credentials"]
+def test_sts_credentials_from_assume_role_with_oidc(emulator, sts_credentials):
+    credentials = sts_credentials
     client = sso(emulator, key_id=credentials["AccessKeyId"], secret=credentials["AccessKeySecret"],
                  token=credentials["SecurityToken"])
     assert client.get_user(sso_models.GetUserRequest(directory_id=DIRECTORY, user_id=ALICE)).body.user.user_name == "alice"

@@ -1,8 +1,6 @@
 """Alibaba Cloud's official Python SDKs, unchanged, against the emulator: every action the operator
 calls returns the seeded answers, and the error cases carry the real codes and HTTP statuses."""
-import json
 import subprocess
-import urllib.request
 
 import pytest
 from alibabacloud_cloudsso20210515 import models as sso_models

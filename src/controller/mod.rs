@@ -24,6 +24,7 @@ use futures::{FutureExt, StreamExt, future};
 use k8s_openapi::api::core::v1::Secret;
 use kube::api::{Api, ListParams};
 use kube::core::DeserializeGuard;
+use kube::core::PartialObjectMeta;
 use kube::runtime::controller::{Action, Config as ControllerConfig, Controller};
 use kube::runtime::reflector::{self, ObjectRef};
 use kube::runtime::{WatchStreamExt, watcher};
@@ -88,11 +89,12 @@ fn error_policy<K: Resource>(object: Arc<K>, error: &ReconcileError, ctx: &Conte
     Action::requeue(delay)
 }
 
-/// Maps a Secret to the resources whose credentialsSecretRef names it.
+/// Maps a Secret (its metadata: the watch never holds a Secret's data) to the resources whose
+/// credentialsSecretRef names it.
 fn users_of_secret<K: Kind>(
     store: reflector::Store<DeserializeGuard<K>>,
-) -> impl Fn(Secret) -> Vec<ObjectRef<DeserializeGuard<K>>> {
-    move |secret: Secret| {
+) -> impl Fn(PartialObjectMeta<Secret>) -> Vec<ObjectRef<DeserializeGuard<K>>> {
+    move |secret: PartialObjectMeta<Secret>| {
         let (name, namespace) = (secret.name_any(), secret.namespace());
         store
             .state()
@@ -122,17 +124,19 @@ type Reflector<K> = (
 fn controller_for<K: Kind>(
     api: Api<DeserializeGuard<K>>,
     (store, writer): Reflector<K>,
-    secrets: &Api<Secret>,
+    secrets: &Api<PartialObjectMeta<Secret>>,
 ) -> Controller<DeserializeGuard<K>> {
     let stream = reflector::reflector(writer, watcher(api, watcher::Config::default()))
         .default_backoff()
         .applied_objects()
         .predicate_filter(spec_or_lifecycle, Default::default());
-    Controller::for_stream(stream, store.clone()).watches(
-        secrets.clone(),
-        watcher::Config::default(),
-        users_of_secret(store),
-    )
+    // Metadata only: a full watch would hold a copy of every Secret in scope (Helm releases
+    // included) just to learn that one changed.
+    let secret_changes = watcher(secrets.clone(), watcher::Config::default())
+        .default_backoff()
+        .touched_objects();
+    Controller::for_stream(stream, store.clone())
+        .watches_stream(secret_changes, users_of_secret(store))
 }
 
 /// Resolves once SIGTERM or SIGINT arrived (cloneable: every waiter sees the same signal).
@@ -356,7 +360,7 @@ pub async fn run(options: RunOptions) -> Result<(), String> {
 struct Wiring<'a> {
     client: &'a kube::Client,
     namespace: &'a Option<String>,
-    secrets: Api<Secret>,
+    secrets: Api<PartialObjectMeta<Secret>>,
     config: ControllerConfig,
     shutdown: future::Shared<future::BoxFuture<'static, ()>>,
     metrics: Arc<Metrics>,

@@ -450,6 +450,7 @@ up() {
   if $node; then choose_node_ports; fi
   rm -rf "$STATE"; mkdir -p "$STATE/etcd" "$STATE/logs" "$NODE_DIR"
   $node && : >"$STATE/node.enabled"
+  echo "$bin" >"$STATE/bin.dir"
   echo "$api_port" >"$STATE/apiserver.port"
   if $node; then
     network_up
@@ -540,7 +541,8 @@ stop_node() {
 
 network_down() {
   [[ -f $NODE_DIR/network.enabled ]] || ip link show "$BRIDGE" >/dev/null 2>&1 || return 0
-  local bin; bin=$(bin_dir --node 2>/dev/null) || bin=""
+  # The binaries `up` used (recorded then): `down` must never start a build.
+  local bin; bin=$(cat "$STATE/bin.dir" 2>/dev/null || true)
   # kube-proxy's own chains go with kube-proxy's own cleanup; the kubelet's (KUBE-FIREWALL, the
   # canaries) with ours: every KUBE-* chain, IPv4 and IPv6 (this is the machine's only node).
   [[ -n $bin && -x $bin/kube-proxy ]] && "$bin/kube-proxy" --cleanup >/dev/null 2>&1 || true
@@ -602,11 +604,9 @@ down_all() {
   stop_pidfile "$STATE/apiserver.pid"
   stop_pidfile "$STATE/etcd.pid"
   if $had_node; then network_down; fi
-  local netns_list; netns_list=$(our_netns)
   $had_node && leftovers
   rm -rf "$STATE" "$KUBECONFIG_PATH"
   [[ -n $quiet ]] || log "stopped and removed"
-  : "$netns_list"
 }
 
 env_exports() {

@@ -35,10 +35,9 @@ for bin in cloudsso-mfa-operator cloudsso-emulator; do
 done
 
 # The shared libraries the binaries load, at the paths the loader looks them up (distroless/cc
-# ships the same glibc pieces).
+# ships the same glibc pieces): every absolute path ldd names, the ELF interpreter
+# (/lib64/ld-linux-x86-64.so.2) included, not the "file:" headers it prints for several binaries.
 files=()
-# Every absolute path ldd names, the ELF interpreter (/lib64/ld-linux-x86-64.so.2) included; not the
-# "file:" headers it prints for several binaries.
 mapfile -t libs < <(ldd "$stage/cloudsso-mfa-operator" "$stage/cloudsso-emulator" \
   | awk '{for (i = 1; i <= NF; i++) if ($i ~ /^\// && $i !~ /:$/) print $i}' | sort -u)
 ((${#libs[@]})) || die "ldd found no shared libraries; is this a glibc build?"

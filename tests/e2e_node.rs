@@ -392,11 +392,7 @@ async fn pod_logs(ctx: &TestContext, pod: &str, follow: bool) -> String {
 
 /// Follows a pod's log in the background until its container exits; the text lands in `into`.
 fn follow_logs(ctx: &TestContext, pod: String, into: Arc<Mutex<BTreeMap<String, String>>>) {
-    let ctx = TestContext {
-        client: ctx.client.clone(),
-        namespace: ctx.namespace.clone(),
-        cluster: ctx.cluster.clone(),
-    };
+    let ctx = ctx.clone();
     tokio::spawn(async move {
         let text = pod_logs(&ctx, &pod, true).await;
         into.lock().unwrap().insert(pod, text);

@@ -137,6 +137,7 @@ fn which(program: &str) -> bool {
 }
 
 /// One test's world: a client, its own namespace, and the cluster info.
+#[derive(Clone)]
 pub struct TestContext {
     pub client: Client,
     pub namespace: String,

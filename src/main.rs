@@ -65,6 +65,11 @@ struct RunArgs {
     /// How often each resource is read back from the cloud (drift detection).
     #[arg(long, env = "RESYNC_INTERVAL", default_value = "5m", value_parser = parse_duration)]
     resync_interval: Duration,
+    /// How often each user's MFA device list is read back (default: every resync). Longer than
+    /// the resync halves the calls per managed user; devices are still read afresh after every
+    /// write and spec change, and by the census.
+    #[arg(long, env = "DEVICE_RESYNC_INTERVAL", value_parser = parse_duration)]
+    device_resync_interval: Option<Duration>,
     /// Reconciles that may run at once, per kind.
     #[arg(long, env = "MAX_CONCURRENT_RECONCILES", default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..=256))]
     max_concurrent_reconciles: u16,
@@ -222,6 +227,7 @@ fn main() -> ExitCode {
             lease_settings(&args).and_then(|leader_election| {
                 runtime.block_on(controller::run(controller::RunOptions {
                     resync_interval: args.resync_interval,
+                    device_resync_interval: args.device_resync_interval,
                     max_concurrent_reconciles: args.max_concurrent_reconciles,
                     cloud_qps: std::num::NonZeroU32::new(args.cloud_qps)
                         .unwrap_or(ClientConfig::default().qps),

@@ -72,6 +72,32 @@ pub struct DirectoryMfaPolicySpec {
     /// Orphan (default: deleting leaves the cloud as is) or Restore (write back `status.restoreTo` on delete).
     #[serde(default)]
     pub deletion_policy: DeletionPolicy,
+
+    /// The census of every user of the directory (status.users and the per-directory compliance gauges). Off by default: it reads every user of the directory (1 + 2 x users calls per census), where without it only the users that UserMfaSettings manage are read.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub census: Option<CensusSpec>,
+}
+
+/// Whether and how often the directory's users are all read.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct CensusSpec {
+    /// Take the census (default false).
+    #[serde(default)]
+    pub enabled: bool,
+    /// How often the census is taken, e.g. 1h (a duration such as 30s, 5m or 1h30m). Never more often than the resync interval; absent, once per resync interval.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[x_kube(validation = Rule::new("self.matches('^([0-9]+([.][0-9]+)?(ms|s|m|h))+$')").message("interval must be a duration such as 30s, 5m or 1h30m"))]
+    pub interval: Option<String>,
+}
+
+impl CensusSpec {
+    /// The census interval asked for, if any and if it parses.
+    pub fn interval(&self) -> Option<std::time::Duration> {
+        let text = self.interval.as_deref()?;
+        let parsed: jiff::SignedDuration = text.parse().ok()?;
+        std::time::Duration::try_from(parsed).ok()
+    }
 }
 
 /// The directory's MFA setting as the cloud reports it (GetMFAAuthenticationSettingInfo).
@@ -104,9 +130,27 @@ pub struct DirectoryMfaPolicyStatus {
     /// Other DirectoryMfaPolicies (namespace/name) that name the same directory; they are not applied while this one owns it.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub contenders: Vec<String>,
-    /// How many of the directory's users are in each MFA state, from the last census of the directory (taken once per resync interval by the owning policy).
+    /// How many of the directory's users are in each MFA state, from the last census of the directory (only with spec.census.enabled; taken once per census interval by the owning policy).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub users: Option<DirectoryUserSummary>,
+    /// The operator's cloud-call budget: how often resources are really read back, given the calls a resync needs and the client-side rate (--cloud-qps).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resync: Option<ResyncBudget>,
+}
+
+/// How often resources are read back: the interval asked for (--resync-interval) and the one in force.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ResyncBudget {
+    /// The resync interval asked for, in seconds.
+    pub requested_seconds: u64,
+    /// The resync interval in force, in seconds: longer than the one asked for when a resync needs more calls than --cloud-qps allows in it.
+    pub effective_seconds: u64,
+    /// Cloud API calls one resync of everything the operator manages needs.
+    pub calls_per_resync: u64,
+    /// Why the interval in force differs from the one asked for (absent when they are equal).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
 }
 
 /// A census of a directory's users (ListUsers, then each user's MFA setting and devices).

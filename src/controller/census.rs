@@ -1,19 +1,22 @@
 //! The census of a directory's users that feeds the compliance gauges and
-//! `DirectoryMfaPolicy.status.users`. Every DirectoryMfaPolicy that owns a directory and every
-//! UserMfaSetting in it asks for the census; it is taken at most once per resync interval per
-//! directory (it costs 1 + 2 × users API calls, minutes for a large directory under the rate
-//! limit), in the background, so no reconcile waits for it. In between, each UserMfaSetting's
-//! own fresh observation of its user updates the census at no cost, so a change the operator
-//! makes shows at once. A directory's gauges go when the last resource that counts it is deleted.
+//! `DirectoryMfaPolicy.status.users`. Only a DirectoryMfaPolicy with `spec.census.enabled` asks
+//! for it; it is taken at most once per census interval per directory (it costs ListUsers pages
+//! plus up to 2 × users calls, minutes for a large directory under the rate limit), in the
+//! background, so no reconcile waits for it. It reads users through the shared `UserView`, so a
+//! user that a UserMfaSetting read within the interval costs nothing more, and after the first
+//! census its reads are spread evenly over the interval instead of arriving in one burst. In
+//! between, each UserMfaSetting's own observation of its user updates the census at no cost, so a
+//! change the operator makes shows at once. A directory's gauges go with its last census owner.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use super::keys::key_of;
+use super::users::UserView;
 use crate::api::DirectoryUserSummary;
-use crate::cloud::cloudsso::UserMfa;
-use crate::cloud::{CloudSsoClient, Endpoint};
+use crate::cloud::cloudsso::User;
+use crate::cloud::{CloudError, CloudSsoClient, Endpoint};
 use crate::telemetry::{DirectoryCompliance, Metrics};
 
 /// (endpoint URL, directory id)
@@ -50,9 +53,16 @@ struct Directory {
 pub struct Census {
     directories: Arc<Mutex<HashMap<DirectoryKey, Directory>>>,
     metrics: Arc<Metrics>,
-    /// How long a census stays fresh (the resync interval, a little less so that resyncs find
-    /// it due).
-    fresh_for: Duration,
+    view: Arc<UserView>,
+}
+
+/// Users read at once by a census; the client's rate limit still applies.
+const CONCURRENT_USERS: usize = 8;
+
+/// How long a census, or a user read, stays fresh: a little less than the interval, so that the
+/// next interval finds it due.
+pub fn fresh_for(every: Duration) -> Duration {
+    every.mul_f64(0.9)
 }
 
 /// How a resource is known to the census: `Kind/namespace/name`.
@@ -77,13 +87,6 @@ pub fn summarize<'a>(users: impl IntoIterator<Item = &'a UserState>) -> Director
     summary
 }
 
-fn state_of(read: &UserMfa) -> UserState {
-    UserState {
-        setting: read.setting.clone(),
-        devices: read.devices.len(),
-    }
-}
-
 fn publish(metrics: &Metrics, directory_id: &str, taken: &Taken) {
     let summary = summarize(taken.users.values());
     metrics.set_compliance(
@@ -96,31 +99,93 @@ fn publish(metrics: &Metrics, directory_id: &str, taken: &Taken) {
     );
 }
 
+/// What one census run needs.
+struct Run {
+    client: CloudSsoClient,
+    endpoint: Endpoint,
+    view: Arc<UserView>,
+    /// The census interval: reads younger than most of it are reused.
+    every: Duration,
+    /// Whether to spread the reads over the interval (every census after the first).
+    paced: bool,
+}
+
+impl Run {
+    /// Every user of the directory with its setting and device count, through the view.
+    async fn read(&self, directory_id: &str) -> Result<HashMap<String, UserState>, CloudError> {
+        use futures::{StreamExt, TryStreamExt};
+        let users = self.client.list_all_users(directory_id, None).await?;
+        let fresh = Some(fresh_for(self.every));
+        // Spread evenly over most of the interval, leaving the rest for stragglers and retries.
+        let spacing = self
+            .every
+            .mul_f64(0.8)
+            .checked_div(users.len().max(1) as u32)
+            .filter(|_| self.paced)
+            .unwrap_or(Duration::ZERO);
+        let mut ticker = tokio::time::interval(spacing.max(Duration::from_micros(1)));
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let paced = futures::stream::unfold(
+            (users.into_iter(), ticker),
+            move |(mut users, mut ticker)| async move {
+                let user: User = users.next()?;
+                if !spacing.is_zero() {
+                    ticker.tick().await;
+                }
+                Some((user, (users, ticker)))
+            },
+        );
+        paced
+            .map(|user| async move {
+                let (setting, devices) = tokio::try_join!(
+                    self.view.setting(
+                        &self.client,
+                        &self.endpoint,
+                        directory_id,
+                        &user.user_id,
+                        fresh
+                    ),
+                    self.view.devices(
+                        &self.client,
+                        &self.endpoint,
+                        directory_id,
+                        &user.user_id,
+                        fresh
+                    ),
+                )?;
+                let state = UserState {
+                    setting,
+                    devices: devices.len(),
+                };
+                Ok::<_, CloudError>((user.user_id, state))
+            })
+            .buffer_unordered(CONCURRENT_USERS)
+            .try_collect()
+            .await
+    }
+}
+
 /// Takes one directory's census and records it (the background half of `Census::refresh`).
 async fn take(
-    client: CloudSsoClient,
+    run: Run,
     directories: Arc<Mutex<HashMap<DirectoryKey, Directory>>>,
     metrics: Arc<Metrics>,
     key: DirectoryKey,
 ) {
-    let result = client.list_users_with_mfa(&key.1).await;
+    let result = run.read(&key.1).await;
     let mut directories = directories.lock().unwrap_or_else(|p| p.into_inner());
     // Nobody counts the directory any more: its gauges are gone and stay gone.
     let Some(directory) = directories.get_mut(&key) else {
         return;
     };
     directory.in_flight = false;
-    let users = match result {
+    let mut users = match result {
         Ok(users) => users,
         Err(error) => {
             tracing::warn!(directory = %key.1, %error, "census of the directory's users failed; the compliance gauges keep their last values and it is retried at the next reconcile");
             return;
         }
     };
-    let mut users: HashMap<String, UserState> = users
-        .iter()
-        .map(|read| (read.user.user_id.clone(), state_of(read)))
-        .collect();
     for (user_id, state) in directory.observed_meanwhile.drain() {
         if let Some(known) = users.get_mut(&user_id) {
             *known = state;
@@ -145,11 +210,11 @@ async fn take(
 }
 
 impl Census {
-    pub fn new(metrics: Arc<Metrics>, resync_interval: Duration) -> Self {
+    pub fn new(metrics: Arc<Metrics>, view: Arc<UserView>) -> Self {
         Self {
             directories: Arc::default(),
             metrics,
-            fresh_for: resync_interval.mul_f64(0.9),
+            view,
         }
     }
 
@@ -179,7 +244,7 @@ impl Census {
     }
 
     /// The directory's last summary (None before the first census completes). Starts a census
-    /// in the background when one is due. `on_change`, when given, is kept and called whenever
+    /// in the background when one is due (`every`: the census interval). `on_change`, when given, is kept and called whenever
     /// the summary changes (a census completed, or a user was observed to have changed).
     pub fn refresh(
         &self,
@@ -188,6 +253,7 @@ impl Census {
         directory_id: &str,
         resource: &str,
         on_change: Option<OnChange>,
+        every: Duration,
     ) -> Option<DirectoryUserSummary> {
         let key = key(endpoint, directory_id);
         let mut directories = self.lock();
@@ -205,15 +271,18 @@ impl Census {
         let due = directory
             .taken
             .as_ref()
-            .is_none_or(|taken| taken.at.elapsed() >= self.fresh_for);
+            .is_none_or(|taken| taken.at.elapsed() >= fresh_for(every));
         if due && !directory.in_flight {
             directory.in_flight = true;
-            let (client, directories, metrics) = (
-                client.clone(),
-                self.directories.clone(),
-                self.metrics.clone(),
-            );
-            tokio::spawn(take(client, directories, metrics, key));
+            let run = Run {
+                client: client.clone(),
+                endpoint: endpoint.clone(),
+                view: self.view.clone(),
+                every,
+                paced: directory.taken.is_some(),
+            };
+            let (directories, metrics) = (self.directories.clone(), self.metrics.clone());
+            tokio::spawn(take(run, directories, metrics, key));
         }
         summary
     }
@@ -251,7 +320,18 @@ impl Census {
         }
     }
 
-    /// `resource` was deleted: it no longer counts its directory.
+    /// How many users the directory had at its last census.
+    pub fn size(&self, endpoint: &Endpoint, directory_id: &str) -> Option<u64> {
+        let directories = self.lock();
+        let taken = directories
+            .get(&key(endpoint, directory_id))?
+            .taken
+            .as_ref()?;
+        Some(taken.users.len() as u64)
+    }
+
+    /// `resource` was deleted (or no longer asks for the census): it no longer counts its
+    /// directory.
     pub fn release(&self, resource: &str) {
         let mut directories = self.lock();
         self.uncount(&mut directories, resource, None);

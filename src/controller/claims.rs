@@ -90,6 +90,7 @@ mod tests {
                     credentials_secret_ref: None,
                     management_policy: ManagementPolicy::Enforce,
                     deletion_policy: DeletionPolicy::Orphan,
+                    census: None,
                 },
             );
             policy.metadata.namespace = Some("ns".into());

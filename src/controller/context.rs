@@ -1,20 +1,25 @@
 //! What every reconcile shares: the Kubernetes client, the cloud clients (`clients.rs`), the
-//! cached observations of the cloud, the event recorder and per-object failure counts for backoff.
+//! cached observations of the cloud (directory settings here, users in `users.rs`), the budget of
+//! cloud calls, the event recorder and per-object failure counts for backoff.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
+use kube::core::DeserializeGuard;
 use kube::core::object::HasSpec;
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
+use kube::runtime::reflector::Store;
 use kube::{Resource, ResourceExt};
 use rand::Rng;
 
+use super::budget::{Budget, Limits};
 use super::census::Census;
 use super::clients::CloudClients;
 use super::conditions;
 use super::error::ReconcileError;
 use super::keys::{MANAGER, key_of};
+use super::users::{NameResolver, UserView};
 use super::wake::Waker;
 use crate::api::{CloudSpec, DirectoryMfaPolicy, Reason, UserMfaSetting};
 use crate::cloud::cloudsso::MfaSettingInfo;
@@ -25,15 +30,10 @@ use crate::telemetry::Metrics;
 #[derive(Debug, Clone)]
 pub struct Settings {
     pub resync_interval: Duration,
-}
-
-impl Settings {
-    /// The resync interval with ±10% jitter, so resources spread out.
-    pub fn jittered_resync(&self) -> Duration {
-        let base = self.resync_interval.as_millis() as u64;
-        let spread = (base / 10).max(1);
-        Duration::from_millis(base - spread + rand::rng().random_range(0..=2 * spread))
-    }
+    /// How often a user's device list is read (never more often than the resync).
+    pub device_resync_interval: Duration,
+    /// `--cloud-qps`, for the budget.
+    pub cloud_qps: u32,
 }
 
 /// One directory's last observed setting and when it was read; locked while a read is in flight.
@@ -124,8 +124,13 @@ pub struct Context {
     pub settings: Settings,
     pub recorder: Recorder,
     pub directories: DirectoryCache,
-    /// (endpoint, directory, userName) -> userId, dropped when the id stops resolving.
-    pub user_ids: Mutex<HashMap<(String, String, String), String>>,
+    /// Every user read, shared by the UserMfaSetting reconciles and the census.
+    pub users: Arc<UserView>,
+    /// userName -> userId, dropped when the id stops resolving.
+    pub names: NameResolver,
+    /// The UserMfaSettings the controller sees: the names still to resolve are counted there.
+    pub user_store: OnceLock<Store<DeserializeGuard<UserMfaSetting>>>,
+    pub budget: Budget,
     pub failures: Failures,
     pub metrics: Arc<Metrics>,
     pub census: Census,
@@ -162,14 +167,26 @@ impl Context {
             controller: MANAGER.into(),
             instance: std::env::var("POD_NAME").ok(),
         };
-        let census = Census::new(metrics.clone(), settings.resync_interval);
+        let users = Arc::new(UserView::default());
+        let census = Census::new(metrics.clone(), users.clone());
+        let budget = Budget::new(
+            Limits {
+                resync: settings.resync_interval,
+                device_interval: settings.device_resync_interval,
+                qps: f64::from(settings.cloud_qps),
+            },
+            metrics.clone(),
+        );
         Self {
             recorder: Recorder::new(client.clone(), reporter),
             client,
             cloud,
             settings,
             directories: DirectoryCache::default(),
-            user_ids: Mutex::default(),
+            users,
+            names: NameResolver::default(),
+            user_store: OnceLock::new(),
+            budget,
             failures: Failures::default(),
             metrics,
             census,

@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use kube::runtime::controller::Action;
 
+use super::budget::CensusDemand;
 use super::census;
 use super::claims;
 use super::conditions::DesiredCondition;
@@ -163,14 +164,49 @@ impl Kind for DirectoryMfaPolicy {
             ctx.users
                 .wake_where(|user| user.spec.directory_id == *directory_id);
         }
-        // When the directory's summary changes, this policy is woken to show it in status.users.
-        status.users = ctx.base.census.refresh(
-            &target.client,
-            &target.endpoint,
-            directory_id,
-            &census::counter_key(self),
-            Some(Arc::new(ctx.policies.wake_later(self))),
-        );
+        let key = census::counter_key(self);
+        let census = self.spec.census.as_ref().filter(|census| census.enabled);
+        status.users = match census {
+            Some(census) => {
+                // Never more often than the (budgeted) resync.
+                let every = census
+                    .interval()
+                    .unwrap_or_default()
+                    .max(ctx.base.budget.effective());
+                let managed = ctx
+                    .users
+                    .known()
+                    .iter()
+                    .filter_map(|guard| guard.0.as_ref().ok())
+                    .filter(|user| user.spec.directory_id == *directory_id)
+                    .count() as u64;
+                let users = ctx.base.census.size(&target.endpoint, directory_id);
+                ctx.base.budget.count_policy(
+                    &key,
+                    Some(CensusDemand {
+                        users: users.unwrap_or(0),
+                        managed,
+                        interval: census.interval(),
+                    }),
+                );
+                // When the directory's summary changes, this policy is woken to show it.
+                ctx.base.census.refresh(
+                    &target.client,
+                    &target.endpoint,
+                    directory_id,
+                    &key,
+                    Some(Arc::new(ctx.policies.wake_later(self))),
+                    every,
+                )
+            }
+            None => {
+                // Not asked for (or no longer): no census, no gauges.
+                ctx.base.budget.count_policy(&key, None);
+                ctx.base.census.release(&key);
+                None
+            }
+        };
+        status.resync = Some(ctx.base.budget.status());
         status.observed = Some(observed_of(&observed));
         status.restore_to = restore_to;
         status.contenders = target.contenders;
@@ -180,8 +216,9 @@ impl Kind for DirectoryMfaPolicy {
         let spec = &self.spec;
         claims::wake_others(&ctx.policies, self);
         let status = self.status.clone().unwrap_or_default();
-        // Its share of the directory's gauges goes with it.
+        // Its share of the directory's gauges, and of the budget, goes with it.
         ctx.base.census.release(&census::counter_key(self));
+        ctx.base.budget.release(&census::counter_key(self));
         if spec.deletion_policy == DeletionPolicy::Orphan || !claims::owned(&status) {
             return Ok(Action::await_change());
         }
@@ -306,6 +343,7 @@ mod tests {
             credentials_secret_ref: None,
             management_policy: mode,
             deletion_policy: DeletionPolicy::Orphan,
+            census: None,
         }
     }
 

@@ -1,5 +1,6 @@
 //! The controllers of the three kinds and their wiring (`cloudsso-mfa-operator run`).
 
+pub mod budget;
 pub mod census;
 pub mod claims;
 pub mod clients;
@@ -14,6 +15,7 @@ pub mod ram;
 pub mod reconciler;
 pub mod status;
 pub mod user;
+pub mod users;
 pub mod wake;
 
 use std::hash::{Hash, Hasher};
@@ -47,6 +49,8 @@ use crate::telemetry::{self, Health, Metrics};
 #[derive(Debug, Clone)]
 pub struct RunOptions {
     pub resync_interval: Duration,
+    /// How often users' device lists are read (None: every resync).
+    pub device_resync_interval: Option<Duration>,
     pub max_concurrent_reconciles: u16,
     pub cloud_qps: std::num::NonZeroU32,
     pub watch_namespace: Option<String>,
@@ -417,6 +421,11 @@ async fn run_controllers(
         CloudClients::new(http, default_source, client_config, metrics.clone()),
         Settings {
             resync_interval: options.resync_interval,
+            device_resync_interval: options
+                .device_resync_interval
+                .unwrap_or(options.resync_interval)
+                .max(options.resync_interval),
+            cloud_qps: options.cloud_qps.get(),
         },
         metrics.clone(),
     ));
@@ -430,6 +439,8 @@ async fn run_controllers(
     };
 
     let (policies, users, rams) = (reflector::store(), reflector::store(), reflector::store());
+    // Name resolution counts the names still to resolve among every UserMfaSetting.
+    let _ = ctx.user_store.set(users.0.clone());
     // Policies wake each other (the Conflict rule) and their users (Effective follows the directory).
     let (wake_policies, woken_policies) = wake::channel(policies.0.clone());
     let (wake_users, woken_users) = wake::channel(users.0.clone());

@@ -121,9 +121,12 @@ async fn apply<K: Kind>(
         Ok((_, synced)) => {
             base.failures.clear(&key_of(object.as_ref()));
             object.report(ctx, synced, &mut status).await;
-            let resync = base.settings.resync_interval;
+            let resync = base.budget.effective();
             writer.write_synced(&previous, status, resync, &now).await?;
-            Ok(Action::requeue(base.settings.jittered_resync()))
+            // Each resource at its own phase of the (budgeted) interval: reads spread evenly.
+            Ok(Action::requeue(
+                base.budget.next_resync(&key_of(object.as_ref())),
+            ))
         }
         Err(error) => {
             K::forget(&mut status, &error);
@@ -188,6 +191,8 @@ pub struct Converged<K: Writable> {
     pub observed: K::Observed,
     pub conditions: Vec<DesiredCondition>,
     pub restore_to: Option<K::RestorePoint>,
+    /// Whether this pass wrote to the cloud.
+    pub wrote: bool,
 }
 
 /// Observe, plan, and act only under `Enforce`: writes the plan (after recording
@@ -203,6 +208,7 @@ pub async fn sync_writable<K: Writable>(
     let plan = object.plan(&observed);
     let mut restore_to = K::restore_to(previous);
     let subject = object.subject(&target);
+    let wrote = object.management_policy() == ManagementPolicy::Enforce && plan.write.is_some();
     let conditions = match (object.management_policy(), &plan.write) {
         (ManagementPolicy::Enforce, Some(write)) => {
             if restore_to.is_none() {
@@ -229,6 +235,7 @@ pub async fn sync_writable<K: Writable>(
         observed,
         conditions,
         restore_to,
+        wrote,
     })
 }
 

@@ -1,6 +1,10 @@
 //! UserMfaSetting: enforce or observe one user's MFA setting, report the bound devices, and say
 //! whether the setting is in effect (only while the directory is `Byuser`).
 
+use std::collections::HashSet;
+use std::sync::Arc;
+
+use kube::Resource;
 use kube::runtime::controller::Action;
 
 use super::census::{self, UserState};
@@ -10,6 +14,7 @@ use super::error::ReconcileError;
 use super::plan::{FieldChange, Plan, shown};
 use super::reconciler::{Converged, Kind, Writable, sync_writable};
 use super::status::StatusWriter;
+use super::users::UserView;
 use crate::api::{
     BoundMfaDevice, DeletionPolicy, ManagementPolicy, ObservedUserMfa, Reason, UserMfaSetting,
     UserMfaSettingSpec,
@@ -75,67 +80,83 @@ pub struct Target {
     endpoint: Endpoint,
     client: CloudSsoClient,
     user_id: String,
+    /// The spec changed since the last status (or there is none): everything is read afresh.
+    spec_changed: bool,
+    users: Arc<UserView>,
 }
 
-/// The key of a resolved user name: (endpoint, directory, userName).
-fn name_key(
-    spec: &UserMfaSettingSpec,
-    endpoint: &Endpoint,
-    user_name: &str,
-) -> (String, String, String) {
-    (
-        endpoint.url(),
-        spec.directory_id.clone(),
-        user_name.to_string(),
-    )
+/// The names of `spec`'s directory that UserMfaSettings ask for and that no status resolved yet:
+/// when they are many, one listing of the directory resolves them all.
+fn unresolved_names(spec: &UserMfaSettingSpec, ctx: &Context) -> HashSet<String> {
+    let Some(store) = ctx.user_store.get() else {
+        return HashSet::new();
+    };
+    store
+        .state()
+        .iter()
+        .filter_map(|guard| guard.0.as_ref().ok())
+        .filter(|other| {
+            other.spec.directory_id == spec.directory_id
+                && other.spec.endpoint == spec.endpoint
+                && other.spec.region == spec.region
+                && !resolved_in_status(other)
+        })
+        .filter_map(|other| other.spec.user_name.clone())
+        .collect()
 }
 
-/// The user id: given, or resolved from the name (cached until it stops resolving).
+/// A status that resolved the spec's current userName (written for this generation).
+fn resolved_in_status(object: &UserMfaSetting) -> bool {
+    object.status.as_ref().is_some_and(|status| {
+        status.user_id.is_some() && status.common.observed_generation == object.meta().generation
+    })
+}
+
+/// The user id: given, or resolved from the name: read back from the status when it resolved
+/// this very spec (so a restart resolves nothing again), else through the shared resolver.
 async fn resolve_user_id(
-    spec: &UserMfaSettingSpec,
+    object: &UserMfaSetting,
     endpoint: &Endpoint,
     client: &CloudSsoClient,
     ctx: &Context,
+    trust_status: bool,
 ) -> Result<String, ReconcileError> {
+    let spec = &object.spec;
     if let Some(user_id) = &spec.user_id {
         return Ok(user_id.clone());
     }
     let user_name = spec.user_name.clone().unwrap_or_default();
-    let cache_key = name_key(spec, endpoint, &user_name);
-    if let Some(user_id) = ctx
-        .user_ids
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .get(&cache_key)
-    {
-        return Ok(user_id.clone());
+    let directory_id = spec.directory_id.as_str();
+    if let Some(user_id) = ctx.names.known(endpoint, directory_id, &user_name) {
+        return Ok(user_id);
     }
-    let user = client
-        .find_user_by_name(&spec.directory_id, &user_name)
+    if trust_status
+        && resolved_in_status(object)
+        && let Some(user_id) = object.status.as_ref().and_then(|s| s.user_id.clone())
+    {
+        ctx.names
+            .remember(endpoint, directory_id, &user_name, &user_id);
+        return Ok(user_id);
+    }
+    ctx.names
+        .resolve(client, endpoint, directory_id, &user_name, || {
+            unresolved_names(spec, ctx)
+        })
         .await
-        .map_err(|error| ReconcileError::from_cloud(error, &spec.directory_id, Some(&user_name)))?
+        .map_err(|error| ReconcileError::from_cloud(error, directory_id, Some(&user_name)))?
         .ok_or_else(|| ReconcileError::UserNotFound {
             user: format!("named '{user_name}'"),
             directory_id: spec.directory_id.clone(),
             detail: " (ListUsers found no such user name)".into(),
-        })?;
-    ctx.user_ids
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .insert(cache_key, user.user_id.clone());
-    Ok(user.user_id)
+        })
 }
 
-/// Drops a resolved name from the cache; whether there was one to drop.
+/// Drops a resolved name; whether there was one to drop.
 fn forget_user_id(spec: &UserMfaSettingSpec, endpoint: &Endpoint, ctx: &Context) -> bool {
     let Some(user_name) = &spec.user_name else {
         return false;
     };
-    ctx.user_ids
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .remove(&name_key(spec, endpoint, user_name))
-        .is_some()
+    ctx.names.forget(endpoint, &spec.directory_id, user_name)
 }
 
 fn is_user_gone(error: &CloudError) -> bool {
@@ -170,9 +191,19 @@ impl Kind for UserMfaSetting {
         let mut converged = sync_writable(self, ctx, previous, writer).await?;
         let directory_id = self.spec.directory_id.as_str();
         let target = &converged.target;
-        let devices = target
-            .client
-            .list_mfa_devices(directory_id, &target.user_id)
+        // Devices may be read less often than the setting, but always afresh after a write or
+        // a change of the spec.
+        let devices_max_age = (!converged.wrote && !target.spec_changed)
+            .then(|| census::fresh_for(ctx.budget.device_interval()));
+        let devices = ctx
+            .users
+            .devices(
+                &target.client,
+                &target.endpoint,
+                directory_id,
+                &target.user_id,
+                devices_max_age,
+            )
             .await
             .map_err(cloud_error(directory_id, &target.user_id))?;
         let directory = ctx
@@ -180,7 +211,7 @@ impl Kind for UserMfaSetting {
             .get_or_fetch(
                 &target.endpoint,
                 directory_id,
-                ctx.settings.resync_interval,
+                ctx.budget.effective(),
                 || target.client.get_mfa_setting_info(directory_id),
             )
             .await;
@@ -207,14 +238,11 @@ impl Kind for UserMfaSetting {
             restore_to,
             ..
         } = converged;
-        // The directory's compliance gauges count this user too, as just observed.
+        // The directory's compliance gauges (when its census is on) count this user as observed.
         let directory_id = &self.spec.directory_id;
-        ctx.census.refresh(
-            &target.client,
-            &target.endpoint,
-            directory_id,
+        ctx.budget.count_user(
             &census::counter_key(self),
-            None,
+            &format!("{}/{directory_id}", target.endpoint.url()),
         );
         ctx.census.observe_user(
             &target.endpoint,
@@ -246,7 +274,7 @@ impl Kind for UserMfaSetting {
 
     async fn cleanup(&self, ctx: &Context) -> Result<Action, ReconcileError> {
         let spec = &self.spec;
-        ctx.census.release(&census::counter_key(self));
+        ctx.budget.release(&census::counter_key(self));
         let status = self.status.clone().unwrap_or_default();
         let (Some(restore), Some(user_id), DeletionPolicy::Restore) = (
             status
@@ -278,17 +306,32 @@ impl Writable for UserMfaSetting {
         self.spec.management_policy
     }
 
-    /// Resolves the user, then reads its setting; a user resolved by name may have been deleted
-    /// and re-created under a new id, so a vanished id is resolved once more.
+    /// Resolves the user, then reads its setting (through the shared view: a read younger than
+    /// the resync is reused, unless the spec changed); a user resolved by name may have been
+    /// deleted and re-created under a new id, so a vanished id is resolved once more.
     async fn observe(&self, ctx: &Context) -> Result<(Target, Option<String>), ReconcileError> {
         let spec = &self.spec;
         let directory_id = spec.directory_id.as_str();
         let (endpoint, client) = ctx.cloudsso_of(self).await?;
-        let mut user_id = resolve_user_id(spec, &endpoint, &client, ctx).await?;
-        let observed = match client.get_user_mfa_setting(directory_id, &user_id).await {
+        let status = self.status.as_ref();
+        let spec_changed = status.is_none_or(|status| {
+            status.observed.is_none() || status.common.observed_generation != self.meta().generation
+        });
+        let max_age = (!spec_changed).then(|| census::fresh_for(ctx.budget.effective()));
+        let mut user_id = resolve_user_id(self, &endpoint, &client, ctx, true).await?;
+        let read = |user_id: String| {
+            let (client, endpoint) = (&client, &endpoint);
+            async move {
+                ctx.users
+                    .setting(client, endpoint, directory_id, &user_id, max_age)
+                    .await
+            }
+        };
+        let observed = match read(user_id.clone()).await {
             Err(error) if is_user_gone(&error) && forget_user_id(spec, &endpoint, ctx) => {
-                user_id = resolve_user_id(spec, &endpoint, &client, ctx).await?;
-                client.get_user_mfa_setting(directory_id, &user_id).await
+                ctx.users.forget(&endpoint, directory_id, &user_id);
+                user_id = resolve_user_id(self, &endpoint, &client, ctx, false).await?;
+                read(user_id.clone()).await
             }
             other => other,
         }
@@ -297,6 +340,8 @@ impl Writable for UserMfaSetting {
             endpoint,
             client,
             user_id,
+            spec_changed,
+            users: ctx.users.clone(),
         };
         Ok((target, observed))
     }
@@ -311,17 +356,21 @@ impl Writable for UserMfaSetting {
         desired: &&'static str,
     ) -> Result<Option<String>, ReconcileError> {
         let directory_id = self.spec.directory_id.as_str();
-        let cloud_error = cloud_error(directory_id, &target.user_id);
         target
             .client
             .update_user_mfa_setting(directory_id, &target.user_id, desired)
             .await
-            .map_err(&cloud_error)?;
-        target
-            .client
-            .get_user_mfa_setting(directory_id, &target.user_id)
-            .await
-            .map_err(&cloud_error)
+            .map_err(cloud_error(directory_id, &target.user_id))?;
+        // The API answers a write only once it took effect: what was written is what the cloud
+        // has (the next resync reads it back), so no second call.
+        let written = Some(desired.to_string());
+        target.users.record_setting(
+            &target.endpoint,
+            directory_id,
+            &target.user_id,
+            written.clone(),
+        );
+        Ok(written)
     }
 
     fn subject(&self, target: &Target) -> String {

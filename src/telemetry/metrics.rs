@@ -2,6 +2,7 @@
 //! leadership, and the MFA compliance of each directory.
 
 use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
 use std::time::Duration;
 
 use prometheus_client::encoding::EncodeLabelSet;
@@ -75,6 +76,7 @@ pub struct Metrics {
     cloud_throttled: Family<CloudActionLabels, Counter>,
     rate_limiter_wait: Histogram,
     leader: Gauge,
+    effective_resync: Gauge<f64, AtomicU64>,
     directory_users: Family<DirectoryLabels, Gauge>,
     users_mfa_disabled: Family<DirectoryLabels, Gauge>,
     users_without_device: Family<DirectoryLabels, Gauge>,
@@ -104,6 +106,7 @@ impl Metrics {
             cloud_throttled: Family::default(),
             rate_limiter_wait: Histogram::new(exponential_buckets(0.001, 4.0, 9)),
             leader: Gauge::default(),
+            effective_resync: Gauge::default(),
             directory_users: Family::default(),
             users_mfa_disabled: Family::default(),
             users_without_device: Family::default(),
@@ -152,6 +155,12 @@ impl Metrics {
             "1 while this process holds the leader Lease (or runs without leader election), else 0",
             metrics.leader.clone(),
         );
+        registry.register_with_unit(
+            "effective_resync",
+            "How often resources are read back from the cloud: --resync-interval, or longer when a resync needs more calls than --cloud-qps allows in it",
+            Unit::Seconds,
+            metrics.effective_resync.clone(),
+        );
         registry.register(
             "directory_users",
             "Users in a CloudSSO directory, at its last census",
@@ -194,6 +203,10 @@ impl Metrics {
                 })
                 .inc();
         }
+    }
+
+    pub fn set_effective_resync(&self, interval: Duration) {
+        self.effective_resync.set(interval.as_secs_f64());
     }
 
     pub fn set_leader(&self, leading: bool) {

@@ -1,5 +1,6 @@
 //! The cloud client over real HTTP against the emulator: typed calls, retry of retryable failures
-//! with backoff, honouring the answers' retry-after, terminal errors not retried, RRSA.
+//! with backoff, honouring the answers' retry-after, terminal errors not retried, the adaptive
+//! rate under a quota, RRSA.
 
 mod common;
 
@@ -232,6 +233,43 @@ async fn the_client_side_limit_keeps_under_the_quota() {
         calls(&url, "GetMFAAuthenticationSettingInfo", "Throttling.User").await,
         0
     );
+}
+
+#[tokio::test]
+async fn under_a_quota_the_client_backs_off_instead_of_hammering() {
+    // The configured rate is four times the quota: only adapting to the refusals keeps the
+    // attempts near what the cloud accepts.
+    let (url, sso) = faulty(
+        json!({"qps": 5}),
+        ClientConfig {
+            max_attempts: 4,
+            ..config(20)
+        },
+    )
+    .await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(12);
+    let callers = (0..8).map(|_| {
+        let sso = sso.clone();
+        async move {
+            while tokio::time::Instant::now() < deadline {
+                // Some calls run out of attempts; that is the point of the quota, not a failure.
+                let _ = sso.get_mfa_setting_info(DIRECTORY).await;
+            }
+        }
+    });
+    futures::future::join_all(callers).await;
+    let action = "GetMFAAuthenticationSettingInfo";
+    let accepted = calls(&url, action, "ok").await;
+    let attempted = all_calls(&url, action).await;
+    let throttled = calls(&url, action, "Throttling.User").await;
+    eprintln!("attempted {attempted}, accepted {accepted}, throttled {throttled}");
+    assert_eq!(attempted, accepted + throttled);
+    assert!(
+        attempted * 2 <= accepted * 3,
+        "attempted {attempted} calls for {accepted} accepted"
+    );
+    // Backing off must not mean giving up the quota: most of 5/s over 12 s gets through.
+    assert!(accepted >= 30, "only {accepted} calls accepted");
 }
 
 #[tokio::test]

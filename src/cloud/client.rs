@@ -1,12 +1,12 @@
 //! The signed HTTP transport: one client per endpoint and credential, with a client-side rate
-//! limit and jittered exponential retry of retryable failures.
+//! limit (adaptive, writes first; see `limiter`) and jittered exponential retry of retryable
+//! failures.
 
 use std::collections::BTreeMap;
 use std::num::NonZeroU32;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use jiff::Timestamp;
 use rand::Rng;
 use serde::de::DeserializeOwned;
@@ -14,13 +14,15 @@ use serde::de::DeserializeOwned;
 use super::credentials::{CredentialSource, Credentials};
 use super::endpoint::Endpoint;
 use super::error::{ApiErrorKind, CloudError};
+use super::limiter::{Priority, SharedLimiter};
 use super::signer::{CanonicalHeaders, RequestToSign, sha256_hex};
 use super::wire::{self, USER_AGENT, acs_timestamp, new_nonce};
 
 /// How hard a client pushes and how long it keeps trying.
 #[derive(Debug, Clone)]
 pub struct ClientConfig {
-    /// Calls per second per credential (CloudSSO allows 100/s per account, shared with every tool).
+    /// Calls per second per credential (CloudSSO allows 100/s per account, shared with every tool);
+    /// the ceiling the limiter climbs back to after throttling.
     pub qps: NonZeroU32,
     /// Attempts per call, the first included.
     pub max_attempts: u32,
@@ -42,19 +44,15 @@ impl Default for ClientConfig {
     }
 }
 
-/// A rate limiter shared by every client that signs with the same credential.
-pub type SharedLimiter = Arc<DefaultDirectRateLimiter>;
-
-pub fn rate_limiter(qps: NonZeroU32) -> SharedLimiter {
-    Arc::new(RateLimiter::direct(Quota::per_second(qps)))
-}
-
 /// Hooks for metrics; the default does nothing.
 pub trait CallObserver: Send + Sync {
     /// One request (attempt) ended: `outcome` is `ok` or the error code; `throttled` when the
     /// cloud refused it for the quota.
     fn call_finished(&self, _action: &str, _outcome: &str, _throttled: bool, _elapsed: Duration) {}
     fn rate_limit_waited(&self, _waited: Duration) {}
+    /// The credential's adaptive rate moved to `qps` calls per second (throttling cut it, or
+    /// answers let it climb back).
+    fn rate_changed(&self, _qps: f64) {}
 }
 
 struct NoObserver;
@@ -204,6 +202,10 @@ impl ApiClient {
                 matches!(&result, Err(error) if error.api_kind() == Some(ApiErrorKind::Throttled));
             self.observer
                 .call_finished(action, &outcome, throttled, started.elapsed());
+            if let Some(qps) = self.adapt_rate(&result, throttled) {
+                tracing::debug!(qps, throttled, "cloud call rate changed");
+                self.observer.rate_changed(qps);
+            }
             match result {
                 Ok(value) => return Ok(value),
                 Err(error) if error.is_retryable() && attempt < self.config.max_attempts => {
@@ -217,6 +219,26 @@ impl ApiClient {
                 }
                 Err(error) => return Err(error),
             }
+        }
+    }
+
+    /// Feeds the limiter what the cloud said of its quota. A terminal answer (not found, bad
+    /// parameter) is the cloud accepting the call within quota as much as a success is; a 5xx or
+    /// no answer at all says nothing either way.
+    fn adapt_rate<T>(&self, result: &Result<T, CloudError>, throttled: bool) -> Option<f64> {
+        if throttled {
+            return self.limiter.on_throttled();
+        }
+        let accepted = match result {
+            Ok(_) => true,
+            Err(error) => error
+                .api_kind()
+                .is_some_and(|kind| kind != ApiErrorKind::ServerError),
+        };
+        if accepted {
+            self.limiter.on_success()
+        } else {
+            None
         }
     }
 
@@ -237,7 +259,7 @@ impl ApiClient {
         params: &BTreeMap<String, String>,
     ) -> Result<T, CloudError> {
         let waited = Instant::now();
-        self.limiter.until_ready().await;
+        self.limiter.acquire(Priority::of_action(action)).await;
         self.observer.rate_limit_waited(waited.elapsed());
         let credentials = self.credentials.get().await?;
         let prepared = prepare_request(

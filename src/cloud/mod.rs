@@ -7,15 +7,17 @@ pub mod credentials;
 pub mod endpoint;
 pub mod error;
 pub mod ims;
+pub mod limiter;
 pub mod signer;
 pub mod wire;
 
-pub use client::{ApiClient, CallObserver, ClientConfig, SharedLimiter, rate_limiter};
+pub use client::{ApiClient, CallObserver, ClientConfig};
 pub use cloudsso::CloudSsoClient;
 pub use credentials::{CredentialSource, Credentials};
 pub use endpoint::Endpoint;
 pub use error::{ApiErrorKind, CloudError, CredentialsError, ErrorClass};
 pub use ims::ImsClient;
+pub use limiter::{Limiter, Priority, SharedLimiter, rate_limiter};
 
 /// Installs ring as the process's TLS crypto provider (kube and reqwest share it). Idempotent.
 pub fn install_crypto_provider() {

@@ -1,0 +1,476 @@
+//! The client-side rate limit shared by every client that signs with one credential: it adapts
+//! to the cloud's quota (AIMD on `Throttling*` answers) and serves waiting writes before reads.
+//!
+//! Callers are paced one slot at a time and nobody books a slot in the future: a caller takes
+//! the slot only once it is due, so a write that arrives behind a queue of reads still goes next.
+
+use std::num::NonZeroU32;
+use std::pin::pin;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
+
+use tokio::sync::Notify;
+use tokio::time::Instant;
+
+/// Refusals within this long of a cut are answers to calls sent before it, not a new signal.
+const DECREASE_HOLD: Duration = Duration::from_secs(1);
+const DECREASE_FACTOR: f64 = 0.5;
+/// Low enough to sit under any real quota, high enough that a reconcile still makes progress.
+const MIN_QPS: f64 = 0.5;
+/// How often the rate climbs; finer steps would only churn the gauge.
+const INCREASE_STEP: Duration = Duration::from_secs(1);
+/// Near a quota just found, probe upward gently (calls per second, per second).
+const ADDITIVE_INCREASE: f64 = 1.0;
+/// Throttling this recent means the quota is near the current rate.
+const RECENT_THROTTLING: Duration = Duration::from_secs(30);
+/// Without recent throttling the quota is likely gone (another tool stopped): grow by a share.
+const QUIET_GROWTH: f64 = 0.1;
+
+/// A client-side limiter shared by every client that signs with the same credential.
+pub type SharedLimiter = Arc<Limiter>;
+
+/// A limiter that starts at `qps` and never goes above it.
+pub fn rate_limiter(qps: NonZeroU32) -> SharedLimiter {
+    Arc::new(Limiter::new(qps))
+}
+
+/// Which queue a call waits in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Priority {
+    /// Reads can wait: the next resync asks again.
+    Read,
+    /// A write is what a reconcile exists for, and a read queued ahead of it only delays it.
+    Write,
+}
+
+impl Priority {
+    /// CloudSSO and RAM name their writes `Update*`; everything the operator sends otherwise reads.
+    pub fn of_action(action: &str) -> Self {
+        if action.starts_with("Update") {
+            Priority::Write
+        } else {
+            Priority::Read
+        }
+    }
+}
+
+/// An adaptive, write-first rate limiter. See the module note.
+#[derive(Debug)]
+pub struct Limiter {
+    max_qps: f64,
+    state: Mutex<State>,
+    /// Woken when a write stops waiting or the rate climbs, so sleepers look again.
+    changed: Notify,
+}
+
+#[derive(Debug)]
+struct State {
+    qps: f64,
+    last_grant: Option<Instant>,
+    writes_waiting: usize,
+    last_decrease: Option<Instant>,
+    last_throttled: Option<Instant>,
+    /// The last change of the rate, up or down; the climb is measured from it.
+    last_change: Instant,
+}
+
+impl State {
+    fn interval(&self) -> Duration {
+        Duration::from_secs_f64(1.0 / self.qps)
+    }
+
+    /// Derived from the last grant rather than stored, so a new rate applies to the next slot.
+    fn next_slot(&self) -> Option<Instant> {
+        self.last_grant.map(|grant| grant + self.interval())
+    }
+}
+
+impl Limiter {
+    pub fn new(max_qps: NonZeroU32) -> Self {
+        let max_qps = f64::from(max_qps.get());
+        Self {
+            max_qps,
+            state: Mutex::new(State {
+                qps: max_qps,
+                last_grant: None,
+                writes_waiting: 0,
+                last_decrease: None,
+                last_throttled: None,
+                last_change: Instant::now(),
+            }),
+            changed: Notify::new(),
+        }
+    }
+
+    /// The configured ceiling (`--cloud-qps`).
+    pub fn max_qps(&self) -> f64 {
+        self.max_qps
+    }
+
+    /// The rate the limiter currently lets through, in calls per second.
+    pub fn current_qps(&self) -> f64 {
+        self.lock().qps
+    }
+
+    /// Waits for a slot. A read never takes one while a write is waiting.
+    pub async fn acquire(&self, priority: Priority) {
+        // Held for the whole wait, and released on cancellation too, so reads never wait on a
+        // write that gave up.
+        let _write = (priority == Priority::Write).then(|| WriteWaiting::register(self));
+        loop {
+            // Registered before looking at the state, so a wake-up between the look and the
+            // sleep is not lost.
+            let mut changed = pin!(self.changed.notified());
+            changed.as_mut().enable();
+            let due = {
+                let mut state = self.lock();
+                if priority == Priority::Read && state.writes_waiting > 0 {
+                    None
+                } else {
+                    let now = Instant::now();
+                    match state.next_slot() {
+                        Some(slot) if slot > now => Some(slot),
+                        _ => {
+                            state.last_grant = Some(now);
+                            return;
+                        }
+                    }
+                }
+            };
+            match due {
+                Some(slot) => {
+                    tokio::select! {
+                        () = tokio::time::sleep_until(slot) => {}
+                        () = changed => {}
+                    }
+                }
+                None => changed.await,
+            }
+        }
+    }
+
+    /// The cloud refused a call for the quota: halves the rate, at most once per second (calls
+    /// already in flight are refused too, and that is one signal). Returns the new rate when it
+    /// changed.
+    pub fn on_throttled(&self) -> Option<f64> {
+        let mut state = self.lock();
+        let now = Instant::now();
+        state.last_throttled = Some(now);
+        if state
+            .last_decrease
+            .is_some_and(|at| now.duration_since(at) < DECREASE_HOLD)
+        {
+            return None;
+        }
+        state.last_decrease = Some(now);
+        state.last_change = now;
+        let qps = (state.qps * DECREASE_FACTOR).max(MIN_QPS.min(self.max_qps));
+        if qps == state.qps {
+            return None;
+        }
+        state.qps = qps;
+        Some(qps)
+    }
+
+    /// The cloud accepted a call: climbs back toward the configured rate, one step per second
+    /// at most. Returns the new rate when it changed.
+    pub fn on_success(&self) -> Option<f64> {
+        let qps = {
+            let mut state = self.lock();
+            if state.qps >= self.max_qps {
+                return None;
+            }
+            let now = Instant::now();
+            let since = now.duration_since(state.last_change);
+            if since < INCREASE_STEP {
+                return None;
+            }
+            // Only time spent calling counts: an idle hour says nothing about the quota, so the
+            // first answer after it is worth at most a couple of slots' worth of climb.
+            let credit = since
+                .min(INCREASE_STEP.max(state.interval() * 2))
+                .as_secs_f64();
+            let recent = state
+                .last_throttled
+                .is_some_and(|at| now.duration_since(at) < RECENT_THROTTLING);
+            let per_second = if recent {
+                ADDITIVE_INCREASE
+            } else {
+                (state.qps * QUIET_GROWTH).max(ADDITIVE_INCREASE)
+            };
+            state.qps = (state.qps + per_second * credit).min(self.max_qps);
+            state.last_change = now;
+            state.qps
+        };
+        // The next slot moved earlier; sleepers aimed at the old one.
+        self.changed.notify_waiters();
+        Some(qps)
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+/// A write waiting in [`Limiter::acquire`], counted while it lives.
+struct WriteWaiting<'a>(&'a Limiter);
+
+impl<'a> WriteWaiting<'a> {
+    fn register(limiter: &'a Limiter) -> Self {
+        limiter.lock().writes_waiting += 1;
+        Self(limiter)
+    }
+}
+
+impl Drop for WriteWaiting<'_> {
+    fn drop(&mut self) {
+        self.0.lock().writes_waiting -= 1;
+        self.0.changed.notify_waiters();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn limiter(qps: u32) -> Arc<Limiter> {
+        rate_limiter(NonZeroU32::new(qps).unwrap())
+    }
+
+    async fn advance(millis: u64) {
+        tokio::time::advance(Duration::from_millis(millis)).await;
+    }
+
+    fn assert_qps(limiter: &Limiter, expected: f64) {
+        let qps = limiter.current_qps();
+        assert!(
+            (qps - expected).abs() < 1e-9,
+            "qps {qps}, expected {expected}"
+        );
+    }
+
+    #[test]
+    fn update_actions_are_writes() {
+        assert_eq!(
+            Priority::of_action("UpdateMFAAuthenticationSettings"),
+            Priority::Write
+        );
+        assert_eq!(
+            Priority::of_action("UpdateUserMFAAuthenticationSettings"),
+            Priority::Write
+        );
+        assert_eq!(
+            Priority::of_action("GetMFAAuthenticationSettingInfo"),
+            Priority::Read
+        );
+        assert_eq!(Priority::of_action("ListUsers"), Priority::Read);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_burst_of_refusals_halves_the_rate_once_per_second() {
+        let limiter = limiter(20);
+        assert_eq!(limiter.on_throttled(), Some(10.0));
+        for _ in 0..20 {
+            assert_eq!(limiter.on_throttled(), None);
+        }
+        advance(900).await;
+        assert_eq!(limiter.on_throttled(), None);
+        assert_qps(&limiter, 10.0);
+        advance(100).await;
+        assert_eq!(limiter.on_throttled(), Some(5.0));
+        for _ in 0..10 {
+            advance(1000).await;
+            limiter.on_throttled();
+        }
+        assert_qps(&limiter, MIN_QPS);
+        advance(1000).await;
+        assert_eq!(limiter.on_throttled(), None, "already at the floor");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn answers_climb_back_one_call_per_second_near_recent_throttling() {
+        let limiter = limiter(100);
+        limiter.on_throttled();
+        assert_qps(&limiter, 50.0);
+        advance(500).await;
+        assert_eq!(
+            limiter.on_success(),
+            None,
+            "less than a second after the cut"
+        );
+        for second in 1..=29 {
+            advance(500).await;
+            limiter.on_success();
+            advance(500).await;
+            limiter.on_success();
+            assert_qps(&limiter, 50.0 + f64::from(second));
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn without_throttling_for_30_s_the_rate_climbs_by_a_tenth_per_second() {
+        let limiter = limiter(1000);
+        limiter.on_throttled();
+        for _ in 0..30 {
+            advance(1000).await;
+            limiter.on_success();
+        }
+        // The 30th step came exactly 30 s after the refusal, already past "recent".
+        let before = 500.0 + 29.0;
+        assert_qps(&limiter, before * 1.1);
+        advance(1000).await;
+        limiter.on_success();
+        assert_qps(&limiter, before * 1.1 * 1.1);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn from_the_floor_the_configured_rate_is_back_within_a_minute() {
+        let limiter = limiter(100);
+        for _ in 0..10 {
+            limiter.on_throttled();
+            advance(1000).await;
+        }
+        assert_qps(&limiter, MIN_QPS);
+        let mut seconds = 0;
+        while limiter.current_qps() < 100.0 {
+            // A call at least every slot, as a busy operator would make.
+            let step = (1000.0 / limiter.current_qps()).min(1000.0) as u64;
+            advance(step).await;
+            limiter.on_success();
+            seconds += step;
+        }
+        assert!(seconds <= 60_000, "took {seconds} ms");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_rate_never_exceeds_the_configured_one() {
+        let limiter = limiter(5);
+        assert_qps(&limiter, 5.0);
+        assert_eq!(limiter.on_success(), None);
+        limiter.on_throttled();
+        for _ in 0..100 {
+            advance(1000).await;
+            limiter.on_success();
+        }
+        assert_qps(&limiter, 5.0);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_idle_spell_is_not_climbing_credit() {
+        let limiter = limiter(100);
+        limiter.on_throttled();
+        advance(3_600_000).await;
+        // One second's climb, at the quiet pace (the refusal is an hour old), not an hour's.
+        assert_eq!(limiter.on_success(), Some(55.0));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn acquire_paces_calls_at_the_current_rate() {
+        let limiter = limiter(5);
+        let start = Instant::now();
+        for _ in 0..11 {
+            limiter.acquire(Priority::Read).await;
+        }
+        assert_eq!(start.elapsed(), Duration::from_secs(2));
+
+        limiter.on_throttled();
+        let start = Instant::now();
+        for _ in 0..5 {
+            limiter.acquire(Priority::Read).await;
+        }
+        assert_eq!(start.elapsed(), Duration::from_millis(5 * 400));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn concurrent_callers_share_the_rate() {
+        let limiter = limiter(4);
+        let start = Instant::now();
+        let mut grants: Vec<Duration> = futures::future::join_all((0..9).map(|_| {
+            let limiter = limiter.clone();
+            async move {
+                limiter.acquire(Priority::Read).await;
+                start.elapsed()
+            }
+        }))
+        .await;
+        grants.sort();
+        for (index, grant) in grants.iter().enumerate() {
+            assert_eq!(*grant, Duration::from_millis(250 * index as u64));
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_write_goes_before_reads_that_were_waiting_first() {
+        let limiter = limiter(1);
+        limiter.acquire(Priority::Read).await;
+        let (sender, mut grants) = tokio::sync::mpsc::unbounded_channel();
+        let start = Instant::now();
+        let spawn = |priority: Priority, name: &'static str| {
+            let limiter = limiter.clone();
+            let sender = sender.clone();
+            tokio::spawn(async move {
+                limiter.acquire(priority).await;
+                sender.send((name, start.elapsed())).unwrap();
+            })
+        };
+        let reads: Vec<_> = ["read 1", "read 2", "read 3"]
+            .into_iter()
+            .map(|name| spawn(Priority::Read, name))
+            .collect();
+        advance(100).await;
+        let write = spawn(Priority::Write, "write");
+        for task in reads.into_iter().chain([write]) {
+            task.await.unwrap();
+        }
+        drop(sender);
+        let mut order = Vec::new();
+        while let Some(grant) = grants.recv().await {
+            order.push(grant);
+        }
+        assert_eq!(order[0], ("write", Duration::from_secs(1)));
+        let read_times: Vec<Duration> = order[1..].iter().map(|(_, at)| *at).collect();
+        assert_eq!(
+            read_times,
+            [2, 3, 4].map(Duration::from_secs).to_vec(),
+            "{order:?}"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_write_that_gives_up_does_not_hold_reads_back() {
+        let limiter = limiter(1);
+        limiter.acquire(Priority::Read).await;
+        let write = tokio::spawn({
+            let limiter = limiter.clone();
+            async move { limiter.acquire(Priority::Write).await }
+        });
+        advance(100).await;
+        write.abort();
+        let _ = write.await;
+        let start = Instant::now();
+        limiter.acquire(Priority::Read).await;
+        assert_eq!(start.elapsed(), Duration::from_millis(900));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_climb_wakes_callers_sleeping_toward_a_later_slot() {
+        let limiter = limiter(10);
+        for _ in 0..4 {
+            limiter.on_throttled();
+            advance(1000).await;
+        }
+        assert_qps(&limiter, 0.625);
+        limiter.acquire(Priority::Read).await;
+        let start = Instant::now();
+        let waiting = tokio::spawn({
+            let limiter = limiter.clone();
+            async move { limiter.acquire(Priority::Read).await }
+        });
+        advance(1000).await;
+        // Two seconds since the last cut: 2.625/s, a slot 381 ms after the last grant, long past.
+        limiter.on_success();
+        tokio::task::yield_now().await;
+        waiting.await.unwrap();
+        assert_eq!(start.elapsed(), Duration::from_millis(1000));
+    }
+}

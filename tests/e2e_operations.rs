@@ -34,7 +34,7 @@ async fn metrics_show_counters_moving_and_compliance_per_directory() {
         ctx.apply::<DirectoryMfaPolicy>(json!({"metadata": {"name": "dir"}, "spec": {
             "directoryId": DIRECTORY, "mfaAuthenticationSettings": "Byuser",
             "operationForRiskLogin": "Autonomous", "endpoint": url,
-            "credentialsSecretRef": {"name": SECRET}}}))
+            "census": {"enabled": true}, "credentialsSecretRef": {"name": SECRET}}}))
             .await;
         ctx.apply::<UserMfaSetting>(user_setting("alice", &url, "alice", "Enabled"))
             .await;
@@ -221,33 +221,15 @@ async fn metrics_show_counters_moving_and_compliance_per_directory() {
         )
         .await;
 
-        // The gauges stay while any resource counts the directory (alice's setting still does)
-        // and go with the last one.
+        // The gauges go with the policy that asked for the census (alice's setting alone reads
+        // only alice).
         let policies = ctx.api::<DirectoryMfaPolicy>();
         policies
             .delete("dir", &DeleteParams::default())
             .await
             .unwrap();
         eventually(
-            "the policy to be gone",
-            WAIT,
-            || async { policies.get_opt("dir").await.unwrap() },
-            Option::is_none,
-        )
-        .await;
-        assert_eq!(
-            operator
-                .scrape()
-                .await
-                .value(&metric("directory_users"), &directory),
-            Some(3.0)
-        );
-        ctx.api::<UserMfaSetting>()
-            .delete("alice", &DeleteParams::default())
-            .await
-            .unwrap();
-        eventually(
-            "the directory's gauges to go",
+            "the directory's gauges to go with the policy",
             WAIT,
             || operator.scrape(),
             |m| m.value(&metric("directory_users"), &directory).is_none(),
@@ -445,7 +427,7 @@ async fn status_users_and_gauges_follow_changes_the_operator_makes_before_any_re
         ctx.apply::<DirectoryMfaPolicy>(json!({"metadata": {"name": "dir"}, "spec": {
             "directoryId": DIRECTORY, "mfaAuthenticationSettings": "Byuser",
             "operationForRiskLogin": "Autonomous", "endpoint": url,
-            "credentialsSecretRef": {"name": SECRET}}}))
+            "census": {"enabled": true}, "credentialsSecretRef": {"name": SECRET}}}))
             .await;
         // The seed has bob Disabled; the operator enables him (he has no device).
         ctx.apply::<UserMfaSetting>(user_setting("bob", &url, "bob", "Enabled"))

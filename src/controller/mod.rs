@@ -412,6 +412,7 @@ async fn run_controllers(
     if let Err(error) = &default_source {
         tracing::info!(%error, "no default credentials; resources need a credentialsSecretRef");
     }
+    metrics.set_cloud_rate(f64::from(options.cloud_qps.get()));
     let client_config = ClientConfig {
         qps: options.cloud_qps,
         ..ClientConfig::default()

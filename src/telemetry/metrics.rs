@@ -77,6 +77,7 @@ pub struct Metrics {
     rate_limiter_wait: Histogram,
     leader: Gauge,
     effective_resync: Gauge<f64, AtomicU64>,
+    cloud_rate: Gauge<f64, AtomicU64>,
     directory_users: Family<DirectoryLabels, Gauge>,
     users_mfa_disabled: Family<DirectoryLabels, Gauge>,
     users_without_device: Family<DirectoryLabels, Gauge>,
@@ -107,6 +108,7 @@ impl Metrics {
             rate_limiter_wait: Histogram::new(exponential_buckets(0.001, 4.0, 9)),
             leader: Gauge::default(),
             effective_resync: Gauge::default(),
+            cloud_rate: Gauge::default(),
             directory_users: Family::default(),
             users_mfa_disabled: Family::default(),
             users_without_device: Family::default(),
@@ -162,6 +164,11 @@ impl Metrics {
             metrics.effective_resync.clone(),
         );
         registry.register(
+            "cloud_rate_limit_qps",
+            "Calls per second the client-side limiter allows now: --cloud-qps, lowered while the cloud answers with throttling errors",
+            metrics.cloud_rate.clone(),
+        );
+        registry.register(
             "directory_users",
             "Users in a CloudSSO directory, at its last census",
             metrics.directory_users.clone(),
@@ -203,6 +210,10 @@ impl Metrics {
                 })
                 .inc();
         }
+    }
+
+    pub fn set_cloud_rate(&self, qps: f64) {
+        self.cloud_rate.set(qps);
     }
 
     pub fn set_effective_resync(&self, interval: Duration) {
@@ -277,6 +288,10 @@ impl CallObserver for CloudCallRecorder {
                 .get_or_create(&action_labels)
                 .inc();
         }
+    }
+
+    fn rate_changed(&self, qps: f64) {
+        self.metrics.set_cloud_rate(qps);
     }
 
     fn rate_limit_waited(&self, waited: Duration) {

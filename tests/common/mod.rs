@@ -33,9 +33,7 @@ pub fn seed() -> Seed {
 
 /// Starts an emulator; returns its base URL and state.
 pub async fn start_emulator() -> (String, SharedState) {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}", listener.local_addr().unwrap());
-    (url, emulator::spawn(listener, seed()))
+    start_emulator_with(seed()).await
 }
 
 /// Calls counted by the emulator for `action` with `outcome`.
@@ -136,4 +134,32 @@ pub fn cloud_user_setting(state: &serde_json::Value, user_id: &str) -> String {
                 .to_string()
         })
         .unwrap_or_default()
+}
+
+/// A seed whose directory has `users` users (`user0`, `user1`, ...: ids `u-large<i>`, every
+/// third Disabled, every other one with a device), for the cost tests.
+pub fn large_seed(users: usize) -> Seed {
+    let users: Vec<serde_json::Value> = (0..users)
+        .map(|i| {
+            let devices: Vec<serde_json::Value> = (i % 2 == 1)
+                .then(|| serde_json::json!({"deviceId": format!("mfa-large{i}"), "deviceName": format!("user{i}-totp"),
+                    "deviceType": "TOTP", "effectiveTime": "2025-01-01T00:00:00Z"}))
+                .into_iter()
+                .collect();
+            serde_json::json!({"userId": format!("u-large{i}"), "userName": format!("user{i}"),
+                "userMfaAuthenticationSettings": if i % 3 == 0 { "Disabled" } else { "Enabled" },
+                "mfaDevices": devices})
+        })
+        .collect();
+    let seed = serde_json::json!({
+        "accessKeys": [{"accessKeyId": ACCESS_KEY_ID, "accessKeySecret": ACCESS_KEY_SECRET}],
+        "directories": [{"directoryId": DIRECTORY, "mfaAuthenticationSettings": "Byuser", "users": users}]});
+    Seed::parse(&seed.to_string(), "large test seed").expect("large seed is valid")
+}
+
+/// Starts an emulator with `seed`; returns its base URL and state.
+pub async fn start_emulator_with(seed: Seed) -> (String, SharedState) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    (url, emulator::spawn(listener, seed))
 }

@@ -1,6 +1,7 @@
 //! The cloud clients of the controllers: one per (endpoint, API version, credential), one rate
 //! limiter per credential (the account's quota is shared by all its endpoints), and the credential
-//! source of each Secret a resource names, rebuilt when the Secret's keys change.
+//! source of each Secret a resource names: read once and kept while the Secret's resourceVersion
+//! (from the shared metadata-only watch) stays the same, rebuilt when its keys change.
 
 use std::collections::HashMap;
 use std::hash::{Hash, Hasher};
@@ -8,6 +9,8 @@ use std::sync::{Arc, Mutex};
 
 use k8s_openapi::api::core::v1::Secret;
 use kube::Api;
+use kube::core::PartialObjectMeta;
+use kube::runtime::reflector::{ObjectRef, Store};
 
 use super::error::ReconcileError;
 use crate::api::SecretReference;
@@ -17,8 +20,16 @@ use crate::cloud::{
 };
 use crate::telemetry::Metrics;
 
-/// A Secret by (namespace, name); its source is kept with the fingerprint of its keys.
+/// A Secret by (namespace, name); its source is kept with the resourceVersion it was read at and
+/// the fingerprint of its keys.
 type SecretKey = (String, String);
+
+/// What is known of one referenced Secret.
+struct SecretSource {
+    resource_version: Option<String>,
+    fingerprint: u64,
+    source: Arc<CredentialSource>,
+}
 
 /// Cloud clients, built once per (endpoint, API version, credential) and shared.
 pub struct CloudClients {
@@ -29,7 +40,10 @@ pub struct CloudClients {
     /// Keyed by (endpoint, API version, the credential source's address); the address is never
     /// reused while its entry lives, since the client holds the source.
     clients: Mutex<HashMap<(String, &'static str, usize), ApiClient>>,
-    secret_sources: Mutex<HashMap<SecretKey, (u64, Arc<CredentialSource>)>>,
+    secret_sources: Mutex<HashMap<SecretKey, SecretSource>>,
+    /// Every Secret's metadata (the controllers' shared watch): a referenced Secret whose
+    /// resourceVersion did not move is not read again.
+    secret_index: Option<Store<PartialObjectMeta<Secret>>>,
     metrics: Arc<Metrics>,
 }
 
@@ -53,8 +67,28 @@ impl CloudClients {
             limiters: Mutex::default(),
             clients: Mutex::default(),
             secret_sources: Mutex::default(),
+            secret_index: None,
             metrics,
         }
+    }
+
+    /// Reads credentials from referenced Secrets only when `index` shows they changed.
+    pub fn with_secret_index(mut self, index: Store<PartialObjectMeta<Secret>>) -> Self {
+        self.secret_index = Some(index);
+        self
+    }
+
+    /// The source kept for a Secret whose resourceVersion in the index is the one it was read at.
+    fn unchanged_source(&self, slot: &SecretKey) -> Option<Arc<CredentialSource>> {
+        let index = self.secret_index.as_ref()?;
+        let current = index.get(&ObjectRef::new(&slot.1).within(&slot.0))?;
+        let current = current.metadata.resource_version.as_deref()?;
+        let sources = self
+            .secret_sources
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        let known = sources.get(slot)?;
+        (known.resource_version.as_deref() == Some(current)).then(|| known.source.clone())
     }
 
     /// The credential source for a resource: its Secret, or the operator's own chain.
@@ -69,6 +103,10 @@ impl CloudClients {
                 ReconcileError::CredentialsMissing(format!("no credentialsSecretRef and the operator's own credentials are not configured: {error}"))
             });
         };
+        let slot = (namespace.to_string(), secret_ref.name.clone());
+        if let Some(source) = self.unchanged_source(&slot) {
+            return Ok(source);
+        }
         let secrets: Api<Secret> = Api::namespaced(kube.clone(), namespace);
         let secret = secrets.get_opt(&secret_ref.name).await?.ok_or_else(|| {
             ReconcileError::CredentialsMissing(format!(
@@ -76,6 +114,7 @@ impl CloudClients {
                 secret_ref.name
             ))
         })?;
+        let resource_version = secret.metadata.resource_version.clone();
         let data = secret.data.unwrap_or_default();
         let read = |key: &str| -> Result<Option<String>, ReconcileError> {
             match data.get(key) {
@@ -110,14 +149,23 @@ impl CloudClients {
             .secret_sources
             .lock()
             .unwrap_or_else(|p| p.into_inner());
-        let slot = (namespace.to_string(), secret_ref.name.clone());
-        if let Some((known, source)) = sources.get(&slot)
-            && *known == key
+        if let Some(known) = sources.get_mut(&slot)
+            && known.fingerprint == key
         {
-            return Ok(source.clone());
+            // Same keys (another field changed): the clients built on them stay.
+            known.resource_version = resource_version;
+            return Ok(known.source.clone());
         }
         let source = Arc::new(CredentialSource::Static(credentials));
-        if let Some((_, rotated)) = sources.insert(slot, (key, source.clone())) {
+        let kept = SecretSource {
+            resource_version,
+            fingerprint: key,
+            source: source.clone(),
+        };
+        if let Some(SecretSource {
+            source: rotated, ..
+        }) = sources.insert(slot, kept)
+        {
             // The Secret's keys changed: the clients that signed with the old ones go, so
             // rotations do not accumulate clients.
             let rotated = Arc::as_ptr(&rotated) as usize;

@@ -97,8 +97,8 @@ fn error_policy<K: Resource>(object: Arc<K>, error: &ReconcileError, ctx: &Conte
 /// credentialsSecretRef names it.
 fn users_of_secret<K: Kind>(
     store: reflector::Store<DeserializeGuard<K>>,
-) -> impl Fn(PartialObjectMeta<Secret>) -> Vec<ObjectRef<DeserializeGuard<K>>> {
-    move |secret: PartialObjectMeta<Secret>| {
+) -> impl Fn(Arc<PartialObjectMeta<Secret>>) -> Vec<ObjectRef<DeserializeGuard<K>>> {
+    move |secret: Arc<PartialObjectMeta<Secret>>| {
         let (name, namespace) = (secret.name_any(), secret.namespace());
         store
             .state()
@@ -124,23 +124,48 @@ type Reflector<K> = (
 );
 
 /// A controller for one kind: its objects (filtered to spec and lifecycle changes) in `store`, and
-/// the Secrets they name, so a changed credential re-queues its users.
+/// the Secrets they name (from the one shared Secret watch), so a changed credential re-queues
+/// its users.
 fn controller_for<K: Kind>(
     api: Api<DeserializeGuard<K>>,
     (store, writer): Reflector<K>,
-    secrets: &Api<PartialObjectMeta<Secret>>,
+    secrets: &SecretChanges,
 ) -> Controller<DeserializeGuard<K>> {
     let stream = reflector::reflector(writer, watcher(api, watcher::Config::default()))
         .default_backoff()
         .applied_objects()
         .predicate_filter(spec_or_lifecycle, Default::default());
-    // Metadata only: a full watch would hold a copy of every Secret in scope (Helm releases
-    // included) just to learn that one changed.
-    let secret_changes = watcher(secrets.clone(), watcher::Config::default())
-        .default_backoff()
-        .touched_objects();
     Controller::for_stream(stream, store.clone())
-        .watches_stream(secret_changes, users_of_secret(store))
+        .watches_shared_stream(secrets.clone(), users_of_secret(store))
+}
+
+/// Every Secret's changes, metadata only, from one watch that the three controllers share.
+type SecretChanges = reflector::ReflectHandle<PartialObjectMeta<Secret>>;
+
+/// The one Secret watch: metadata only (a full watch would hold a copy of every Secret in scope,
+/// Helm releases included, just to learn that one changed), without managedFields, into a store
+/// that the credential cache reads resourceVersions from. Returns the store, a handle each
+/// controller subscribes to, and the watch to drive.
+fn secret_watch(
+    api: Api<PartialObjectMeta<Secret>>,
+) -> (
+    reflector::Store<PartialObjectMeta<Secret>>,
+    SecretChanges,
+    impl std::future::Future<Output = ()>,
+) {
+    // Room for a burst of changes before the watch waits for the controllers to take them.
+    let (store, writer) = reflector::store_shared(1024);
+    let changes = writer
+        .subscribe()
+        .expect("a shared store always has subscribers");
+    let watch = reflector::reflector(
+        writer,
+        watcher(api, watcher::Config::default())
+            .default_backoff()
+            .modify(|secret| secret.managed_fields_mut().clear()),
+    )
+    .for_each(|_| future::ready(()));
+    (store, changes, watch)
 }
 
 /// Resolves once SIGTERM or SIGINT arrived (cloneable: every waiter sees the same signal).
@@ -364,7 +389,7 @@ pub async fn run(options: RunOptions) -> Result<(), String> {
 struct Wiring<'a> {
     client: &'a kube::Client,
     namespace: &'a Option<String>,
-    secrets: Api<PartialObjectMeta<Secret>>,
+    secrets: SecretChanges,
     config: ControllerConfig,
     shutdown: future::Shared<future::BoxFuture<'static, ()>>,
     metrics: Arc<Metrics>,
@@ -417,9 +442,12 @@ async fn run_controllers(
         qps: options.cloud_qps,
         ..ClientConfig::default()
     };
+    let (secret_index, secret_changes, secret_watch) =
+        secret_watch(api_for(&client, &options.watch_namespace));
     let ctx = Arc::new(Context::new(
         client.clone(),
-        CloudClients::new(http, default_source, client_config, metrics.clone()),
+        CloudClients::new(http, default_source, client_config, metrics.clone())
+            .with_secret_index(secret_index),
         Settings {
             resync_interval: options.resync_interval,
             device_resync_interval: options
@@ -433,7 +461,7 @@ async fn run_controllers(
     let wiring = Wiring {
         client: &client,
         namespace: &options.watch_namespace,
-        secrets: api_for(&client, &options.watch_namespace),
+        secrets: secret_changes,
         config: ControllerConfig::default().concurrency(options.max_concurrent_reconciles),
         shutdown: shutdown.boxed().shared(),
         metrics,
@@ -455,6 +483,9 @@ async fn run_controllers(
     let rams = wiring.run::<RamUserMfaStatus, _>(rams, futures::stream::pending(), ctx);
 
     tracing::info!(resync = ?options.resync_interval, namespace = ?options.watch_namespace, "controllers started");
-    futures::join!(directories, users, rams);
+    // The Secret watch feeds the controllers and goes with them.
+    let controllers = async { futures::join!(directories, users, rams) };
+    futures::pin_mut!(secret_watch);
+    future::select(Box::pin(controllers), secret_watch).await;
     tracing::info!("controllers stopped; every reconcile in flight finished");
 }

@@ -145,6 +145,9 @@ pub fn by_listing(pending_names: usize, pages_left: u64) -> bool {
     pending_names as u64 > pages_left
 }
 
+/// How long a name the directory did not have is taken as still missing.
+const MISSING_FOR: Duration = Duration::from_secs(30);
+
 /// The id found (or None: no such user); Err when the resolution failed (each waiter then asks
 /// on its own, so its error is its own).
 type Answer = Result<Option<String>, ()>;
@@ -159,6 +162,10 @@ struct Pending {
 pub struct NameResolver {
     /// (endpoint, directory, name) -> id, for every name resolved (and only those asked for).
     resolved: Mutex<HashMap<(String, String, String), String>>,
+    /// Names the directory did not have, and when that was found: not asked again (nor listed
+    /// for) within `MISSING_FOR`, so a few misspelt names cannot make every reconcile page the
+    /// whole directory.
+    missing: Mutex<HashMap<(String, String, String), Instant>>,
     pending: Mutex<HashMap<DirectoryKey, Pending>>,
     /// One resolution at a time per directory; the others wait and then find their answers.
     running: Mutex<HashMap<DirectoryKey, Arc<AsyncMutex<()>>>>,
@@ -193,6 +200,15 @@ impl NameResolver {
             );
     }
 
+    /// Whether the directory was found without `name` a moment ago.
+    fn missing(&self, key: &(String, String, String)) -> bool {
+        self.missing
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(key)
+            .is_some_and(|at| at.elapsed() < MISSING_FOR)
+    }
+
     /// Drops a resolution (the id no longer exists); whether there was one.
     pub fn forget(&self, endpoint: &Endpoint, directory_id: &str, name: &str) -> bool {
         self.resolved
@@ -215,6 +231,9 @@ impl NameResolver {
     ) -> Result<Option<String>, CloudError> {
         if let Some(id) = self.known(endpoint, directory_id, name) {
             return Ok(Some(id));
+        }
+        if self.missing(&Self::resolved_key(endpoint, directory_id, name)) {
+            return Ok(None);
         }
         let directory: DirectoryKey = (endpoint.url(), directory_id.into());
         let (sender, receiver) = oneshot::channel();
@@ -248,8 +267,21 @@ impl NameResolver {
             if !waiting.is_empty() {
                 let mut names: HashSet<String> = wanted();
                 names.extend(waiting);
-                names.retain(|name| self.known(endpoint, directory_id, name).is_none());
+                names.retain(|name| {
+                    self.known(endpoint, directory_id, name).is_none()
+                        && !self.missing(&Self::resolved_key(endpoint, directory_id, name))
+                });
                 let outcome = self.run(client, endpoint, directory_id, &names).await;
+                if outcome.is_ok() {
+                    let now = Instant::now();
+                    let mut missing = self.missing.lock().unwrap_or_else(|p| p.into_inner());
+                    missing.retain(|_, at| at.elapsed() < MISSING_FOR);
+                    for name in &names {
+                        if self.known(endpoint, directory_id, name).is_none() {
+                            missing.insert(Self::resolved_key(endpoint, directory_id, name), now);
+                        }
+                    }
+                }
                 self.answer(&directory, endpoint, directory_id, outcome.is_ok());
                 failed = outcome.err();
             }

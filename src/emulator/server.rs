@@ -1,6 +1,7 @@
 //! The emulator's HTTP face: signature verification (ACS3-HMAC-SHA256 in the Authorization header,
 //! or the RPC HMAC-SHA1 `Signature` parameter), quota and fault injection, the API dispatch, STS
-//! for RRSA, and the unsigned admin paths under `/_emulator/`.
+//! for RRSA, and the unsigned admin paths under `/_emulator/` (state, faults, call counters by action
+//! and by user, the recent write calls with their arrival time).
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -95,6 +96,8 @@ pub struct EmulatorState {
     faults: Faults,
     /// action -> outcome (`ok` or an error code) -> count.
     calls: BTreeMap<String, BTreeMap<String, u64>>,
+    /// action -> UserId -> count, for the calls that name a user (any outcome).
+    user_calls: BTreeMap<String, BTreeMap<String, u64>>,
     /// The last `WRITES_KEPT` write calls, oldest first.
     writes: VecDeque<WriteRecord>,
     sts_keys: HashMap<String, StsKey>,
@@ -110,6 +113,7 @@ impl EmulatorState {
             seed,
             faults: Faults::default(),
             calls: BTreeMap::new(),
+            user_calls: BTreeMap::new(),
             writes: VecDeque::new(),
             sts_keys: HashMap::new(),
             seen_nonces: HashMap::new(),
@@ -124,6 +128,16 @@ impl EmulatorState {
             .entry(action.to_string())
             .or_default()
             .entry(outcome.to_string())
+            .or_default() += 1;
+    }
+
+    /// Counts a call that names a user, for `GET /_emulator/calls/users`.
+    fn count_user(&mut self, action: &str, user_id: &str) {
+        *self
+            .user_calls
+            .entry(action.to_string())
+            .or_default()
+            .entry(user_id.to_string())
             .or_default() += 1;
     }
 
@@ -179,6 +193,7 @@ pub fn router(state: SharedState) -> Router {
     Router::new()
         .route("/_emulator/state", get(get_state).put(put_state))
         .route("/_emulator/calls", get(get_calls).delete(reset_calls))
+        .route("/_emulator/calls/users", get(get_user_calls))
         .route("/_emulator/writes", get(get_writes).delete(reset_writes))
         .route("/_emulator/faults", get(get_faults).put(put_faults))
         .route("/_emulator/healthz", get(|| async { "ok" }))
@@ -317,6 +332,9 @@ async fn api_call(
     if drop_now {
         let mut state = lock(&state);
         state.count(&action, "dropped");
+        if let Some(user_id) = params.get("UserId") {
+            state.count_user(&action, user_id);
+        }
         if let Some(record) = write("dropped") {
             state.record_write(record);
         }
@@ -367,6 +385,9 @@ async fn api_call(
             Err(fault) => fault.code.clone(),
         };
         state.count(&action, &outcome);
+        if let Some(user_id) = params.get("UserId") {
+            state.count_user(&action, user_id);
+        }
         if let Some(record) = write(&outcome) {
             state.record_write(record);
         }
@@ -789,8 +810,16 @@ async fn get_calls(State(state): State<SharedState>) -> Response {
     (StatusCode::OK, axum::Json(calls)).into_response()
 }
 
+/// The calls that named a user, by action and user: which users a client read (or wrote).
+async fn get_user_calls(State(state): State<SharedState>) -> Response {
+    let calls = lock(&state).user_calls.clone();
+    (StatusCode::OK, axum::Json(calls)).into_response()
+}
+
 async fn reset_calls(State(state): State<SharedState>) -> Response {
-    lock(&state).calls.clear();
+    let mut state = lock(&state);
+    state.calls.clear();
+    state.user_calls.clear();
     StatusCode::NO_CONTENT.into_response()
 }
 
@@ -1071,7 +1100,8 @@ mod tests {
     }
 
     /// `/_emulator/writes` lists write calls (any outcome) with their arrival time, user and
-    /// directory, and nothing of the reads; `DELETE` clears it.
+    /// directory, and nothing of the reads; `DELETE` clears it. `/_emulator/calls/users` counts
+    /// the calls naming a user, by action and user.
     #[tokio::test]
     async fn the_writes_path_lists_write_calls_with_their_time() {
         let seed = Seed::parse(
@@ -1131,7 +1161,10 @@ mod tests {
             .json()
             .await
             .unwrap();
-        assert!(raw[0]["atMs"].is_i64() && raw[0]["userId"] == "u-1", "{raw}");
+        assert!(
+            raw[0]["atMs"].is_i64() && raw[0]["userId"] == "u-1",
+            "{raw}"
+        );
         let cleared = http
             .delete(format!("{base}/_emulator/writes"))
             .send()
@@ -1152,6 +1185,23 @@ mod tests {
             lock(&state).calls["UpdateUserMFAAuthenticationSettings"]["ok"],
             1
         );
+        let by_user: Value = http
+            .get(format!("{base}/_emulator/calls/users"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(
+            by_user,
+            json!({"GetUser": {"u-1": 1}, "UpdateUserMFAAuthenticationSettings": {"u-1": 2}})
+        );
+        http.delete(format!("{base}/_emulator/calls"))
+            .send()
+            .await
+            .unwrap();
+        assert!(lock(&state).user_calls.is_empty());
         let _ = stop.send(());
         server.await.unwrap().unwrap();
     }

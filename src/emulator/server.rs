@@ -1,8 +1,9 @@
 //! The emulator's HTTP face: signature verification (ACS3-HMAC-SHA256 in the Authorization header,
 //! or the RPC HMAC-SHA1 `Signature` parameter), quota and fault injection, the API dispatch, STS
-//! for RRSA, and the unsigned admin paths under `/_emulator/`.
+//! for RRSA, and the unsigned admin paths under `/_emulator/` (state, faults, call counters by action
+//! and by user, the recent write calls with their arrival time).
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -60,6 +61,29 @@ impl Faults {
     }
 }
 
+/// How many write calls `GET /_emulator/writes` keeps (the oldest are dropped first).
+pub const WRITES_KEPT: usize = 10_000;
+
+/// One write call (an `Update…` action, any outcome), as `GET /_emulator/writes` lists it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct WriteRecord {
+    /// When the call arrived (before any injected latency), in milliseconds since the Unix epoch.
+    pub at_ms: i64,
+    pub action: String,
+    /// `ok` or the error code of the answer.
+    pub outcome: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub directory_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user_id: Option<String>,
+}
+
+/// The calls that change the cloud: every CloudSSO write the emulator serves is an `Update…`.
+fn is_write(action: &str) -> bool {
+    action.starts_with("Update")
+}
+
 struct StsKey {
     secret: String,
     token: String,
@@ -72,6 +96,10 @@ pub struct EmulatorState {
     faults: Faults,
     /// action -> outcome (`ok` or an error code) -> count.
     calls: BTreeMap<String, BTreeMap<String, u64>>,
+    /// action -> UserId -> count, for the calls that name a user (any outcome).
+    user_calls: BTreeMap<String, BTreeMap<String, u64>>,
+    /// The last `WRITES_KEPT` write calls, oldest first.
+    writes: VecDeque<WriteRecord>,
     sts_keys: HashMap<String, StsKey>,
     seen_nonces: HashMap<String, Instant>,
     /// access key -> (second the window started, calls in it).
@@ -85,6 +113,8 @@ impl EmulatorState {
             seed,
             faults: Faults::default(),
             calls: BTreeMap::new(),
+            user_calls: BTreeMap::new(),
+            writes: VecDeque::new(),
             sts_keys: HashMap::new(),
             seen_nonces: HashMap::new(),
             quota_windows: HashMap::new(),
@@ -99,6 +129,24 @@ impl EmulatorState {
             .or_default()
             .entry(outcome.to_string())
             .or_default() += 1;
+    }
+
+    /// Counts a call that names a user, for `GET /_emulator/calls/users`.
+    fn count_user(&mut self, action: &str, user_id: &str) {
+        *self
+            .user_calls
+            .entry(action.to_string())
+            .or_default()
+            .entry(user_id.to_string())
+            .or_default() += 1;
+    }
+
+    /// Keeps a write call in the bounded ring of `/_emulator/writes`.
+    fn record_write(&mut self, record: WriteRecord) {
+        if self.writes.len() >= WRITES_KEPT {
+            self.writes.pop_front();
+        }
+        self.writes.push_back(record);
     }
 
     fn secret_for(&self, access_key_id: &str) -> Option<(String, Option<&StsKey>)> {
@@ -145,6 +193,8 @@ pub fn router(state: SharedState) -> Router {
     Router::new()
         .route("/_emulator/state", get(get_state).put(put_state))
         .route("/_emulator/calls", get(get_calls).delete(reset_calls))
+        .route("/_emulator/calls/users", get(get_user_calls))
+        .route("/_emulator/writes", get(get_writes).delete(reset_writes))
         .route("/_emulator/faults", get(get_faults).put(put_faults))
         .route("/_emulator/healthz", get(|| async { "ok" }))
         .fallback(any(api_call))
@@ -222,6 +272,7 @@ async fn api_call(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
+    let arrived = Timestamp::now();
     let host = headers
         .get(header::HOST)
         .and_then(|v| v.to_str().ok())
@@ -269,8 +320,24 @@ async fn api_call(
     if let Some(latency) = latency {
         tokio::time::sleep(latency).await;
     }
+    let write = |outcome: &str| {
+        is_write(&action).then(|| WriteRecord {
+            at_ms: arrived.as_millisecond(),
+            action: action.clone(),
+            outcome: outcome.to_string(),
+            directory_id: params.get("DirectoryId").cloned(),
+            user_id: params.get("UserId").cloned(),
+        })
+    };
     if drop_now {
-        lock(&state).count(&action, "dropped");
+        let mut state = lock(&state);
+        state.count(&action, "dropped");
+        if let Some(user_id) = params.get("UserId") {
+            state.count_user(&action, user_id);
+        }
+        if let Some(record) = write("dropped") {
+            state.record_write(record);
+        }
         return dropped_connection();
     }
 
@@ -318,6 +385,12 @@ async fn api_call(
             Err(fault) => fault.code.clone(),
         };
         state.count(&action, &outcome);
+        if let Some(user_id) = params.get("UserId") {
+            state.count_user(&action, user_id);
+        }
+        if let Some(record) = write(&outcome) {
+            state.record_write(record);
+        }
         result
     };
     match outcome {
@@ -737,8 +810,26 @@ async fn get_calls(State(state): State<SharedState>) -> Response {
     (StatusCode::OK, axum::Json(calls)).into_response()
 }
 
+/// The calls that named a user, by action and user: which users a client read (or wrote).
+async fn get_user_calls(State(state): State<SharedState>) -> Response {
+    let calls = lock(&state).user_calls.clone();
+    (StatusCode::OK, axum::Json(calls)).into_response()
+}
+
 async fn reset_calls(State(state): State<SharedState>) -> Response {
-    lock(&state).calls.clear();
+    let mut state = lock(&state);
+    state.calls.clear();
+    state.user_calls.clear();
+    StatusCode::NO_CONTENT.into_response()
+}
+
+async fn get_writes(State(state): State<SharedState>) -> Response {
+    let writes: Vec<WriteRecord> = lock(&state).writes.iter().cloned().collect();
+    (StatusCode::OK, axum::Json(writes)).into_response()
+}
+
+async fn reset_writes(State(state): State<SharedState>) -> Response {
+    lock(&state).writes.clear();
     StatusCode::NO_CONTENT.into_response()
 }
 
@@ -986,5 +1077,132 @@ mod tests {
             check(&mut state, "POST", &call("t5", "CAIStoken")),
             Err("InvalidSecurityToken.Expired".into())
         );
+    }
+
+    #[test]
+    fn the_write_ring_keeps_only_the_newest() {
+        let mut state = state();
+        for i in 0..WRITES_KEPT + 5 {
+            state.record_write(WriteRecord {
+                at_ms: i as i64,
+                action: "UpdateUserMFAAuthenticationSettings".into(),
+                outcome: "ok".into(),
+                directory_id: Some("d-1".into()),
+                user_id: Some(format!("u-{i}")),
+            });
+        }
+        assert_eq!(state.writes.len(), WRITES_KEPT);
+        assert_eq!(state.writes.front().map(|w| w.at_ms), Some(5));
+        assert_eq!(
+            state.writes.back().and_then(|w| w.user_id.clone()),
+            Some(format!("u-{}", WRITES_KEPT + 4))
+        );
+    }
+
+    /// `/_emulator/writes` lists write calls (any outcome) with their arrival time, user and
+    /// directory, and nothing of the reads; `DELETE` clears it. `/_emulator/calls/users` counts
+    /// the calls naming a user, by action and user.
+    #[tokio::test]
+    async fn the_writes_path_lists_write_calls_with_their_time() {
+        let seed = Seed::parse(
+            r#"{"accessKeys": [{"accessKeyId": "AK1", "accessKeySecret": "S1"}],
+                "directories": [{"directoryId": "d-1", "mfaAuthenticationSettings": "Byuser",
+                                 "users": [{"userId": "u-1", "userName": "one",
+                                            "userMfaAuthenticationSettings": "Enabled"}]}]}"#,
+            "test",
+        )
+        .unwrap();
+        let state: SharedState = Arc::new(Mutex::new(EmulatorState::new(seed)));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let server = tokio::spawn(serve(listener, state.clone(), async {
+            let _ = stopped.await;
+        }));
+        let http = crate::cloud::http_client().unwrap();
+        let before = Timestamp::now().as_millisecond();
+        let update = [
+            ("Action", "UpdateUserMFAAuthenticationSettings"),
+            ("UserId", "u-1"),
+            ("UserMFAAuthenticationSettings", "Disabled"),
+        ];
+        let read = signed("GET", "S1", "w-read", &[("UserId", "u-1")]);
+        let good = signed("GET", "S1", "w-good", &update);
+        let forged = signed("GET", "wrong", "w-forged", &update);
+        for params in [&read, &good, &forged] {
+            http.get(format!("{base}/"))
+                .query(params)
+                .send()
+                .await
+                .unwrap();
+        }
+        let after = Timestamp::now().as_millisecond();
+        let writes: Vec<WriteRecord> = http
+            .get(format!("{base}/_emulator/writes"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let outcomes: Vec<&str> = writes.iter().map(|w| w.outcome.as_str()).collect();
+        assert_eq!(outcomes, ["ok", "SignatureDoesNotMatch"]);
+        for write in &writes {
+            assert_eq!(write.action, "UpdateUserMFAAuthenticationSettings");
+            assert_eq!(write.user_id.as_deref(), Some("u-1"));
+            assert_eq!(write.directory_id.as_deref(), Some("d-1"));
+            assert!((before..=after).contains(&write.at_ms), "{write:?}");
+        }
+        let raw: Value = http
+            .get(format!("{base}/_emulator/writes"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert!(
+            raw[0]["atMs"].is_i64() && raw[0]["userId"] == "u-1",
+            "{raw}"
+        );
+        let cleared = http
+            .delete(format!("{base}/_emulator/writes"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(cleared.status(), reqwest::StatusCode::NO_CONTENT);
+        let writes: Vec<WriteRecord> = http
+            .get(format!("{base}/_emulator/writes"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert!(writes.is_empty());
+        // The counters are another view: the writes' clearing leaves them.
+        assert_eq!(
+            lock(&state).calls["UpdateUserMFAAuthenticationSettings"]["ok"],
+            1
+        );
+        let by_user: Value = http
+            .get(format!("{base}/_emulator/calls/users"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(
+            by_user,
+            json!({"GetUser": {"u-1": 1}, "UpdateUserMFAAuthenticationSettings": {"u-1": 2}})
+        );
+        http.delete(format!("{base}/_emulator/calls"))
+            .send()
+            .await
+            .unwrap();
+        assert!(lock(&state).user_calls.is_empty());
+        let _ = stop.send(());
+        server.await.unwrap().unwrap();
     }
 }

@@ -14,7 +14,14 @@ use tokio::time::Instant;
 
 /// Refusals within this long of a cut are answers to calls sent before it, not a new signal.
 const DECREASE_HOLD: Duration = Duration::from_secs(1);
+/// With nothing accepted lately to go by, a refusal halves the rate.
 const DECREASE_FACTOR: f64 = 0.5;
+/// With a measured acceptance rate, a refusal cuts to it, and by at least a tenth: a quota just
+/// touched (one refusal in a second of acceptances) costs a tenth, not half, of the throughput,
+/// and one far below the rate (5/s under a rate of 100) is found at once, not after five halvings.
+const GENTLE_DECREASE_FACTOR: f64 = 0.9;
+/// The window the acceptance rate is measured over.
+const ACCEPTANCE_WINDOW: Duration = Duration::from_secs(1);
 /// Low enough to sit under any real quota, high enough that a reconcile still makes progress.
 const MIN_QPS: f64 = 0.5;
 /// How often the rate climbs; finer steps would only churn the gauge.
@@ -72,11 +79,24 @@ struct State {
     last_throttled: Option<Instant>,
     /// The last change of the rate, up or down; the climb is measured from it.
     last_change: Instant,
+    /// When the calls accepted within the last `ACCEPTANCE_WINDOW` were answered.
+    accepted: std::collections::VecDeque<Instant>,
 }
 
 impl State {
     fn interval(&self) -> Duration {
         Duration::from_secs_f64(1.0 / self.qps)
+    }
+
+    /// Keeps only the acceptances within the window before `now`.
+    fn forget_accepted_before(&mut self, now: Instant) {
+        while self
+            .accepted
+            .front()
+            .is_some_and(|at| now.duration_since(*at) >= ACCEPTANCE_WINDOW)
+        {
+            self.accepted.pop_front();
+        }
     }
 
     /// Derived from the last grant rather than stored, so a new rate applies to the next slot.
@@ -97,6 +117,7 @@ impl Limiter {
                 last_decrease: None,
                 last_throttled: None,
                 last_change: Instant::now(),
+                accepted: std::collections::VecDeque::new(),
             }),
             changed: Notify::new(),
         }
@@ -164,7 +185,14 @@ impl Limiter {
         }
         state.last_decrease = Some(now);
         state.last_change = now;
-        let qps = (state.qps * DECREASE_FACTOR).max(MIN_QPS.min(self.max_qps));
+        state.forget_accepted_before(now);
+        let accepted = state.accepted.len() as f64 / ACCEPTANCE_WINDOW.as_secs_f64();
+        let cut = if accepted >= 1.0 {
+            (state.qps * GENTLE_DECREASE_FACTOR).min(accepted)
+        } else {
+            state.qps * DECREASE_FACTOR
+        };
+        let qps = cut.max(MIN_QPS.min(self.max_qps));
         if qps == state.qps {
             return None;
         }
@@ -177,10 +205,12 @@ impl Limiter {
     pub fn on_success(&self) -> Option<f64> {
         let qps = {
             let mut state = self.lock();
+            let now = Instant::now();
+            state.forget_accepted_before(now);
+            state.accepted.push_back(now);
             if state.qps >= self.max_qps {
                 return None;
             }
-            let now = Instant::now();
             let since = now.duration_since(state.last_change);
             if since < INCREASE_STEP {
                 return None;
@@ -285,6 +315,30 @@ mod tests {
         assert_qps(&limiter, MIN_QPS);
         advance(1000).await;
         assert_eq!(limiter.on_throttled(), None, "already at the floor");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_refusal_after_acceptances_cuts_to_the_accepted_rate_or_a_tenth() {
+        // A quota far below the rate (5/s under 20/s): found at once.
+        let far = limiter(20);
+        for _ in 0..5 {
+            far.on_success();
+            advance(100).await;
+        }
+        assert_eq!(far.on_throttled(), Some(5.0));
+        // A quota just touched (99 accepted in the last second at 100/s): a tenth off, not half.
+        let near = limiter(100);
+        for _ in 0..99 {
+            near.on_success();
+            advance(10).await;
+        }
+        assert_qps(&near, 100.0);
+        near.on_throttled();
+        assert_qps(&near, 90.0);
+        // Acceptances older than the window do not count: back to halving.
+        advance(2500).await;
+        near.on_throttled();
+        assert_qps(&near, 45.0);
     }
 
     #[tokio::test(start_paused = true)]

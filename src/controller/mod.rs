@@ -131,8 +131,11 @@ fn controller_for<K: Kind>(
     (store, writer): Reflector<K>,
     secrets: &SecretChanges,
 ) -> Controller<DeserializeGuard<K>> {
-    let stream = reflector::reflector(writer, watcher(api, watcher::Config::default()))
+    // managedFields are a third of a small object and nothing here reads them.
+    let watch = watcher(api, watcher::Config::default())
         .default_backoff()
+        .modify(|object| object.managed_fields_mut().clear());
+    let stream = reflector::reflector(writer, watch)
         .applied_objects()
         .predicate_filter(spec_or_lifecycle, Default::default());
     Controller::for_stream(stream, store.clone())

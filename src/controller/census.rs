@@ -172,6 +172,9 @@ async fn take(
     metrics: Arc<Metrics>,
     key: DirectoryKey,
 ) {
+    // Dated from its start, so the next census is due one interval after this one began, not
+    // one interval after its spread-out reads ended.
+    let started = Instant::now();
     let result = run.read(&key.1).await;
     let mut directories = directories.lock().unwrap_or_else(|p| p.into_inner());
     // Nobody counts the directory any more: its gauges are gone and stay gone.
@@ -191,10 +194,7 @@ async fn take(
             *known = state;
         }
     }
-    let taken = Taken {
-        at: Instant::now(),
-        users,
-    };
+    let taken = Taken { at: started, users };
     let changed = directory
         .taken
         .as_ref()

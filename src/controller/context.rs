@@ -86,6 +86,24 @@ impl DirectoryCache {
     }
 }
 
+/// One lock per object, so two controllers of one kind never run passes of it at once. An
+/// entry is small and kept for the object's life in the process.
+#[derive(Default)]
+pub struct PassLocks(Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>);
+
+impl PassLocks {
+    pub async fn lock(&self, key: &str) -> tokio::sync::OwnedMutexGuard<()> {
+        let lock = self
+            .0
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .entry(key.to_string())
+            .or_default()
+            .clone();
+        lock.lock_owned().await
+    }
+}
+
 /// Failure counts per object, for backoff that grows (kube-runtime keeps none per object).
 #[derive(Default)]
 pub struct Failures(Mutex<HashMap<String, u32>>);
@@ -131,6 +149,7 @@ pub struct Context {
     /// The UserMfaSettings the controller sees: the names still to resolve are counted there.
     pub user_store: OnceLock<Store<DeserializeGuard<UserMfaSetting>>>,
     pub budget: Budget,
+    pub passes: PassLocks,
     pub failures: Failures,
     pub metrics: Arc<Metrics>,
     pub census: Census,
@@ -187,6 +206,7 @@ impl Context {
             names: NameResolver::default(),
             user_store: OnceLock::new(),
             budget,
+            passes: PassLocks::default(),
             failures: Failures::default(),
             metrics,
             census,

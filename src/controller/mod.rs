@@ -22,7 +22,7 @@ use std::hash::{Hash, Hasher};
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures::{FutureExt, StreamExt, future};
+use futures::{FutureExt, StreamExt, TryStreamExt, future};
 use k8s_openapi::api::core::v1::Secret;
 use kube::api::{Api, ListParams};
 use kube::core::DeserializeGuard;
@@ -33,7 +33,7 @@ use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Resource, ResourceExt};
 use serde::de::DeserializeOwned;
 
-use crate::api::CloudSpec;
+use crate::api::{CloudSpec, HasCommonStatus};
 use crate::api::{DirectoryMfaPolicy, RamUserMfaStatus, Reason, UserMfaSetting};
 use crate::cloud::{self, ClientConfig, CredentialSource};
 use clients::CloudClients;
@@ -411,7 +411,8 @@ impl Wiring<'_> {
         K: Kind,
         W: futures::Stream<Item = ObjectRef<DeserializeGuard<K>>> + Send + 'static,
     {
-        controller_for(
+        let store = reflector.0.clone();
+        let resyncs = controller_for(
             api_for(self.client, self.namespace),
             reflector,
             &self.secrets,
@@ -420,12 +421,61 @@ impl Wiring<'_> {
         .graceful_shutdown_on(self.shutdown.clone())
         .reconcile_on(woken)
         .run(
-            measured(self.metrics.clone(), reconciler::reconcile::<K>),
+            measured(self.metrics.clone(), |object: Arc<K>, ctx: Arc<K::Ctx>| async move {
+                if change_pending(object.as_ref()) {
+                    // The fast lane has it; this lane comes back at the object's phase.
+                    let base: &Context = (*ctx).as_ref();
+                    return Ok(Action::requeue(base.budget.next_resync(&key_of(object.as_ref()))));
+                }
+                reconciler::reconcile::<K>(object, ctx).await
+            }),
             |object, error, ctx: Arc<K::Ctx>| error_policy(object, error, (*ctx).as_ref()),
-            ctx,
+            ctx.clone(),
         )
-        .for_each(|_| future::ready(()))
+        .for_each(|_| future::ready(()));
+        let changes = fast_lane(api_for(self.client, self.namespace), store)
+            .with_config(self.config.clone())
+            .graceful_shutdown_on(self.shutdown.clone())
+            .run(
+                measured(self.metrics.clone(), |object, ctx| async move {
+                    // Resyncs are the main controller's: once a change is handled, this lane
+                    // waits for the next one (it still retries its own failures, with backoff).
+                    reconciler::reconcile::<K>(object, ctx)
+                        .await
+                        .map(|_| Action::await_change())
+                }),
+                |object, error, ctx: Arc<K::Ctx>| error_policy(object, error, (*ctx).as_ref()),
+                ctx,
+            )
+            .for_each(|_| future::ready(()));
+        async move {
+            futures::join!(resyncs, changes);
+        }
     }
+}
+
+/// Whether an object has a change no pass has handled yet: a new spec (generation ahead of
+/// status.observedGeneration) or a deletion.
+fn change_pending<K: Kind>(object: &K) -> bool {
+    let handled = object
+        .status()
+        .and_then(|status| status.common().observed_generation);
+    object.meta().deletion_timestamp.is_some() || object.meta().generation != handled
+}
+
+/// The fast lane for spec changes and deletions: a second controller over the same objects that
+/// is woken only by changes no pass has handled, so a write never waits behind a queue of
+/// resyncs (thousands of reads after a restart, or a census) in the main controller. The two
+/// never reconcile one object at once (`reconcile` holds a per-object lock).
+fn fast_lane<K: Kind>(
+    api: Api<DeserializeGuard<K>>,
+    store: reflector::Store<DeserializeGuard<K>>,
+) -> Controller<DeserializeGuard<K>> {
+    let pending = watcher(api, watcher::Config::default())
+        .default_backoff()
+        .applied_objects()
+        .try_filter(|guard| future::ready(guard.0.as_ref().is_ok_and(change_pending)));
+    Controller::for_stream(pending, store)
 }
 
 async fn run_controllers(

@@ -81,6 +81,9 @@ pub async fn reconcile<K: Kind>(
     ctx: Arc<K::Ctx>,
 ) -> Result<Action, ReconcileError> {
     let base: &Context = (*ctx).as_ref();
+    // The main controller and the fast lane (see `controller::fast_lane`) share objects: one
+    // pass at a time per object.
+    let _one_pass = base.passes.lock(&key_of(object.as_ref())).await;
     let api: Api<K> = Api::namespaced(base.client.clone(), &object.namespace().unwrap_or_default());
     if !K::FINALIZES {
         return apply(object, &ctx, &api).await;

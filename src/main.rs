@@ -205,7 +205,22 @@ fn lease_settings(args: &RunArgs) -> Result<Option<LeaseSettings>, String> {
     Ok(Some(settings))
 }
 
+/// glibc gives every thread that allocates its own malloc arena and returns little of them: with
+/// the runtime's threads that fragmentation was a third of the peak at 2,000 resources (44.6 MiB
+/// against 31.8 MiB with two arenas). Set before any thread starts; `MALLOC_ARENA_MAX` in the
+/// environment still wins.
+fn limit_malloc_arenas() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    if std::env::var_os("MALLOC_ARENA_MAX").is_none() {
+        // SAFETY: mallopt only sets an allocator parameter; called before any other thread exists.
+        unsafe {
+            libc::mallopt(libc::M_ARENA_MAX, 2);
+        }
+    }
+}
+
 fn main() -> ExitCode {
+    limit_malloc_arenas();
     let cli = Cli::parse();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()

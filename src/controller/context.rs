@@ -1,14 +1,17 @@
 //! What every reconcile shares: the Kubernetes client, the cloud clients (`clients.rs`), the
 //! cached observations of the cloud (directory settings here, users in `users.rs`), the budget of
-//! cloud calls, the event recorder and per-object failure counts for backoff.
+//! cloud calls, the Events it publishes and per-object failure counts for backoff.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
+use k8s_openapi::api::core::v1::ObjectReference;
+use k8s_openapi::api::events::v1::Event as K8sEvent;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta};
+use kube::api::{Api, PostParams};
 use kube::core::DeserializeGuard;
 use kube::core::object::HasSpec;
-use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use kube::runtime::reflector::Store;
 use kube::{Resource, ResourceExt};
 use rand::Rng;
@@ -86,13 +89,14 @@ impl DirectoryCache {
     }
 }
 
-/// One lock per object, so two controllers of one kind never run passes of it at once. An
-/// entry is small and kept for the object's life in the process.
+/// One lock per object, so two controllers of one kind never run passes of it at once; it holds
+/// the generation the object's last full pass handled. An entry is small and kept for the
+/// object's life in the process.
 #[derive(Default)]
-pub struct PassLocks(Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>);
+pub struct PassLocks(Mutex<HashMap<String, Arc<tokio::sync::Mutex<Option<i64>>>>>);
 
 impl PassLocks {
-    pub async fn lock(&self, key: &str) -> tokio::sync::OwnedMutexGuard<()> {
+    pub async fn lock(&self, key: &str) -> tokio::sync::OwnedMutexGuard<Option<i64>> {
         let lock = self
             .0
             .lock()
@@ -140,7 +144,7 @@ pub struct Context {
     pub client: kube::Client,
     pub cloud: CloudClients,
     pub settings: Settings,
-    pub recorder: Recorder,
+    pub events: EventSource,
     pub directories: DirectoryCache,
     /// Every user read, shared by the UserMfaSetting reconciles and the census.
     pub users: Arc<UserView>,
@@ -182,10 +186,6 @@ impl Context {
         settings: Settings,
         metrics: Arc<Metrics>,
     ) -> Self {
-        let reporter = Reporter {
-            controller: MANAGER.into(),
-            instance: std::env::var("POD_NAME").ok(),
-        };
         let users = Arc::new(UserView::default());
         let census = Census::new(metrics.clone(), users.clone());
         let budget = Budget::new(
@@ -197,7 +197,7 @@ impl Context {
             metrics.clone(),
         );
         Self {
-            recorder: Recorder::new(client.clone(), reporter),
+            events: EventSource::new(),
             client,
             cloud,
             settings,
@@ -302,26 +302,69 @@ impl Context {
         K: Resource<DynamicType = ()>,
     {
         let reason = reason.as_str();
-        let event = Event {
-            type_: if warning {
-                EventType::Warning
-            } else {
-                EventType::Normal
-            },
-            reason: reason.into(),
-            note: Some(note),
-            action: action.into(),
-            secondary: None,
-        };
         // Every Event is logged too, with the object, so logs alone tell the story.
         let object_name = key_of(object);
         if warning {
-            tracing::warn!(kind = %K::kind(&()), object = %object_name, reason, note = event.note.as_deref().unwrap_or_default(), "event");
+            tracing::warn!(kind = %K::kind(&()), object = %object_name, reason, note, "event");
         } else {
-            tracing::info!(kind = %K::kind(&()), object = %object_name, reason, note = event.note.as_deref().unwrap_or_default(), "event");
+            tracing::info!(kind = %K::kind(&()), object = %object_name, reason, note, "event");
         }
-        if let Err(error) = self.recorder.publish(&event, &object.object_ref(&())).await {
+        let event = self
+            .events
+            .event(&object.object_ref(&()), warning, reason, action, note);
+        let namespace = event.metadata.namespace.clone().unwrap_or_default();
+        let events: Api<K8sEvent> = Api::namespaced(self.client.clone(), &namespace);
+        if let Err(error) = events.create(&PostParams::default(), &event).await {
             tracing::warn!(object = %object.name_any(), %error, "could not publish event");
+        }
+    }
+}
+
+/// Who publishes Events, and how one is built: as kube-runtime's `Recorder` builds them, without
+/// its cache of every Event of the last six minutes (kept there to count repeats into a series):
+/// at 10,000 resources that cache alone is megabytes, and this operator does not repeat an Event
+/// (a failure is reported only when Ready's message changes).
+pub struct EventSource {
+    controller: String,
+    instance: String,
+}
+
+impl EventSource {
+    fn new() -> Self {
+        Self {
+            controller: MANAGER.into(),
+            instance: std::env::var("POD_NAME").unwrap_or_else(|_| MANAGER.into()),
+        }
+    }
+
+    fn event(
+        &self,
+        regarding: &ObjectReference,
+        warning: bool,
+        reason: &str,
+        action: &str,
+        note: String,
+    ) -> K8sEvent {
+        let now = jiff::Timestamp::now();
+        K8sEvent {
+            metadata: ObjectMeta {
+                namespace: regarding.namespace.clone(),
+                name: Some(format!(
+                    "{}.{:x}",
+                    regarding.name.as_deref().unwrap_or(&self.controller),
+                    now.as_nanosecond()
+                )),
+                ..ObjectMeta::default()
+            },
+            action: Some(action.into()),
+            reason: Some(reason.into()),
+            note: Some(note),
+            type_: Some(if warning { "Warning" } else { "Normal" }.into()),
+            event_time: Some(MicroTime(now)),
+            regarding: Some(regarding.clone()),
+            reporting_controller: Some(self.controller.clone()),
+            reporting_instance: Some(self.instance.clone()),
+            ..K8sEvent::default()
         }
     }
 }

@@ -22,7 +22,7 @@ use std::hash::{Hash, Hasher};
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures::{FutureExt, StreamExt, TryStreamExt, future};
+use futures::{FutureExt, StreamExt, future};
 use k8s_openapi::api::core::v1::Secret;
 use kube::api::{Api, ListParams};
 use kube::core::DeserializeGuard;
@@ -118,27 +118,65 @@ fn users_of_secret<K: Kind>(
 }
 
 /// One kind's store and the writer its watch fills it through.
-type Reflector<K> = (
-    reflector::Store<DeserializeGuard<K>>,
-    reflector::store::Writer<DeserializeGuard<K>>,
-);
+type Reflector<K> = (reflector::Store<DeserializeGuard<K>>, Writer<K>);
 
-/// A controller for one kind: its objects (filtered to spec and lifecycle changes) in `store`, and
-/// the Secrets they name (from the one shared Secret watch), so a changed credential re-queues
-/// its users.
-fn controller_for<K: Kind>(
-    api: Api<DeserializeGuard<K>>,
-    (store, writer): Reflector<K>,
-    secrets: &SecretChanges,
-) -> Controller<DeserializeGuard<K>> {
-    // managedFields are a third of a small object and nothing here reads them.
-    let watch = watcher(api, watcher::Config::default())
+/// What fills one kind's store.
+type Writer<K> = reflector::store::Writer<DeserializeGuard<K>>;
+
+/// Room for a burst of watch events before the watch waits for the controllers to take them.
+const SHARED_BUFFER: usize = 1024;
+
+/// One kind's watch, shared by its two controllers: it fills the store (without managedFields:
+/// they are a third of a small object and nothing here reads them) and hands every applied object
+/// to the `resyncs` and `changes` subscribers, after the store has it.
+struct SharedWatch<K: Kind> {
+    resyncs: reflector::ReflectHandle<DeserializeGuard<K>>,
+    changes: reflector::ReflectHandle<DeserializeGuard<K>>,
+    watch: future::BoxFuture<'static, ()>,
+}
+
+fn shared_watch<K: Kind>(api: Api<DeserializeGuard<K>>, writer: Writer<K>) -> SharedWatch<K> {
+    let subscribe = |writer: &Writer<K>| {
+        writer
+            .subscribe()
+            .expect("the writer of a shared store has subscribers")
+    };
+    let (resyncs, changes) = (subscribe(&writer), subscribe(&writer));
+    let events = watcher(api, watcher::Config::default())
         .default_backoff()
         .modify(|object| object.managed_fields_mut().clear());
-    let stream = reflector::reflector(writer, watch)
-        .applied_objects()
-        .predicate_filter(spec_or_lifecycle, Default::default());
-    Controller::for_stream(stream, store.clone())
+    let watch = reflector::reflector(writer, events)
+        .for_each(|_| future::ready(()))
+        .boxed();
+    SharedWatch {
+        resyncs,
+        changes,
+        watch,
+    }
+}
+
+/// Lets through an object only when its spec, deletion or finalizers changed since it last did
+/// (not for status writes, ours included), like kube's `predicate_filter` on a shared stream.
+fn spec_or_lifecycle_changes<K: Kind>(
+    objects: reflector::ReflectHandle<DeserializeGuard<K>>,
+) -> impl futures::Stream<Item = Arc<DeserializeGuard<K>>> + Send + 'static {
+    let mut seen: std::collections::HashMap<String, u64> = std::collections::HashMap::new();
+    objects.filter(move |object| {
+        let changed = spec_or_lifecycle(object.as_ref())
+            .is_some_and(|hash| seen.insert(key_of(object.as_ref()), hash) != Some(hash));
+        future::ready(changed)
+    })
+}
+
+/// The main controller of a kind: its objects (spec and lifecycle changes) from the shared watch,
+/// the resyncs it requeues, and the Secrets they name (from the one shared Secret watch), so a
+/// changed credential re-queues its users.
+fn controller_for<K: Kind>(
+    objects: reflector::ReflectHandle<DeserializeGuard<K>>,
+    store: reflector::Store<DeserializeGuard<K>>,
+    secrets: &SecretChanges,
+) -> Controller<DeserializeGuard<K>> {
+    Controller::for_shared_stream(spec_or_lifecycle_changes(objects), store.clone())
         .watches_shared_stream(secrets.clone(), users_of_secret(store))
 }
 
@@ -156,8 +194,7 @@ fn secret_watch(
     SecretChanges,
     impl std::future::Future<Output = ()>,
 ) {
-    // Room for a burst of changes before the watch waits for the controllers to take them.
-    let (store, writer) = reflector::store_shared(1024);
+    let (store, writer) = reflector::store_shared(SHARED_BUFFER);
     let changes = writer
         .subscribe()
         .expect("a shared store always has subscribers");
@@ -411,29 +448,19 @@ impl Wiring<'_> {
         K: Kind,
         W: futures::Stream<Item = ObjectRef<DeserializeGuard<K>>> + Send + 'static,
     {
-        let store = reflector.0.clone();
-        let resyncs = controller_for(
-            api_for(self.client, self.namespace),
-            reflector,
-            &self.secrets,
-        )
-        .with_config(self.config.clone())
-        .graceful_shutdown_on(self.shutdown.clone())
-        .reconcile_on(woken)
-        .run(
-            measured(self.metrics.clone(), |object: Arc<K>, ctx: Arc<K::Ctx>| async move {
-                if change_pending(object.as_ref()) {
-                    // The fast lane has it; this lane comes back at the object's phase.
-                    let base: &Context = (*ctx).as_ref();
-                    return Ok(Action::requeue(base.budget.next_resync(&key_of(object.as_ref()))));
-                }
-                reconciler::reconcile::<K>(object, ctx).await
-            }),
-            |object, error, ctx: Arc<K::Ctx>| error_policy(object, error, (*ctx).as_ref()),
-            ctx.clone(),
-        )
-        .for_each(|_| future::ready(()));
-        let changes = fast_lane(api_for(self.client, self.namespace), store)
+        let (store, writer) = reflector;
+        let shared = shared_watch(api_for(self.client, self.namespace), writer);
+        let resyncs = controller_for(shared.resyncs, store.clone(), &self.secrets)
+            .with_config(self.config.clone())
+            .graceful_shutdown_on(self.shutdown.clone())
+            .reconcile_on(woken)
+            .run(
+                measured(self.metrics.clone(), reconciler::reconcile::<K>),
+                |object, error, ctx: Arc<K::Ctx>| error_policy(object, error, (*ctx).as_ref()),
+                ctx.clone(),
+            )
+            .for_each(|_| future::ready(()));
+        let changes = fast_lane(shared.changes, store)
             .with_config(self.config.clone())
             .graceful_shutdown_on(self.shutdown.clone())
             .run(
@@ -448,8 +475,11 @@ impl Wiring<'_> {
                 ctx,
             )
             .for_each(|_| future::ready(()));
+        let watch = shared.watch;
         async move {
-            futures::join!(resyncs, changes);
+            // The watch feeds both controllers and goes with them.
+            let controllers = Box::pin(async { futures::join!(resyncs, changes) });
+            future::select(controllers, watch).await;
         }
     }
 }
@@ -465,17 +495,16 @@ fn change_pending<K: Kind>(object: &K) -> bool {
 
 /// The fast lane for spec changes and deletions: a second controller over the same objects that
 /// is woken only by changes no pass has handled, so a write never waits behind a queue of
-/// resyncs (thousands of reads after a restart, or a census) in the main controller. The two
-/// never reconcile one object at once (`reconcile` holds a per-object lock).
+/// resyncs (thousands of reads after a restart, or a census) in the main controller. The main
+/// controller sees the same changes; whichever comes second finds the work done (a fresh read in
+/// the shared view, an unchanged status). The two never run one object at once (`reconcile`
+/// holds a per-object lock).
 fn fast_lane<K: Kind>(
-    api: Api<DeserializeGuard<K>>,
+    objects: reflector::ReflectHandle<DeserializeGuard<K>>,
     store: reflector::Store<DeserializeGuard<K>>,
 ) -> Controller<DeserializeGuard<K>> {
-    let pending = watcher(api, watcher::Config::default())
-        .default_backoff()
-        .applied_objects()
-        .try_filter(|guard| future::ready(guard.0.as_ref().is_ok_and(change_pending)));
-    Controller::for_stream(pending, store)
+    let pending = objects.filter(|guard| future::ready(guard.0.as_ref().is_ok_and(change_pending)));
+    Controller::for_shared_stream(pending, store)
 }
 
 async fn run_controllers(
@@ -520,7 +549,11 @@ async fn run_controllers(
         metrics,
     };
 
-    let (policies, users, rams) = (reflector::store(), reflector::store(), reflector::store());
+    let (policies, users, rams) = (
+        reflector::store_shared(SHARED_BUFFER),
+        reflector::store_shared(SHARED_BUFFER),
+        reflector::store_shared(SHARED_BUFFER),
+    );
     // Name resolution counts the names still to resolve among every UserMfaSetting.
     let _ = ctx.user_store.set(users.0.clone());
     // Policies wake each other (the Conflict rule) and their users (Effective follows the directory).

@@ -81,16 +81,36 @@ pub async fn reconcile<K: Kind>(
     ctx: Arc<K::Ctx>,
 ) -> Result<Action, ReconcileError> {
     let base: &Context = (*ctx).as_ref();
+    let key = key_of(object.as_ref());
     // The main controller and the fast lane (see `controller::fast_lane`) share objects: one
-    // pass at a time per object.
-    let _one_pass = base.passes.lock(&key_of(object.as_ref())).await;
-    let api: Api<K> = Api::namespaced(base.client.clone(), &object.namespace().unwrap_or_default());
-    if !K::FINALIZES {
-        return apply(object, &ctx, &api).await;
+    // pass at a time per object. The lock also keeps the generation the last full pass handled.
+    let mut handled = base.passes.lock(&key).await;
+    let generation = object.meta().generation;
+    let seen = object.status().and_then(|s| s.common().observed_generation);
+    if object.meta().deletion_timestamp.is_none()
+        && generation.is_some()
+        && *handled == generation
+        && seen != generation
+    {
+        // This generation was handled, and the object is a copy from before that pass wrote its
+        // status (the watch has not caught up): nothing to do, and a pass would read again.
+        return Ok(Action::requeue(base.budget.next_resync(&key)));
     }
+    let api: Api<K> = Api::namespaced(base.client.clone(), &object.namespace().unwrap_or_default());
+    let applied = |result: Result<Action, ReconcileError>, handled: &mut Option<i64>| {
+        if result.is_ok() {
+            *handled = generation;
+        }
+        result
+    };
+    if !K::FINALIZES {
+        let result = apply(object, &ctx, &api).await;
+        return applied(result, &mut handled);
+    }
+    let handled = &mut *handled;
     finalizer(&api, FINALIZER, object, |event| async {
         match event {
-            FinalizerEvent::Apply(object) => apply(object, &ctx, &api).await,
+            FinalizerEvent::Apply(object) => applied(apply(object, &ctx, &api).await, handled),
             FinalizerEvent::Cleanup(object) => object.cleanup(&ctx).await,
         }
     })

@@ -115,13 +115,17 @@ pub fn plan(demand: &Demand, limits: &Limits) -> Plan {
     }
 }
 
+fn fingerprint(key: &str) -> u64 {
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    key.hash(&mut hasher);
+    hasher.finish()
+}
+
 /// The delay until `key`'s next resync: at its fixed phase within `period` (a hash of the key),
 /// at least half a period away, so resources spread evenly over the interval.
 pub fn phased_delay(key: &str, period: Duration, since_start: Duration) -> Duration {
     let period_ms = period.as_millis().max(1) as u64;
-    let mut hasher = std::collections::hash_map::DefaultHasher::new();
-    key.hash(&mut hasher);
-    let phase = hasher.finish() % period_ms;
+    let phase = fingerprint(key) % period_ms;
     let now = since_start.as_millis() as u64 % period_ms;
     let mut delay = (phase + period_ms - now) % period_ms;
     if delay < period_ms / 2 {
@@ -141,7 +145,9 @@ fn shown(duration: Duration) -> String {
 
 #[derive(Default)]
 struct Registry {
-    users: HashSet<String>,
+    /// By a hash of the resource's name: the names of 10,000 users would cost a megabyte, and a
+    /// collision only miscounts one user.
+    users: HashSet<u64>,
     singles: HashSet<String>,
     censuses: HashMap<String, CensusDemand>,
     plan: Option<Plan>,
@@ -235,7 +241,7 @@ impl Budget {
     /// A UserMfaSetting (`key`) reads its user each resync, and its directory's setting.
     pub fn count_user(&self, key: &str, directory: &str) {
         self.update(|registry| {
-            let added = !registry.users.contains(key) && registry.users.insert(key.to_string());
+            let added = registry.users.insert(fingerprint(key));
             let directory = format!("directory {directory}");
             added | (!registry.singles.contains(&directory) && registry.singles.insert(directory))
         });
@@ -256,7 +262,7 @@ impl Budget {
     /// `key` was deleted: it costs nothing any more.
     pub fn release(&self, key: &str) {
         self.update(|registry| {
-            registry.users.remove(key)
+            registry.users.remove(&fingerprint(key))
                 | registry.singles.remove(key)
                 | registry.censuses.remove(key).is_some()
         });

@@ -59,17 +59,20 @@ pub struct RunOptions {
     pub leader_election: Option<LeaseSettings>,
 }
 
+fn fingerprint(value: &impl Hash) -> u64 {
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    value.hash(&mut hasher);
+    hasher.finish()
+}
+
 /// Reconcile when the spec, deletion or finalizers change; not for our own status writes.
 fn spec_or_lifecycle<K: Resource>(object: &K) -> Option<u64> {
     let meta = object.meta();
-    let mut hasher = std::collections::hash_map::DefaultHasher::new();
-    (
+    Some(fingerprint(&(
         meta.generation,
         meta.deletion_timestamp.is_some(),
         &meta.finalizers,
-    )
-        .hash(&mut hasher);
-    Some(hasher.finish())
+    )))
 }
 
 fn api_for<K>(client: &kube::Client, namespace: &Option<String>) -> Api<K>
@@ -123,12 +126,16 @@ type Reflector<K> = (reflector::Store<DeserializeGuard<K>>, Writer<K>);
 /// What fills one kind's store.
 type Writer<K> = reflector::store::Writer<DeserializeGuard<K>>;
 
+/// The annotation client-side `kubectl apply` keeps a copy of the applied object in.
+const LAST_APPLIED: &str = "kubectl.kubernetes.io/last-applied-configuration";
+
 /// Room for a burst of watch events before the watch waits for the controllers to take them.
 const SHARED_BUFFER: usize = 1024;
 
-/// One kind's watch, shared by its two controllers: it fills the store (without managedFields:
-/// they are a third of a small object and nothing here reads them) and hands every applied object
-/// to the `resyncs` and `changes` subscribers, after the store has it.
+/// One kind's watch, shared by its two controllers: it fills the store (without managedFields
+/// and kubectl's last-applied copy: together most of a small object, and nothing here reads
+/// them) and hands every applied object to the `resyncs` and `changes` subscribers, after the
+/// store has it.
 struct SharedWatch<K: Kind> {
     resyncs: reflector::ReflectHandle<DeserializeGuard<K>>,
     changes: reflector::ReflectHandle<DeserializeGuard<K>>,
@@ -144,7 +151,11 @@ fn shared_watch<K: Kind>(api: Api<DeserializeGuard<K>>, writer: Writer<K>) -> Sh
     let (resyncs, changes) = (subscribe(&writer), subscribe(&writer));
     let events = watcher(api, watcher::Config::default())
         .default_backoff()
-        .modify(|object| object.managed_fields_mut().clear());
+        .modify(|object| {
+            object.managed_fields_mut().clear();
+            // kubectl's copy of the whole object, as it was last applied: unread here too.
+            object.annotations_mut().remove(LAST_APPLIED);
+        });
     let watch = reflector::reflector(writer, events)
         .for_each(|_| future::ready(()))
         .boxed();
@@ -160,10 +171,13 @@ fn shared_watch<K: Kind>(api: Api<DeserializeGuard<K>>, writer: Writer<K>) -> Sh
 fn spec_or_lifecycle_changes<K: Kind>(
     objects: reflector::ReflectHandle<DeserializeGuard<K>>,
 ) -> impl futures::Stream<Item = Arc<DeserializeGuard<K>>> + Send + 'static {
-    let mut seen: std::collections::HashMap<String, u64> = std::collections::HashMap::new();
+    // By a hash of the object's name: at 10,000 objects the names themselves would cost a
+    // megabyte, and a collision only delays one object to its next resync.
+    let mut seen: std::collections::HashMap<u64, u64> = std::collections::HashMap::new();
     objects.filter(move |object| {
-        let changed = spec_or_lifecycle(object.as_ref())
-            .is_some_and(|hash| seen.insert(key_of(object.as_ref()), hash) != Some(hash));
+        let changed = spec_or_lifecycle(object.as_ref()).is_some_and(|hash| {
+            seen.insert(fingerprint(&key_of(object.as_ref())), hash) != Some(hash)
+        });
         future::ready(changed)
     })
 }

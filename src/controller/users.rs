@@ -6,6 +6,7 @@
 //! call for a name already resolved.
 
 use std::collections::{HashMap, HashSet};
+use std::future::Future;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -56,6 +57,28 @@ impl UserView {
         use_entry(entries.entry(key.clone()).or_default())
     }
 
+    /// One field of a user's entry: kept when younger than `max_age` (None: always read), else
+    /// read with `read` and kept.
+    async fn read_through<T: Clone>(
+        &self,
+        key: UserKey,
+        field: fn(&mut Entry) -> &mut Option<Read<T>>,
+        max_age: Option<Duration>,
+        read: impl Future<Output = Result<T, CloudError>>,
+    ) -> Result<T, CloudError> {
+        if let Some(known) = self.with(&key, |entry| field(entry).as_ref()?.fresh(max_age)) {
+            return Ok(known);
+        }
+        let value = read.await?;
+        self.with(&key, |entry| {
+            *field(entry) = Some(Read {
+                value: value.clone(),
+                at: Instant::now(),
+            })
+        });
+        Ok(value)
+    }
+
     /// The user's own MFA setting, read from the cloud unless the view has one younger than
     /// `max_age` (None: always read).
     pub async fn setting(
@@ -67,12 +90,9 @@ impl UserView {
         max_age: Option<Duration>,
     ) -> Result<Option<String>, CloudError> {
         let key = user_key(endpoint, directory_id, user_id);
-        if let Some(known) = self.with(&key, |e| e.setting.as_ref()?.fresh(max_age)) {
-            return Ok(known);
-        }
-        let read = client.get_user_mfa_setting(directory_id, user_id).await?;
-        self.record_setting(endpoint, directory_id, user_id, read.clone());
-        Ok(read)
+        let read = client.get_user_mfa_setting(directory_id, user_id);
+        self.read_through(key, |entry| &mut entry.setting, max_age, read)
+            .await
     }
 
     /// The user's devices, read unless the view has a list younger than `max_age`.
@@ -85,20 +105,12 @@ impl UserView {
         max_age: Option<Duration>,
     ) -> Result<Vec<MfaDevice>, CloudError> {
         let key = user_key(endpoint, directory_id, user_id);
-        if let Some(known) = self.with(&key, |e| e.devices.as_ref()?.fresh(max_age)) {
-            return Ok(known);
-        }
-        let read = client.list_mfa_devices(directory_id, user_id).await?;
-        self.with(&key, |entry| {
-            entry.devices = Some(Read {
-                value: read.clone(),
-                at: Instant::now(),
-            })
-        });
-        Ok(read)
+        let read = client.list_mfa_devices(directory_id, user_id);
+        self.read_through(key, |entry| &mut entry.devices, max_age, read)
+            .await
     }
 
-    /// What the cloud has now (just read, or just written and acknowledged).
+    /// What the cloud has now (just written and acknowledged).
     pub fn record_setting(
         &self,
         endpoint: &Endpoint,

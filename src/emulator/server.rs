@@ -1137,14 +1137,15 @@ mod tests {
                 .unwrap();
         }
         let after = Timestamp::now().as_millisecond();
-        let writes: Vec<WriteRecord> = http
-            .get(format!("{base}/_emulator/writes"))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let recorded = || async {
+            let answer = http
+                .get(format!("{base}/_emulator/writes"))
+                .send()
+                .await
+                .unwrap();
+            answer.json::<Value>().await.unwrap()
+        };
+        let writes: Vec<WriteRecord> = serde_json::from_value(recorded().await).unwrap();
         let outcomes: Vec<&str> = writes.iter().map(|w| w.outcome.as_str()).collect();
         assert_eq!(outcomes, ["ok", "SignatureDoesNotMatch"]);
         for write in &writes {
@@ -1153,14 +1154,7 @@ mod tests {
             assert_eq!(write.directory_id.as_deref(), Some("d-1"));
             assert!((before..=after).contains(&write.at_ms), "{write:?}");
         }
-        let raw: Value = http
-            .get(format!("{base}/_emulator/writes"))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let raw = recorded().await;
         assert!(
             raw[0]["atMs"].is_i64() && raw[0]["userId"] == "u-1",
             "{raw}"
@@ -1171,14 +1165,7 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(cleared.status(), reqwest::StatusCode::NO_CONTENT);
-        let writes: Vec<WriteRecord> = http
-            .get(format!("{base}/_emulator/writes"))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let writes: Vec<WriteRecord> = serde_json::from_value(recorded().await).unwrap();
         assert!(writes.is_empty());
         // The counters are another view: the writes' clearing leaves them.
         assert_eq!(

@@ -190,7 +190,11 @@ fn controller_for<K: Kind>(
     store: reflector::Store<DeserializeGuard<K>>,
     secrets: &SecretChanges,
 ) -> Controller<DeserializeGuard<K>> {
-    Controller::for_shared_stream(spec_or_lifecycle_changes(objects), store.clone())
+    // A change no pass handled yet is the fast lane's, which hands the object over once done:
+    // so at the start, with every object new, the two queues do not both hold every object.
+    let settled = spec_or_lifecycle_changes(objects)
+        .filter(|guard| future::ready(!guard.0.as_ref().is_ok_and(change_pending)));
+    Controller::for_shared_stream(settled, store.clone())
         .watches_shared_stream(secrets.clone(), users_of_secret(store))
 }
 
@@ -464,10 +468,12 @@ impl Wiring<'_> {
     {
         let (store, writer) = reflector;
         let shared = shared_watch(api_for(self.client, self.namespace), writer);
+        // What the fast lane handled, handed to the main controller for its resyncs.
+        let (handoff, handed) = futures::channel::mpsc::unbounded();
         let resyncs = controller_for(shared.resyncs, store.clone(), &self.secrets)
             .with_config(self.config.clone())
             .graceful_shutdown_on(self.shutdown.clone())
-            .reconcile_on(woken)
+            .reconcile_on(futures::stream::select(woken, handed))
             .run(
                 measured(self.metrics.clone(), reconciler::reconcile::<K>),
                 |object, error, ctx: Arc<K::Ctx>| error_policy(object, error, (*ctx).as_ref()),
@@ -478,12 +484,18 @@ impl Wiring<'_> {
             .with_config(self.config.clone())
             .graceful_shutdown_on(self.shutdown.clone())
             .run(
-                measured(self.metrics.clone(), |object, ctx| async move {
-                    // Resyncs are the main controller's: once a change is handled, this lane
-                    // waits for the next one (it still retries its own failures, with backoff).
-                    reconciler::reconcile::<K>(object, ctx)
-                        .await
-                        .map(|_| Action::await_change())
+                measured(self.metrics.clone(), move |object: Arc<K>, ctx| {
+                    let handoff = handoff.clone();
+                    async move {
+                        // Resyncs are the main controller's: a change handled is handed to it,
+                        // and this lane waits for the next (it retries its own failures).
+                        let handled = keys::guarded_ref(object.as_ref());
+                        let result = reconciler::reconcile::<K>(object, ctx).await;
+                        if result.is_ok() {
+                            let _ = handoff.unbounded_send(handled);
+                        }
+                        result.map(|_| Action::await_change())
+                    }
                 }),
                 |object, error, ctx: Arc<K::Ctx>| error_policy(object, error, (*ctx).as_ref()),
                 ctx,
@@ -510,9 +522,10 @@ fn change_pending<K: Kind>(object: &K) -> bool {
 /// The fast lane for spec changes and deletions: a second controller over the same objects that
 /// is woken only by changes no pass has handled, so a write never waits behind a queue of
 /// resyncs (thousands of reads after a restart, or a census) in the main controller. The main
-/// controller sees the same changes; whichever comes second finds the work done (a fresh read in
-/// the shared view, an unchanged status). The two never run one object at once (`reconcile`
-/// holds a per-object lock).
+/// controller leaves such changes to it and gets the object back once the change is handled; a
+/// pass it still makes meanwhile (a resync, a Secret that changed) finds the work done (a fresh
+/// read in the shared view, an unchanged status). The two never run one object at once
+/// (`reconcile` holds a per-object lock).
 fn fast_lane<K: Kind>(
     objects: reflector::ReflectHandle<DeserializeGuard<K>>,
     store: reflector::Store<DeserializeGuard<K>>,

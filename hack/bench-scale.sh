@@ -545,6 +545,12 @@ def steady(procs, rows, n):
                 continue
             row(rows, "steady", n, f"{name}: all Ready after (floor)", f"{world.elapsed:.1f} s ({world.floor:.1f} s)", "")
             window, source = resync_window(operator, resync)
+            # Each resource's first resync after convergence lands anywhere in [P/2, 3P/2) (its
+            # phase) and may find its read still fresh: from 1.5 intervals on, every resource
+            # is on its once-per-interval beat, and that is what is counted.
+            log(f"steady {name}: {1.5 * window:.0f}s for every resource to reach its phase")
+            time.sleep(1.5 * window)
+            window, source = resync_window(operator, resync)
             world.emulator.reset_calls()
             log(f"steady {name}: counting calls over {window:.0f}s ({source})")
             time.sleep(window)

@@ -137,7 +137,7 @@ impl Run {
         );
         paced
             .map(|user| async move {
-                let (setting, devices) = tokio::try_join!(
+                let read = tokio::try_join!(
                     self.view.setting(
                         &self.client,
                         &self.endpoint,
@@ -152,14 +152,21 @@ impl Run {
                         &user.user_id,
                         fresh
                     ),
-                )?;
+                );
+                let (setting, devices) = match read {
+                    Ok(read) => read,
+                    // Deleted since the listing: no longer a user of the directory.
+                    Err(error) if error.code() == Some("EntityNotExists.User") => return Ok(None),
+                    Err(error) => return Err(error),
+                };
                 let state = UserState {
                     setting,
                     devices: devices.len(),
                 };
-                Ok::<_, CloudError>((user.user_id, state))
+                Ok::<_, CloudError>(Some((user.user_id, state)))
             })
             .buffer_unordered(CONCURRENT_USERS)
+            .try_filter_map(|read| futures::future::ready(Ok(read)))
             .try_collect()
             .await
     }
@@ -185,6 +192,8 @@ async fn take(
     let mut users = match result {
         Ok(users) => users,
         Err(error) => {
+            // Kept for a later census they would be older than its reads.
+            directory.observed_meanwhile.clear();
             tracing::warn!(directory = %key.1, %error, "census of the directory's users failed; the compliance gauges keep their last values and it is retried at the next reconcile");
             return;
         }

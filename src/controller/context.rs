@@ -89,14 +89,33 @@ impl DirectoryCache {
     }
 }
 
+/// What an object's last full pass handled: its uid (a re-created object of the same name is
+/// another) and generation.
+pub type Handled = Option<(String, i64)>;
+
 /// One lock per object, so two controllers of one kind never run passes of it at once; it holds
-/// the generation the object's last full pass handled. An entry is small and kept for the
-/// object's life in the process.
+/// what the object's last full pass handled. An entry is small; `forget` drops it with the object.
 #[derive(Default)]
-pub struct PassLocks(Mutex<HashMap<String, Arc<tokio::sync::Mutex<Option<i64>>>>>);
+pub struct PassLocks(Mutex<HashMap<String, Arc<tokio::sync::Mutex<Handled>>>>);
 
 impl PassLocks {
-    pub async fn lock(&self, key: &str) -> tokio::sync::OwnedMutexGuard<Option<i64>> {
+    /// What the last full pass of `key` handled, when no pass runs now.
+    pub fn handled(&self, key: &str) -> Handled {
+        let lock = self
+            .0
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(key)?
+            .clone();
+        lock.try_lock().ok()?.clone()
+    }
+
+    /// The object is gone (its finalizer released): its entry goes too.
+    pub fn forget(&self, key: &str) {
+        self.0.lock().unwrap_or_else(|p| p.into_inner()).remove(key);
+    }
+
+    pub async fn lock(&self, key: &str) -> tokio::sync::OwnedMutexGuard<Handled> {
         let lock = self
             .0
             .lock()

@@ -188,14 +188,14 @@ fn spec_or_lifecycle_changes<K: Kind>(
 fn controller_for<K: Kind>(
     objects: reflector::ReflectHandle<DeserializeGuard<K>>,
     store: reflector::Store<DeserializeGuard<K>>,
-    secrets: &SecretChanges,
+    secrets: SecretChanges,
 ) -> Controller<DeserializeGuard<K>> {
     // A change no pass handled yet is the fast lane's, which hands the object over once done:
     // so at the start, with every object new, the two queues do not both hold every object.
     let settled = spec_or_lifecycle_changes(objects)
         .filter(|guard| future::ready(!guard.0.as_ref().is_ok_and(change_pending)));
     Controller::for_shared_stream(settled, store.clone())
-        .watches_shared_stream(secrets.clone(), users_of_secret(store))
+        .watches_shared_stream(secrets, users_of_secret(store))
 }
 
 /// Every Secret's changes, metadata only, from one watch that the three controllers share.
@@ -203,19 +203,23 @@ type SecretChanges = reflector::ReflectHandle<PartialObjectMeta<Secret>>;
 
 /// The one Secret watch: metadata only (a full watch would hold a copy of every Secret in scope,
 /// Helm releases included, just to learn that one changed), without managedFields, into a store
-/// that the credential cache reads resourceVersions from. Returns the store, a handle each
-/// controller subscribes to, and the watch to drive.
-fn secret_watch(
+/// that the credential cache reads resourceVersions from. Returns the store, a handle for each of
+/// the `N` controllers, and the watch to drive.
+fn secret_watch<const N: usize>(
     api: Api<PartialObjectMeta<Secret>>,
 ) -> (
     reflector::Store<PartialObjectMeta<Secret>>,
-    SecretChanges,
+    [SecretChanges; N],
     impl std::future::Future<Output = ()>,
 ) {
     let (store, writer) = reflector::store_shared(SHARED_BUFFER);
-    let changes = writer
-        .subscribe()
-        .expect("a shared store always has subscribers");
+    // One handle per controller and no other: a handle nobody reads would fill its buffer and
+    // stop the watch for everyone.
+    let changes = std::array::from_fn(|_| {
+        writer
+            .subscribe()
+            .expect("a shared store always has subscribers")
+    });
     let watch = reflector::reflector(
         writer,
         watcher(api, watcher::Config::default())
@@ -447,7 +451,6 @@ pub async fn run(options: RunOptions) -> Result<(), String> {
 struct Wiring<'a> {
     client: &'a kube::Client,
     namespace: &'a Option<String>,
-    secrets: SecretChanges,
     config: ControllerConfig,
     shutdown: future::Shared<future::BoxFuture<'static, ()>>,
     metrics: Arc<Metrics>,
@@ -460,6 +463,7 @@ impl Wiring<'_> {
         &self,
         reflector: Reflector<K>,
         woken: W,
+        secrets: SecretChanges,
         ctx: Arc<K::Ctx>,
     ) -> impl std::future::Future<Output = ()> + use<K, W>
     where
@@ -470,7 +474,7 @@ impl Wiring<'_> {
         let shared = shared_watch(api_for(self.client, self.namespace), writer);
         // What the fast lane handled, handed to the main controller for its resyncs.
         let (handoff, handed) = futures::channel::mpsc::unbounded();
-        let resyncs = controller_for(shared.resyncs, store.clone(), &self.secrets)
+        let resyncs = controller_for(shared.resyncs, store.clone(), secrets)
             .with_config(self.config.clone())
             .graceful_shutdown_on(self.shutdown.clone())
             .reconcile_on(futures::stream::select(woken, handed))
@@ -484,19 +488,30 @@ impl Wiring<'_> {
             .with_config(self.config.clone())
             .graceful_shutdown_on(self.shutdown.clone())
             .run(
-                measured(self.metrics.clone(), move |object: Arc<K>, ctx| {
-                    let handoff = handoff.clone();
-                    async move {
-                        // Resyncs are the main controller's: a change handled is handed to it,
-                        // and this lane waits for the next (it retries its own failures).
-                        let handled = keys::guarded_ref(object.as_ref());
-                        let result = reconciler::reconcile::<K>(object, ctx).await;
-                        if result.is_ok() {
-                            let _ = handoff.unbounded_send(handled);
+                measured(
+                    self.metrics.clone(),
+                    move |object: Arc<K>, ctx: Arc<K::Ctx>| {
+                        let handoff = handoff.clone();
+                        async move {
+                            // Resyncs are the main controller's: a change handled is handed to it,
+                            // and this lane waits for the next (it retries its own failures).
+                            let reference = keys::guarded_ref(object.as_ref());
+                            let (key, this) = (
+                                key_of(object.as_ref()),
+                                object.meta().uid.clone().zip(object.meta().generation),
+                            );
+                            let base = ctx.clone();
+                            let result = reconciler::reconcile::<K>(object, ctx).await;
+                            // Handed over once a full pass handled this generation (not after the
+                            // step that only adds the finalizer: the fast lane goes on to the pass).
+                            let passes = &(*base).as_ref().passes;
+                            if result.is_ok() && this.is_some() && this == passes.handled(&key) {
+                                let _ = handoff.unbounded_send(reference);
+                            }
+                            result.map(|_| Action::await_change())
                         }
-                        result.map(|_| Action::await_change())
-                    }
-                }),
+                    },
+                ),
                 |object, error, ctx: Arc<K::Ctx>| error_policy(object, error, (*ctx).as_ref()),
                 ctx,
             )
@@ -551,7 +566,7 @@ async fn run_controllers(
         qps: options.cloud_qps,
         ..ClientConfig::default()
     };
-    let (secret_index, secret_changes, secret_watch) =
+    let (secret_index, [policy_secrets, user_secrets, ram_secrets], secret_watch) =
         secret_watch(api_for(&client, &options.watch_namespace));
     let ctx = Arc::new(Context::new(
         client.clone(),
@@ -570,7 +585,6 @@ async fn run_controllers(
     let wiring = Wiring {
         client: &client,
         namespace: &options.watch_namespace,
-        secrets: secret_changes,
         config: ControllerConfig::default().concurrency(options.max_concurrent_reconciles),
         shutdown: shutdown.boxed().shared(),
         metrics,
@@ -591,9 +605,15 @@ async fn run_controllers(
         policies: wake_policies,
         users: wake_users,
     });
-    let directories = wiring.run::<DirectoryMfaPolicy, _>(policies, woken_policies, directory_ctx);
-    let users = wiring.run::<UserMfaSetting, _>(users, woken_users, ctx.clone());
-    let rams = wiring.run::<RamUserMfaStatus, _>(rams, futures::stream::pending(), ctx);
+    let directories = wiring.run::<DirectoryMfaPolicy, _>(
+        policies,
+        woken_policies,
+        policy_secrets,
+        directory_ctx,
+    );
+    let users = wiring.run::<UserMfaSetting, _>(users, woken_users, user_secrets, ctx.clone());
+    let rams =
+        wiring.run::<RamUserMfaStatus, _>(rams, futures::stream::pending(), ram_secrets, ctx);
 
     tracing::info!(resync = ?options.resync_interval, namespace = ?options.watch_namespace, "controllers started");
     // The Secret watch feeds the controllers and goes with them.

@@ -17,7 +17,7 @@ use serde::de::DeserializeOwned;
 
 use super::clock;
 use super::conditions::{self, DesiredCondition, READY, SYNCED};
-use super::context::Context;
+use super::context::{Context, Handled};
 use super::error::ReconcileError;
 use super::keys::{FINALIZER, key_of};
 use super::plan::{FieldChange, Plan, describe};
@@ -85,21 +85,22 @@ pub async fn reconcile<K: Kind>(
     // The main controller and the fast lane (see `controller::fast_lane`) share objects: one
     // pass at a time per object. The lock also keeps the generation the last full pass handled.
     let mut handled = base.passes.lock(&key).await;
-    let generation = object.meta().generation;
+    let this = object.meta().uid.clone().zip(object.meta().generation);
     let seen = object.status().and_then(|s| s.common().observed_generation);
     if object.meta().deletion_timestamp.is_none()
-        && generation.is_some()
-        && *handled == generation
-        && seen != generation
+        && this.is_some()
+        && *handled == this
+        && seen != this.as_ref().map(|(_, generation)| *generation)
     {
-        // This generation was handled, and the object is a copy from before that pass wrote its
-        // status (the watch has not caught up): nothing to do, and a pass would read again.
+        // This generation of this object was handled, and the copy is from before that pass
+        // wrote its status (the watch has not caught up): nothing to do, and a pass would read
+        // again.
         return Ok(Action::requeue(base.budget.next_resync(&key)));
     }
     let api: Api<K> = Api::namespaced(base.client.clone(), &object.namespace().unwrap_or_default());
-    let applied = |result: Result<Action, ReconcileError>, handled: &mut Option<i64>| {
+    let applied = |result: Result<Action, ReconcileError>, handled: &mut Handled| {
         if result.is_ok() {
-            *handled = generation;
+            *handled = this.clone();
         }
         result
     };
@@ -111,7 +112,13 @@ pub async fn reconcile<K: Kind>(
     finalizer(&api, FINALIZER, object, |event| async {
         match event {
             FinalizerEvent::Apply(object) => applied(apply(object, &ctx, &api).await, handled),
-            FinalizerEvent::Cleanup(object) => object.cleanup(&ctx).await,
+            FinalizerEvent::Cleanup(object) => {
+                let cleaned = object.cleanup(&ctx).await;
+                if cleaned.is_ok() {
+                    base.passes.forget(&key);
+                }
+                cleaned
+            }
         }
     })
     .await

@@ -8,7 +8,7 @@ use kube::Resource;
 use kube::runtime::controller::Action;
 
 use super::census::{self, UserState};
-use super::conditions::{DesiredCondition, EFFECTIVE};
+use super::conditions::{self, DesiredCondition, EFFECTIVE, SYNCED};
 use super::context::Context;
 use super::error::ReconcileError;
 use super::plan::{FieldChange, Plan, shown};
@@ -105,10 +105,13 @@ fn unresolved_names(spec: &UserMfaSettingSpec, ctx: &Context) -> HashSet<String>
         .collect()
 }
 
-/// A status that resolved the spec's current userName (written for this generation).
+/// A status that resolved the spec's current userName: written by a pass of this generation
+/// that succeeded (a failed pass keeps the id an earlier userName resolved to).
 fn resolved_in_status(object: &UserMfaSetting) -> bool {
     object.status.as_ref().is_some_and(|status| {
-        status.user_id.is_some() && status.common.observed_generation == object.meta().generation
+        status.user_id.is_some()
+            && status.common.observed_generation == object.meta().generation
+            && conditions::is_true(&status.common.conditions, SYNCED)
     })
 }
 

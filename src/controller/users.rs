@@ -239,7 +239,7 @@ impl NameResolver {
         endpoint: &Endpoint,
         directory_id: &str,
         name: &str,
-        wanted: impl FnOnce() -> HashSet<String>,
+        wanted: impl Fn() -> HashSet<String>,
     ) -> Result<Option<String>, CloudError> {
         if let Some(id) = self.known(endpoint, directory_id, name) {
             return Ok(Some(id));
@@ -266,7 +266,9 @@ impl NameResolver {
             .or_default()
             .clone();
         let mut failed = None;
-        {
+        // Until this caller's name is answered: a batch that began before it asked does not look
+        // for it, so the next holder of the gate runs another.
+        loop {
             let _one_at_a_time = gate.lock().await;
             // A resolution that ran while this one waited may have answered it already.
             let waiting: Vec<String> = self
@@ -294,8 +296,11 @@ impl NameResolver {
                         }
                     }
                 }
-                self.answer(&directory, endpoint, directory_id, outcome.is_ok());
+                self.answer(&directory, endpoint, directory_id, &names, outcome.is_ok());
                 failed = outcome.err();
+            }
+            if failed.is_some() || !self.waiting_for(&directory, name) {
+                break;
             }
         }
         if let Some(error) = failed {
@@ -314,21 +319,50 @@ impl NameResolver {
         }
     }
 
-    /// Sends every waiter of `directory` its answer (resolved ids are in `resolved` by now).
+    /// Whether `name` still waits for an answer in `directory`.
+    fn waiting_for(&self, directory: &DirectoryKey, name: &str) -> bool {
+        self.pending
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(directory)
+            .is_some_and(|pending| pending.waiters.contains_key(name))
+    }
+
+    /// Sends the waiters of `directory` whose names this batch (`names`) looked for their answer
+    /// (resolved ids are in `resolved` by now); a name asked for meanwhile waits for the next
+    /// batch, whoever runs it.
     fn answer(
         &self,
         directory: &DirectoryKey,
         endpoint: &Endpoint,
         directory_id: &str,
+        names: &HashSet<String>,
         succeeded: bool,
     ) {
-        let waiters = self
-            .pending
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .remove(directory)
-            .map(|pending| pending.waiters)
-            .unwrap_or_default();
+        let waiters: Vec<(String, Vec<oneshot::Sender<Answer>>)> = {
+            let mut pending = self.pending.lock().unwrap_or_else(|p| p.into_inner());
+            let Some(directory_pending) = pending.get_mut(directory) else {
+                return;
+            };
+            let answered: Vec<String> = directory_pending
+                .waiters
+                .keys()
+                .filter(|name| {
+                    names.contains(*name)
+                        || self.known(endpoint, directory_id, name).is_some()
+                        || self.missing(&Self::resolved_key(endpoint, directory_id, name))
+                })
+                .cloned()
+                .collect();
+            let taken = answered
+                .into_iter()
+                .filter_map(|name| directory_pending.waiters.remove_entry(&name))
+                .collect();
+            if directory_pending.waiters.is_empty() {
+                pending.remove(directory);
+            }
+            taken
+        };
         for (name, senders) in waiters {
             let answer = if succeeded {
                 Ok(self.known(endpoint, directory_id, &name))
@@ -355,22 +389,34 @@ impl NameResolver {
         // Unknown until the first page says TotalCounts: one page is the cheapest first guess.
         let mut pages_left = 1u64;
         let mut seen = 0u64;
+        let mut folded: Vec<User> = Vec::new();
         while !left.is_empty() && by_listing(left.len(), pages_left) {
             let page = client
                 .list_users_page(directory_id, None, MAX_PAGE_SIZE, next_token.as_deref())
                 .await?;
             seen += page.users.len() as u64;
-            for name in left.clone() {
-                if let Some(user) = pick(&page.users, &name) {
-                    self.remember(endpoint, directory_id, &name, &user.user_id);
-                    left.remove(&name);
-                }
-            }
-            next_token = page
+            let next = page
                 .next_token
                 .filter(|t| page.is_truncated && !t.is_empty());
+            for user in page.users {
+                if left.remove(&user.user_name) {
+                    self.remember(endpoint, directory_id, &user.user_name, &user.user_id);
+                } else if left
+                    .iter()
+                    .any(|name| name.eq_ignore_ascii_case(&user.user_name))
+                {
+                    // Stands for a name only if no page has it exactly.
+                    folded.push(user);
+                }
+            }
+            next_token = next;
             if next_token.is_none() {
-                // The whole directory was listed: whatever is left does not exist.
+                // The whole directory was listed: what is left is missing, or differs in case.
+                for name in left {
+                    if let Some(user) = pick(&folded, &name) {
+                        self.remember(endpoint, directory_id, &name, &user.user_id);
+                    }
+                }
                 return Ok(());
             }
             pages_left = page

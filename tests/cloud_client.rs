@@ -328,3 +328,38 @@ async fn rrsa_exchanges_the_oidc_token_once_and_signs_with_sts_credentials() {
     );
     assert_eq!(error.class(), ErrorClass::Terminal);
 }
+
+#[tokio::test]
+async fn a_name_asked_while_a_listing_runs_is_resolved_not_reported_missing() {
+    use cloudsso_mfa_operator::controller::users::NameResolver;
+    use std::collections::HashSet;
+    let (url, _state) = start_emulator_with(large_seed(300)).await;
+    // Slow answers, so the second name is asked while the first batch is listing.
+    set_faults(&url, json!({"latencyMs": 100})).await;
+    let sso = client(&url, ACCESS_KEY_SECRET, config(50));
+    let endpoint = Endpoint::parse(&url).unwrap();
+    let resolver = NameResolver::default();
+    let ten: HashSet<String> = (0..10).map(|i| format!("user{i}")).collect();
+    let batch = resolver.resolve(&sso, &endpoint, DIRECTORY, "user1", || ten.clone());
+    let late = async {
+        tokio::time::sleep(Duration::from_millis(30)).await;
+        resolver
+            .resolve(&sso, &endpoint, DIRECTORY, "user250", HashSet::new)
+            .await
+    };
+    let (batch, late) = tokio::join!(batch, late);
+    assert_eq!(batch.unwrap().as_deref(), Some("u-large1"));
+    assert_eq!(late.unwrap().as_deref(), Some("u-large250"));
+    // The batch's ten names came from the listing's first page; the late one from its own call.
+    assert_eq!(
+        resolver.known(&endpoint, DIRECTORY, "user9").as_deref(),
+        Some("u-large9")
+    );
+    assert_eq!(all_calls(&url, "ListUsers").await, 2);
+    // A name the directory lacks is missing, and not asked again at once.
+    let nobody = resolver.resolve(&sso, &endpoint, DIRECTORY, "nobody", HashSet::new);
+    assert_eq!(nobody.await.unwrap(), None);
+    let again = resolver.resolve(&sso, &endpoint, DIRECTORY, "nobody", HashSet::new);
+    assert_eq!(again.await.unwrap(), None);
+    assert_eq!(all_calls(&url, "ListUsers").await, 3);
+}

@@ -48,6 +48,9 @@ struct Directory {
     /// Users observed while a census was in flight (or before the first one): applied over its
     /// result, which may have read them before the change.
     observed_meanwhile: HashMap<String, UserState>,
+    /// How many users the last listing found: known long before a large census completes, so
+    /// the budget can count the census from its first minute.
+    listed: Option<u64>,
 }
 
 pub struct Census {
@@ -108,6 +111,8 @@ struct Run {
     every: Duration,
     /// Whether to spread the reads over the interval (every census after the first).
     paced: bool,
+    /// Told the directory's size as soon as the listing is done.
+    listed: Box<dyn Fn(u64) + Send + Sync>,
 }
 
 impl Run {
@@ -115,6 +120,7 @@ impl Run {
     async fn read(&self, directory_id: &str) -> Result<HashMap<String, UserState>, CloudError> {
         use futures::{StreamExt, TryStreamExt};
         let users = self.client.list_all_users(directory_id, None).await?;
+        (self.listed)(users.len() as u64);
         let fresh = Some(fresh_for(self.every));
         // Spread evenly over most of the interval, leaving the rest for stragglers and retries.
         let spacing = self
@@ -289,6 +295,7 @@ impl Census {
                 view: self.view.clone(),
                 every,
                 paced: directory.taken.is_some(),
+                listed: self.on_listed(key.clone()),
             };
             let (directories, metrics) = (self.directories.clone(), self.metrics.clone());
             tokio::spawn(take(run, directories, metrics, key));
@@ -329,14 +336,26 @@ impl Census {
         }
     }
 
-    /// How many users the directory had at its last census.
+    /// Records a listing's size; the owner hears of a new one (its budget counts it).
+    fn on_listed(&self, key: DirectoryKey) -> Box<dyn Fn(u64) + Send + Sync> {
+        let directories = self.directories.clone();
+        Box::new(move |users| {
+            let mut directories = directories.lock().unwrap_or_else(|p| p.into_inner());
+            let Some(directory) = directories.get_mut(&key) else {
+                return;
+            };
+            let known = directory.listed.replace(users);
+            let on_change = directory.on_change.clone().filter(|_| known != Some(users));
+            drop(directories);
+            if let Some(on_change) = on_change {
+                on_change();
+            }
+        })
+    }
+
+    /// How many users the directory has, as its last listing found.
     pub fn size(&self, endpoint: &Endpoint, directory_id: &str) -> Option<u64> {
-        let directories = self.lock();
-        let taken = directories
-            .get(&key(endpoint, directory_id))?
-            .taken
-            .as_ref()?;
-        Some(taken.users.len() as u64)
+        self.lock().get(&key(endpoint, directory_id))?.listed
     }
 
     /// `resource` was deleted (or no longer asks for the census): it no longer counts its

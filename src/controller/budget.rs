@@ -7,10 +7,11 @@
 //! demand as resources come and go.
 
 use std::collections::{HashMap, HashSet};
-use std::hash::{Hash, Hasher};
+
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use super::keys::fingerprint;
 use crate::api::ResyncBudget;
 use crate::telemetry::Metrics;
 
@@ -113,12 +114,6 @@ pub fn plan(demand: &Demand, limits: &Limits) -> Plan {
         calls_per_resync: per_resync,
         effective: interval,
     }
-}
-
-fn fingerprint(key: &str) -> u64 {
-    let mut hasher = std::collections::hash_map::DefaultHasher::new();
-    key.hash(&mut hasher);
-    hasher.finish()
 }
 
 /// The delay until `key`'s next resync: at its fixed phase within `period` (a hash of the key),

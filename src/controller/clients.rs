@@ -4,7 +4,6 @@
 //! (from the shared metadata-only watch) stays the same, rebuilt when its keys change.
 
 use std::collections::HashMap;
-use std::hash::{Hash, Hasher};
 use std::sync::{Arc, Mutex};
 
 use k8s_openapi::api::core::v1::Secret;
@@ -13,6 +12,7 @@ use kube::core::PartialObjectMeta;
 use kube::runtime::reflector::{ObjectRef, Store};
 
 use super::error::ReconcileError;
+use super::keys::fingerprint;
 use crate::api::SecretReference;
 use crate::cloud::{
     self, ApiClient, ClientConfig, CloudSsoClient, CredentialSource, Credentials, Endpoint,
@@ -45,12 +45,6 @@ pub struct CloudClients {
     /// resourceVersion did not move is not read again.
     secret_index: Option<Store<PartialObjectMeta<Secret>>>,
     metrics: Arc<Metrics>,
-}
-
-fn fingerprint(value: &impl Hash) -> u64 {
-    let mut hasher = std::collections::hash_map::DefaultHasher::new();
-    value.hash(&mut hasher);
-    hasher.finish()
 }
 
 impl CloudClients {

@@ -28,3 +28,12 @@ pub fn guarded_ref<K: Resource<DynamicType = ()>>(object: &K) -> ObjectRef<Deser
         None => reference,
     }
 }
+
+/// A 64-bit hash of `value`: to tell whether a value changed, or to key a large map without
+/// keeping the names themselves.
+pub fn fingerprint<T: std::hash::Hash + ?Sized>(value: &T) -> u64 {
+    use std::hash::Hasher;
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    value.hash(&mut hasher);
+    hasher.finish()
+}

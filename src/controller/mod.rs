@@ -18,7 +18,6 @@ pub mod user;
 pub mod users;
 pub mod wake;
 
-use std::hash::{Hash, Hasher};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -39,7 +38,7 @@ use crate::cloud::{self, ClientConfig, CredentialSource};
 use clients::CloudClients;
 use context::{Context, DirectoryContext, Settings, backoff};
 use error::ReconcileError;
-use keys::key_of;
+use keys::{fingerprint, key_of};
 use reconciler::Kind;
 
 use crate::leader::{LeaderElector, LeaseSettings};
@@ -57,12 +56,6 @@ pub struct RunOptions {
     pub metrics_addr: std::net::SocketAddr,
     /// Take this Lease before reconciling; None runs as the only replica.
     pub leader_election: Option<LeaseSettings>,
-}
-
-fn fingerprint(value: &impl Hash) -> u64 {
-    let mut hasher = std::collections::hash_map::DefaultHasher::new();
-    value.hash(&mut hasher);
-    hasher.finish()
 }
 
 /// Reconcile when the spec, deletion or finalizers change; not for our own status writes.

@@ -58,14 +58,14 @@ pub struct RunOptions {
     pub leader_election: Option<LeaseSettings>,
 }
 
-/// Reconcile when the spec, deletion or finalizers change; not for our own status writes.
-fn spec_or_lifecycle<K: Resource>(object: &K) -> Option<u64> {
+/// What a reconcile is triggered by: the spec, deletion and finalizers (not status writes).
+fn spec_or_lifecycle<K: Resource>(object: &K) -> u64 {
     let meta = object.meta();
-    Some(fingerprint(&(
+    fingerprint(&(
         meta.generation,
         meta.deletion_timestamp.is_some(),
         &meta.finalizers,
-    )))
+    ))
 }
 
 fn api_for<K>(client: &kube::Client, namespace: &Option<String>) -> Api<K>
@@ -168,9 +168,8 @@ fn spec_or_lifecycle_changes<K: Kind>(
     // megabyte, and a collision only delays one object to its next resync.
     let mut seen: std::collections::HashMap<u64, u64> = std::collections::HashMap::new();
     objects.filter(move |object| {
-        let changed = spec_or_lifecycle(object.as_ref()).is_some_and(|hash| {
-            seen.insert(fingerprint(&key_of(object.as_ref())), hash) != Some(hash)
-        });
+        let hash = spec_or_lifecycle(object.as_ref());
+        let changed = seen.insert(fingerprint(&key_of(object.as_ref())), hash) != Some(hash);
         future::ready(changed)
     })
 }

@@ -1,4 +1,4 @@
-//! Spec fields, enums and status pieces shared by the three kinds.
+//! Spec fields, enums and status pieces shared by the kinds.
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use schemars::JsonSchema;
@@ -11,13 +11,44 @@ pub fn default_region() -> String {
     DEFAULT_REGION.to_string()
 }
 
+/// The longest Kubernetes object name (a DNS subdomain).
+pub const MAX_NAME: usize = 253;
+/// The longest URL an `endpoint` may be (scheme, host and port only).
+pub const MAX_ENDPOINT: usize = 253;
+/// The longest id or name of the cloud that a spec names (directory, user, RAM principal).
+pub const MAX_CLOUD_NAME: usize = 128;
+
 /// A reference to a Secret in the resource's own namespace.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct SecretReference {
     /// Name of a Secret in the same namespace with keys `accessKeyId`, `accessKeySecret` and optionally `securityToken`.
+    #[schemars(length(min = 1, max = 253))]
     pub name: String,
 }
+
+/// A reference to a cluster-scoped `CloudAccount`.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct AccountReference {
+    /// Name of a CloudAccount (cluster-scoped, written by cluster admins) that admits this namespace.
+    #[schemars(length(min = 1, max = 253))]
+    pub name: String,
+}
+
+/// The CEL rules every namespaced spec carries: where its keys may go. A namespace may send its
+/// own keys where it likes, never anyone else's: `region` and `endpoint` only beside
+/// `credentialsSecretRef`; with an account, the account's region and endpoint apply.
+pub const ONE_CREDENTIAL_RULE: &str = "!(has(self.credentialsSecretRef) && has(self.accountRef))";
+pub const ONE_CREDENTIAL_MESSAGE: &str = "at most one of credentialsSecretRef and accountRef may be set";
+pub const OWN_ENDPOINT_RULE: &str =
+    "has(self.credentialsSecretRef) || (!has(self.endpoint) && !has(self.region))";
+pub const OWN_ENDPOINT_MESSAGE: &str = "endpoint and region are allowed only together with credentialsSecretRef (the namespace's own keys); with accountRef, or with neither (the CloudAccount named default), the account's endpoint and region apply";
+/// An endpoint is scheme://host[:port]: no path, query, fragment or user info.
+pub const ENDPOINT_RULE: &str =
+    "self.matches('^https?://[A-Za-z0-9.-]+(:[0-9]{1,5})?/?$') || self.matches('^https?://\\\\[[0-9A-Fa-f:.]+\\\\](:[0-9]{1,5})?/?$')";
+pub const ENDPOINT_MESSAGE: &str =
+    "endpoint must be http(s)://host[:port] with no path, query or user, e.g. https://cloudsso.cn-shanghai.aliyuncs.com";
 
 /// A status with the fields every kind shares.
 pub trait HasCommonStatus {
@@ -27,18 +58,20 @@ pub trait HasCommonStatus {
 
 /// Where a resource's cloud calls go and with which credentials: the fields every spec shares.
 pub trait CloudSpec {
-    fn region(&self) -> &str;
+    /// The region the spec names (only beside `credentialsSecretRef`); the default otherwise.
+    fn region(&self) -> Option<&str>;
     fn endpoint(&self) -> Option<&str>;
     fn credentials_secret_ref(&self) -> Option<&SecretReference>;
+    fn account_ref(&self) -> Option<&AccountReference>;
 }
 
 /// Lists every kind's CRD (`crds()`) and implements `CloudSpec` and `HasCommonStatus` for each
 /// kind's spec and status, which carry those fields under their usual names.
 macro_rules! kinds {
     ($($kind:ty: $spec:ty => $status:ty),* $(,)?) => {
-        /// The CRD of every kind.
+        /// The CRD of every namespaced kind, and of `CloudAccount`.
         fn crds() -> Vec<k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition> {
-            vec![$(<$kind as kube::CustomResourceExt>::crd()),*]
+            vec![<$crate::api::CloudAccount as kube::CustomResourceExt>::crd(), $(<$kind as kube::CustomResourceExt>::crd()),*]
         }
         $(
         impl $crate::api::HasCommonStatus for $status {
@@ -51,14 +84,17 @@ macro_rules! kinds {
         }
 
         impl $crate::api::CloudSpec for $spec {
-            fn region(&self) -> &str {
-                &self.region
+            fn region(&self) -> Option<&str> {
+                self.region.as_deref()
             }
             fn endpoint(&self) -> Option<&str> {
                 self.endpoint.as_deref()
             }
             fn credentials_secret_ref(&self) -> Option<&$crate::api::SecretReference> {
                 self.credentials_secret_ref.as_ref()
+            }
+            fn account_ref(&self) -> Option<&$crate::api::AccountReference> {
+                self.account_ref.as_ref()
             }
         }
         )*
@@ -205,4 +241,13 @@ pub struct CommonStatus {
     /// When the cloud was last read successfully (RFC 3339).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_sync_time: Option<String>,
+    /// The Alibaba Cloud account the credentials belong to (STS GetCallerIdentity), with the endpoint: together with the directory (and user) they say which cloud object this resource claims.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub account_id: Option<String>,
+    /// The endpoint the calls went to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub endpoint: Option<String>,
+    /// The CloudAccount the calls were made through (absent with the namespace's own credentialsSecretRef).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cloud_account: Option<String>,
 }

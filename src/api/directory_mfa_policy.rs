@@ -5,8 +5,10 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use super::common::{
+    AccountReference, ENDPOINT_MESSAGE, ENDPOINT_RULE, ONE_CREDENTIAL_MESSAGE, ONE_CREDENTIAL_RULE,
+    OWN_ENDPOINT_MESSAGE, OWN_ENDPOINT_RULE,
     CommonStatus, DeletionPolicy, ManagementPolicy, MfaAuthenticationSettings,
-    OperationForRiskLogin, SecretReference, default_region,
+    OperationForRiskLogin, SecretReference,
 };
 
 /// The MFA setting a CloudSSO directory should have (UpdateMFAAuthenticationSettings).
@@ -35,11 +37,14 @@ use super::common::{
 #[x_kube(validation = Rule::new(
     "!has(self.operationForRiskLogin) || self.mfaAuthenticationSettings == 'Byuser' || self.mfaAuthenticationSettings == 'OnlyRiskyLogin'"
 ).message("operationForRiskLogin is only valid when mfaAuthenticationSettings is Byuser or OnlyRiskyLogin"))]
+#[x_kube(validation = Rule::new(ONE_CREDENTIAL_RULE).message(ONE_CREDENTIAL_MESSAGE))]
+#[x_kube(validation = Rule::new(OWN_ENDPOINT_RULE).message(OWN_ENDPOINT_MESSAGE))]
 #[serde(rename_all = "camelCase")]
 pub struct DirectoryMfaPolicySpec {
     /// The CloudSSO directory id (`d-` followed by lowercase letters and digits). Immutable.
     #[x_kube(validation = Rule::new("self.matches('^d-[a-z0-9]+$')").message("directoryId must be 'd-' followed by lowercase letters and digits, e.g. d-00fc2p61abcd"))]
     #[x_kube(validation = Rule::new("self == oldSelf").message("directoryId is immutable"))]
+    #[schemars(length(max = 128))]
     pub directory_id: String,
 
     /// The MFA setting of every user of the directory: Enabled, Byuser (each user's own setting applies), Disabled or OnlyRiskyLogin.
@@ -51,19 +56,28 @@ pub struct DirectoryMfaPolicySpec {
 
     /// Verification methods users may use, passed to the API's AllowedVerificationTypes (e.g. [TOTP]) and observed back. Left alone when absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "verification_types_schema")]
     pub allowed_verification_types: Option<Vec<String>>,
 
-    /// The region of the CloudSSO endpoint; the endpoint is derived from it unless `endpoint` is set.
-    #[serde(default = "default_region")]
-    pub region: String,
-
-    /// A URL that overrides the endpoint derived from the region (private endpoints, the emulator).
+    /// The region of the endpoint (default cn-shanghai): the endpoint is derived from it unless `endpoint` is set. Only together with credentialsSecretRef; with an account, the account's region applies.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 64))]
+    #[x_kube(validation = Rule::new("self.matches('^[a-z0-9-]+$')").message("region must be a region id such as cn-shanghai"))]
+    pub region: Option<String>,
+
+    /// A URL (http(s)://host[:port], no path) that overrides the endpoint derived from the region (private endpoints, the emulator). Only together with credentialsSecretRef: the namespace's own keys may go where it likes, never anyone else's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 253))]
+    #[x_kube(validation = Rule::new(ENDPOINT_RULE).message(ENDPOINT_MESSAGE))]
     pub endpoint: Option<String>,
 
-    /// A Secret in this namespace holding `accessKeyId`, `accessKeySecret` and optionally `securityToken`. Without it the controller's own credential chain is used.
+    /// A Secret in this namespace holding `accessKeyId`, `accessKeySecret` and optionally `securityToken`: the namespace's own keys. At most one of credentialsSecretRef and accountRef; with neither, the CloudAccount named `default` is used if it admits this namespace.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub credentials_secret_ref: Option<SecretReference>,
+
+    /// A CloudAccount (cluster-scoped, set up by cluster admins) to act through; it must admit this namespace (and, if it lists directoryIds, this directory). Its region and endpoint apply.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub account_ref: Option<AccountReference>,
 
     /// Enforce (default: make the cloud match, repair drift) or Observe (never write; report only).
     #[serde(default)]
@@ -78,6 +92,19 @@ pub struct DirectoryMfaPolicySpec {
     pub census: Option<CensusSpec>,
 }
 
+/// The verification methods CloudSSO knows, as AllowedVerificationTypes takes them.
+pub const VERIFICATION_TYPES: [&str; 2] = ["TOTP", "WebAuthn"];
+
+/// `allowedVerificationTypes`: a short list of the known methods, each at most once.
+fn verification_types_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    schemars::json_schema!({
+        "type": "array",
+        "maxItems": VERIFICATION_TYPES.len(),
+        "x-kubernetes-list-type": "set",
+        "items": {"type": "string", "enum": VERIFICATION_TYPES},
+    })
+}
+
 /// Whether and how often the directory's users are all read.
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, KubeSchema)]
 #[serde(rename_all = "camelCase")]
@@ -88,6 +115,7 @@ pub struct CensusSpec {
     /// How often the census is taken, e.g. 1h (a duration such as 30s, 5m or 1h30m). Never more often than the resync interval; absent, once per resync interval.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[x_kube(validation = Rule::new("self.matches('^([0-9]+([.][0-9]+)?(ms|s|m|h))+$')").message("interval must be a duration such as 30s, 5m or 1h30m"))]
+    #[schemars(length(max = 32))]
     pub interval: Option<String>,
 }
 

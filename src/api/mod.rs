@@ -1,12 +1,14 @@
-//! The three custom resources: spec, status, the reasons their conditions give, and the CRD YAML
-//! generated from them. No I/O.
+//! The custom resources (the three namespaced kinds and the cluster-scoped CloudAccount): spec,
+//! status, the reasons their conditions give, and the CRD YAML generated from them. No I/O.
 
+pub mod cloud_account;
 pub mod common;
 pub mod directory_mfa_policy;
 pub mod ram_user_mfa_status;
 pub mod reasons;
 pub mod user_mfa_setting;
 
+pub use cloud_account::*;
 pub use common::*;
 pub use directory_mfa_policy::*;
 pub use ram_user_mfa_status::*;

@@ -62,8 +62,10 @@ reasons! {
     CloudUnavailable,
     /// Any other cloud failure, e.g. a write the cloud did not keep.
     CloudError,
-    /// Another, older DirectoryMfaPolicy owns the directory.
+    /// Another, older resource owns the directory (or the user) in the same cloud account and endpoint.
     Conflict,
+    /// No CloudAccount admits the resource: the account named (or `default`) is missing, does not admit the namespace, or does not list the directory. No cloud call is made.
+    AccountNotAllowed,
     /// The Kubernetes API failed a read or a status write.
     KubernetesError,
     /// Adding or removing the finalizer failed.

@@ -5,8 +5,9 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use super::common::{
+    AccountReference, ENDPOINT_MESSAGE, ENDPOINT_RULE, ONE_CREDENTIAL_MESSAGE, ONE_CREDENTIAL_RULE,
+    OWN_ENDPOINT_MESSAGE, OWN_ENDPOINT_RULE,
     CommonStatus, DeletionPolicy, ManagementPolicy, SecretReference, UserMfaAuthenticationSettings,
-    default_region,
 };
 
 /// The MFA setting a CloudSSO user should have (UpdateUserMFAAuthenticationSettings).
@@ -32,37 +33,50 @@ use super::common::{
     printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
 )]
 #[x_kube(validation = Rule::new("has(self.userId) != has(self.userName)").message("exactly one of userId or userName must be set"))]
+#[x_kube(validation = Rule::new(ONE_CREDENTIAL_RULE).message(ONE_CREDENTIAL_MESSAGE))]
+#[x_kube(validation = Rule::new(OWN_ENDPOINT_RULE).message(OWN_ENDPOINT_MESSAGE))]
 #[serde(rename_all = "camelCase")]
 pub struct UserMfaSettingSpec {
     /// The CloudSSO directory id (`d-` followed by lowercase letters and digits). Immutable.
     #[x_kube(validation = Rule::new("self.matches('^d-[a-z0-9]+$')").message("directoryId must be 'd-' followed by lowercase letters and digits, e.g. d-00fc2p61abcd"))]
     #[x_kube(validation = Rule::new("self == oldSelf").message("directoryId is immutable"))]
+    #[schemars(length(max = 128))]
     pub directory_id: String,
 
     /// The CloudSSO user id (`u-` followed by lowercase letters and digits). Exactly one of userId and userName.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[x_kube(validation = Rule::new("self.matches('^u-[a-z0-9]+$')").message("userId must be 'u-' followed by lowercase letters and digits, e.g. u-00q8wbq42wiltcrk0001"))]
+    #[schemars(length(max = 128))]
     pub user_id: Option<String>,
 
     /// The CloudSSO user name, resolved to an id through ListUsers. Exactly one of userId and userName.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[x_kube(validation = Rule::new("size(self) > 0").message("userName must not be empty"))]
+    #[schemars(length(max = 128))]
     pub user_name: Option<String>,
 
     /// The user's MFA setting: Enabled or Disabled. Takes effect only while the directory's setting is Byuser.
     pub user_mfa_authentication_settings: UserMfaAuthenticationSettings,
 
-    /// The region of the CloudSSO endpoint; the endpoint is derived from it unless `endpoint` is set.
-    #[serde(default = "default_region")]
-    pub region: String,
-
-    /// A URL that overrides the endpoint derived from the region (private endpoints, the emulator).
+    /// The region of the endpoint (default cn-shanghai): the endpoint is derived from it unless `endpoint` is set. Only together with credentialsSecretRef; with an account, the account's region applies.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 64))]
+    #[x_kube(validation = Rule::new("self.matches('^[a-z0-9-]+$')").message("region must be a region id such as cn-shanghai"))]
+    pub region: Option<String>,
+
+    /// A URL (http(s)://host[:port], no path) that overrides the endpoint derived from the region (private endpoints, the emulator). Only together with credentialsSecretRef: the namespace's own keys may go where it likes, never anyone else's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 253))]
+    #[x_kube(validation = Rule::new(ENDPOINT_RULE).message(ENDPOINT_MESSAGE))]
     pub endpoint: Option<String>,
 
-    /// A Secret in this namespace holding `accessKeyId`, `accessKeySecret` and optionally `securityToken`. Without it the controller's own credential chain is used.
+    /// A Secret in this namespace holding `accessKeyId`, `accessKeySecret` and optionally `securityToken`: the namespace's own keys. At most one of credentialsSecretRef and accountRef; with neither, the CloudAccount named `default` is used if it admits this namespace.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub credentials_secret_ref: Option<SecretReference>,
+
+    /// A CloudAccount (cluster-scoped, set up by cluster admins) to act through; it must admit this namespace (and, if it lists directoryIds, this directory). Its region and endpoint apply.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub account_ref: Option<AccountReference>,
 
     /// Enforce (default: make the cloud match, repair drift) or Observe (never write; report only).
     #[serde(default)]

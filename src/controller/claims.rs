@@ -1,5 +1,14 @@
-//! Two DirectoryMfaPolicies naming one directory: the older owns it (then namespace/name decide),
-//! the younger is not applied and shows `Conflict`; the owner lists the others as contenders.
+//! Who owns a cloud object: two resources that name the same directory (or the same user of a
+//! directory) in the same cloud account at the same endpoint, in any namespaces and whatever
+//! credentials they reach it with. The older owns it (then namespace/name decide); the younger is
+//! never applied and shows `Conflict` naming the owner. A resource at another endpoint or account
+//! claims nothing from it, so a squatter's older resource at its own endpoint blocks nobody.
+//!
+//! A claim is known from the pass that made it (this process), else from the status the owner
+//! last wrote (`accountId`, `endpoint`, and the resolved `userId`), so a restart keeps the owner.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
 
 use kube::{Resource, ResourceExt};
 
@@ -7,105 +16,258 @@ use super::conditions::{self, READY};
 use super::error::ReconcileError;
 use super::keys::key_of;
 use super::wake::Waker;
-use crate::api::{DirectoryMfaPolicy, DirectoryMfaPolicyStatus, Reason};
+use crate::api::{CommonStatus, Reason};
 
-/// The live resources naming a directory, owner first: the oldest, then by namespace/name.
-pub fn claim_owner<'a>(
-    claims: impl IntoIterator<Item = &'a DirectoryMfaPolicy>,
-    directory_id: &str,
-) -> Vec<&'a DirectoryMfaPolicy> {
-    let mut claimants: Vec<&DirectoryMfaPolicy> = claims
+/// What a resource claims in the cloud.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct Claim {
+    /// The account the credentials belong to (STS GetCallerIdentity).
+    pub account_id: String,
+    /// The endpoint URL the calls go to.
+    pub endpoint: String,
+    pub directory_id: String,
+    /// The user, for kinds that manage one user.
+    pub user_id: Option<String>,
+}
+
+impl Claim {
+    /// How messages name the claimed object.
+    pub fn subject(&self) -> String {
+        match &self.user_id {
+            Some(user_id) => format!(
+                "user {user_id} of directory {} (account {} at {})",
+                self.directory_id, self.account_id, self.endpoint
+            ),
+            None => format!(
+                "directory {} (account {} at {})",
+                self.directory_id, self.account_id, self.endpoint
+            ),
+        }
+    }
+
+    /// The claim a status records, if it records one (written by an earlier pass).
+    pub fn from_status(
+        common: &CommonStatus,
+        directory_id: &str,
+        user_id: Option<String>,
+    ) -> Option<Self> {
+        Some(Self {
+            account_id: common.account_id.clone()?,
+            endpoint: common.endpoint.clone()?,
+            directory_id: directory_id.to_string(),
+            user_id,
+        })
+    }
+}
+
+/// A kind whose resources claim cloud objects.
+pub trait Claimant: Resource<DynamicType = ()> {
+    /// The directory the resource names (every claim has one).
+    fn directory_id(&self) -> &str;
+    /// The claim its status records.
+    fn recorded_claim(&self) -> Option<Claim>;
+}
+
+/// The claims the passes of this process made, by `namespace/name` (with the uid: a re-created
+/// object is another claimant). An entry goes with its object (`forget`).
+#[derive(Default)]
+pub struct Registry(Mutex<HashMap<String, (Option<String>, Claim)>>);
+
+impl Registry {
+    /// Records `object`'s claim; true when it is new or moved.
+    pub fn record<K: Resource>(&self, object: &K, claim: &Claim) -> bool {
+        let mut claims = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        let entry = (object.meta().uid.clone(), claim.clone());
+        claims.insert(key_of(object), entry.clone()) != Some(entry)
+    }
+
+    pub fn forget<K: Resource>(&self, object: &K) {
+        self.0
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&key_of(object));
+    }
+
+    /// The claim of `object`: this process's record of it, else its status.
+    pub fn claim_of<K: Claimant>(&self, object: &K) -> Option<Claim> {
+        let claims = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        match claims.get(&key_of(object)) {
+            Some((uid, claim)) if *uid == object.meta().uid => Some(claim.clone()),
+            _ => object.recorded_claim(),
+        }
+    }
+}
+
+/// Owner first: the oldest, then by namespace/name.
+fn by_age<K: Resource>(a: &&K, b: &&K) -> std::cmp::Ordering {
+    let age = |p: &K| p.meta().creation_timestamp.as_ref().map(|t| t.0);
+    age(a)
+        .cmp(&age(b))
+        .then_with(|| a.namespace().cmp(&b.namespace()))
+        .then_with(|| a.name_any().cmp(&b.name_any()))
+}
+
+/// The live resources (not being deleted) claiming `claim`, owner first; `me` counts with the
+/// claim this pass found, whatever its status says.
+pub fn claimants<'a, K: Claimant>(
+    me: &'a K,
+    claim: &Claim,
+    known: impl IntoIterator<Item = &'a K>,
+    registry: &Registry,
+) -> Vec<&'a K> {
+    let mine = key_of(me);
+    let mut claimants: Vec<&K> = known
         .into_iter()
-        .filter(|p| p.spec.directory_id == directory_id && p.meta().deletion_timestamp.is_none())
+        .filter(|other| key_of(*other) != mine && other.meta().deletion_timestamp.is_none())
+        .filter(|other| other.directory_id() == claim.directory_id)
+        .filter(|other| registry.claim_of(*other).as_ref() == Some(claim))
         .collect();
-    claimants.sort_by(|a, b| {
-        let age = |p: &DirectoryMfaPolicy| p.meta().creation_timestamp.as_ref().map(|t| t.0);
-        age(a)
-            .cmp(&age(b))
-            .then_with(|| a.namespace().cmp(&b.namespace()))
-            .then_with(|| a.name_any().cmp(&b.name_any()))
-    });
+    claimants.push(me);
+    claimants.sort_by(by_age);
     claimants
 }
 
-/// The contenders (namespace/name) when `policy` owns its directory; `Conflict` naming the owner
-/// when another does.
-pub fn check(
-    policy: &DirectoryMfaPolicy,
-    policies: &Waker<DirectoryMfaPolicy>,
+/// The contenders (namespace/name) when `me` owns `claim`; `Conflict` naming the owner when an
+/// older resource does.
+pub fn check<'a, K: Claimant>(
+    me: &'a K,
+    claim: &Claim,
+    known: impl IntoIterator<Item = &'a K>,
+    registry: &Registry,
 ) -> Result<Vec<String>, ReconcileError> {
-    let directory_id = policy.spec.directory_id.as_str();
-    let key = key_of(policy);
-    let known = policies.known();
-    let claimants = claim_owner(known.iter().filter_map(|g| g.0.as_ref().ok()), directory_id);
-    let contenders: Vec<String> = match claimants.first().map(|p| key_of(*p)) {
-        Some(owner) if owner != key => {
-            return Err(ReconcileError::Conflict {
-                directory_id: directory_id.into(),
-                owner,
-            });
-        }
-        _ => claimants.iter().skip(1).map(|p| key_of(*p)).collect(),
-    };
-    if !contenders.is_empty() {
-        // Losers learn of the owner at once, not at their next resync.
-        wake_others(policies, policy);
+    let claimants = claimants(me, claim, known, registry);
+    let mine = key_of(me);
+    match claimants.first().map(|owner| key_of(*owner)) {
+        Some(owner) if owner != mine => Err(ReconcileError::Conflict {
+            subject: claim.subject(),
+            owner,
+        }),
+        _ => Ok(claimants.iter().skip(1).map(|p| key_of(*p)).collect()),
     }
-    Ok(contenders)
 }
 
-/// Queues the other policies naming `policy`'s directory (ownership may move to one of them).
-pub fn wake_others(policies: &Waker<DirectoryMfaPolicy>, policy: &DirectoryMfaPolicy) {
-    let except = key_of(policy);
-    policies.wake_where(|other| {
-        other.spec.directory_id == policy.spec.directory_id && key_of(other) != except
-    });
+/// Checks `me`'s claim against the live store of its kind and records it; when the claim is new
+/// or moved, or others contend, the others naming its directory are woken (ownership may move).
+pub fn settle<K: Claimant + Clone>(
+    me: &K,
+    claim: &Claim,
+    waker: &Waker<K>,
+    registry: &Registry,
+) -> Result<Vec<String>, ReconcileError> {
+    let moved = registry.record(me, claim);
+    let known = waker.known();
+    let result = check(me, claim, known.iter().filter_map(|g| g.0.as_ref().ok()), registry);
+    if moved || result.as_ref().is_ok_and(|contenders| !contenders.is_empty()) {
+        wake_others(waker, me);
+    }
+    result
 }
 
-/// Whether the status shows its policy owning the directory (a loser's Ready says `Conflict`).
-pub fn owned(status: &DirectoryMfaPolicyStatus) -> bool {
-    conditions::find(&status.common.conditions, READY)
-        .is_none_or(|c| c.reason != Reason::Conflict.as_str())
+/// Queues the other resources naming `me`'s directory.
+pub fn wake_others<K: Claimant + Clone>(waker: &Waker<K>, me: &K) {
+    let except = key_of(me);
+    waker.wake_where(|other| other.directory_id() == me.directory_id() && key_of(other) != except);
+}
+
+/// Before a delete writes back `restoreTo`: `me` may write only if it still owns its claim among
+/// the live resources (an older one that now claims the same object owns it) and the route it
+/// would write through is the one it claimed with. Returns why not, when not.
+pub fn may_restore<K: Claimant + Clone>(
+    me: &K,
+    now: &Claim,
+    waker: &Waker<K>,
+    registry: &Registry,
+) -> Result<(), String> {
+    if let Some(claimed) = registry.claim_of(me)
+        && claimed != *now
+    {
+        return Err(format!(
+            "the credentials now reach {}, not {} which this resource changed",
+            now.subject(),
+            claimed.subject()
+        ));
+    }
+    let known = waker.known();
+    check(me, now, known.iter().filter_map(|g| g.0.as_ref().ok()), registry)
+        .map(|_| ())
+        .map_err(|error| error.to_string())
+}
+
+/// Whether the status shows its resource owning what it names (a loser's Ready says `Conflict`).
+pub fn owned(common: &CommonStatus) -> bool {
+    conditions::find(&common.conditions, READY).is_none_or(|c| c.reason != Reason::Conflict.as_str())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::api::{
-        DeletionPolicy, DirectoryMfaPolicySpec, ManagementPolicy, MfaAuthenticationSettings,
-    };
+    use crate::api::{UserMfaSetting, UserMfaSettingSpec};
+
+    fn user(namespace: &str, name: &str, created: &str) -> UserMfaSetting {
+        let spec: UserMfaSettingSpec = serde_json::from_value(serde_json::json!({
+            "directoryId": "d-1", "userId": "u-1", "userMfaAuthenticationSettings": "Enabled",
+        }))
+        .unwrap();
+        let mut object = UserMfaSetting::new(name, spec);
+        object.metadata.namespace = Some(namespace.into());
+        object.metadata.uid = Some(format!("{namespace}-{name}"));
+        object.metadata.creation_timestamp = Some(
+            k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(created.parse().unwrap()),
+        );
+        object
+    }
+
+    fn claim(account: &str, endpoint: &str) -> Claim {
+        Claim {
+            account_id: account.into(),
+            endpoint: endpoint.into(),
+            directory_id: "d-1".into(),
+            user_id: Some("u-1".into()),
+        }
+    }
 
     #[test]
-    fn the_oldest_claimant_owns_the_directory() {
-        let make = |name: &str, created: &str| {
-            let mut policy = DirectoryMfaPolicy::new(
-                name,
-                DirectoryMfaPolicySpec {
-                    directory_id: "d-1".into(),
-                    mfa_authentication_settings: MfaAuthenticationSettings::Enabled,
-                    operation_for_risk_login: None,
-                    allowed_verification_types: None,
-                    region: "cn-shanghai".into(),
-                    endpoint: None,
-                    credentials_secret_ref: None,
-                    management_policy: ManagementPolicy::Enforce,
-                    deletion_policy: DeletionPolicy::Orphan,
-                    census: None,
-                },
-            );
-            policy.metadata.namespace = Some("ns".into());
-            policy.metadata.creation_timestamp = Some(
-                k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(created.parse().unwrap()),
-            );
-            policy
-        };
-        let young = make("a-young", "2026-01-02T00:00:00Z");
-        let old = make("z-old", "2026-01-01T00:00:00Z");
-        let twin = make("b-twin", "2026-01-01T00:00:00Z");
-        let order: Vec<String> = claim_owner([&young, &old, &twin], "d-1")
-            .iter()
-            .map(|p| p.name_any())
-            .collect();
-        assert_eq!(order, ["b-twin", "z-old", "a-young"]);
+    fn the_oldest_claimant_of_the_same_account_and_endpoint_owns() {
+        let registry = Registry::default();
+        let old = user("a", "old", "2026-01-01T00:00:00Z");
+        let young = user("b", "young", "2026-01-02T00:00:00Z");
+        let real = claim("1", "https://cloudsso/");
+        registry.record(&old, &real);
+        let known = [old.clone(), young.clone()];
+        let error = check(&young, &real, &known, &registry).unwrap_err();
+        assert!(error.to_string().contains("a/old"), "{error}");
+        // The younger counts as a contender once its claim is known.
+        assert!(check(&old, &real, &known, &registry).unwrap().is_empty());
+        registry.record(&young, &real);
+        assert_eq!(check(&old, &real, &known, &registry).unwrap(), ["b/young"]);
+    }
+
+    #[test]
+    fn a_squatter_at_another_endpoint_or_account_claims_nothing() {
+        let registry = Registry::default();
+        let squatter = user("evil", "squat", "2025-01-01T00:00:00Z");
+        let owner = user("team", "real", "2026-01-01T00:00:00Z");
+        registry.record(&squatter, &claim("1", "http://127.0.0.1:9/"));
+        let known = [squatter.clone(), owner.clone()];
+        let real = claim("1", "https://cloudsso/");
+        assert!(check(&owner, &real, &known, &registry).unwrap().is_empty());
+        registry.record(&squatter, &claim("2", "https://cloudsso/"));
+        assert!(check(&owner, &real, &known, &registry).unwrap().is_empty());
+    }
+
+    #[test]
+    fn a_claim_is_read_from_status_after_a_restart_and_deleting_objects_do_not_count() {
+        let registry = Registry::default();
+        let mut old = user("a", "old", "2026-01-01T00:00:00Z");
+        let young = user("b", "young", "2026-01-02T00:00:00Z");
+        let real = claim("1", "https://cloudsso/");
+        let mut status = crate::api::UserMfaSettingStatus::default();
+        status.common.account_id = Some("1".into());
+        status.common.endpoint = Some("https://cloudsso/".into());
+        status.user_id = Some("u-1".into());
+        old.status = Some(status);
+        assert!(check(&young, &real, [&old, &young], &registry).is_err());
+        old.metadata.deletion_timestamp = old.metadata.creation_timestamp.clone();
+        assert!(check(&young, &real, [&old, &young], &registry).is_ok());
     }
 }

@@ -13,7 +13,7 @@ use kube::runtime::reflector::{ObjectRef, Store};
 
 use super::error::ReconcileError;
 use super::keys::fingerprint;
-use crate::api::SecretReference;
+use super::tenancy::Keys;
 use crate::cloud::{
     self, ApiClient, ClientConfig, CloudSsoClient, CredentialSource, Credentials, Endpoint,
     ImsClient, SharedLimiter,
@@ -85,17 +85,25 @@ impl CloudClients {
         (known.resource_version.as_deref() == Some(current)).then(|| known.source.clone())
     }
 
-    /// The credential source for a resource: its Secret, or the operator's own chain.
+    /// The credential source `keys` name: a Secret, or the operator's own chain (reached only
+    /// through a CloudAccount: `tenancy` decides who gets `Keys::Operator`).
     pub async fn source(
         &self,
         kube: &kube::Client,
-        namespace: &str,
-        secret_ref: Option<&SecretReference>,
+        keys: &Keys,
     ) -> Result<Arc<CredentialSource>, ReconcileError> {
-        let Some(secret_ref) = secret_ref else {
-            return self.default_source.clone().map_err(|error| {
-                ReconcileError::CredentialsMissing(format!("no credentialsSecretRef and the operator's own credentials are not configured: {error}"))
-            });
+        let (namespace, secret_name) = match keys {
+            Keys::Operator => {
+                return self.default_source.clone().map_err(|error| {
+                    ReconcileError::CredentialsMissing(format!(
+                        "the CloudAccount uses the operator's own credentials, which are not configured: {error}"
+                    ))
+                });
+            }
+            Keys::Secret { namespace, name } => (namespace.as_str(), name.as_str()),
+        };
+        let secret_ref = crate::api::SecretReference {
+            name: secret_name.to_string(),
         };
         let slot = (namespace.to_string(), secret_ref.name.clone());
         if let Some(source) = self.unchanged_source(&slot) {
@@ -191,10 +199,10 @@ impl CloudClients {
                     .entry(identity)
                     .or_insert_with(|| cloud::rate_limiter(self.config.qps))
                     .clone();
-                let api = if version == cloud::ims::VERSION {
-                    "ims"
-                } else {
-                    "cloudsso"
+                let api = match version {
+                    cloud::ims::VERSION => "ims",
+                    cloud::sts::VERSION => "sts",
+                    _ => "cloudsso",
                 };
                 ApiClient::new(
                     self.http.clone(),
@@ -215,5 +223,10 @@ impl CloudClients {
 
     pub fn ims(&self, endpoint: Endpoint, source: Arc<CredentialSource>) -> ImsClient {
         ImsClient::new(self.api_client(endpoint, cloud::ims::VERSION, source))
+    }
+
+    /// STS, for GetCallerIdentity (the account a credential belongs to).
+    pub fn sts(&self, endpoint: Endpoint, source: Arc<CredentialSource>) -> ApiClient {
+        self.api_client(endpoint, cloud::sts::VERSION, source)
     }
 }

@@ -18,15 +18,17 @@ use rand::Rng;
 
 use super::budget::{Budget, Limits};
 use super::census::Census;
+use super::claims::Registry;
 use super::clients::CloudClients;
 use super::conditions;
 use super::error::ReconcileError;
 use super::keys::{MANAGER, key_of};
 use super::users::{NameResolver, UserView};
+use super::tenancy::{Route, Service, Tenancy};
 use super::wake::Waker;
-use crate::api::{CloudSpec, DirectoryMfaPolicy, Reason, UserMfaSetting};
+use crate::api::{CloudSpec, CommonStatus, DirectoryMfaPolicy, Reason, UserMfaSetting};
 use crate::cloud::cloudsso::MfaSettingInfo;
-use crate::cloud::{self, CloudSsoClient, CredentialSource, Endpoint};
+use crate::cloud::{self, CloudSsoClient, Endpoint, ImsClient};
 use crate::telemetry::Metrics;
 
 /// Operator-wide settings from the command line.
@@ -171,11 +173,34 @@ pub struct Context {
     pub names: NameResolver,
     /// The UserMfaSettings the controller sees: the names still to resolve are counted there.
     pub user_store: OnceLock<Store<DeserializeGuard<UserMfaSetting>>>,
+    /// Queues UserMfaSettings: claimants of one user wake each other when ownership may move.
+    pub user_waker: OnceLock<Waker<UserMfaSetting>>,
     pub budget: Budget,
     pub passes: PassLocks,
     pub failures: Failures,
     pub metrics: Arc<Metrics>,
     pub census: Census,
+    /// Which CloudAccounts admit which namespaces, and whose account a credential is.
+    pub tenancy: Tenancy,
+    /// The directories DirectoryMfaPolicies claim, and the users UserMfaSettings claim.
+    pub directory_claims: Registry,
+    pub user_claims: Registry,
+}
+
+/// Who a pass acts as and where, as its status records it (and its claims are keyed by).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Identity {
+    pub account_id: String,
+    pub endpoint: String,
+    pub cloud_account: Option<String>,
+}
+
+impl Identity {
+    pub fn record(&self, common: &mut CommonStatus) {
+        common.account_id = Some(self.account_id.clone());
+        common.endpoint = Some(self.endpoint.clone());
+        common.cloud_account = self.cloud_account.clone();
+    }
 }
 
 /// What the DirectoryMfaPolicy controller adds: the policies it sees (for ownership) and the
@@ -204,6 +229,7 @@ impl Context {
         cloud: CloudClients,
         settings: Settings,
         metrics: Arc<Metrics>,
+        tenancy: Tenancy,
     ) -> Self {
         let users = Arc::new(UserView::default());
         let census = Census::new(metrics.clone(), users.clone());
@@ -224,37 +250,79 @@ impl Context {
             users,
             names: NameResolver::default(),
             user_store: OnceLock::new(),
+            user_waker: OnceLock::new(),
             budget,
             passes: PassLocks::default(),
             failures: Failures::default(),
             metrics,
             census,
+            tenancy,
+            directory_claims: Registry::default(),
+            user_claims: Registry::default(),
         }
     }
 
-    /// The credential source a resource asks for: its Secret, or the operator's own chain.
-    pub async fn source_of<K>(&self, object: &K) -> Result<Arc<CredentialSource>, ReconcileError>
+    /// Where `object`'s calls to `service` go and as whom (its own Secret, or a CloudAccount that
+    /// admits it and `directory_id`), and the account the credentials belong to. A resource no
+    /// account admits gets `AccountNotAllowed` before any cloud call.
+    pub async fn route<K>(
+        &self,
+        object: &K,
+        service: Service,
+        directory_id: Option<&str>,
+    ) -> Result<(Route, Identity), ReconcileError>
     where
         K: Resource + HasSpec<Spec: CloudSpec>,
     {
-        let namespace = object.meta().namespace.as_deref().unwrap_or_default();
-        let secret_ref = object.spec().credentials_secret_ref();
-        self.cloud.source(&self.client, namespace, secret_ref).await
+        let plan = self.tenancy.plan(object, directory_id)?;
+        let (endpoint, sts_endpoint) = plan.endpoints(service)?;
+        let source = self.cloud.source(&self.client, &plan.keys).await?;
+        let sts = self.cloud.sts(sts_endpoint.clone(), source.clone());
+        let account_id = self
+            .tenancy
+            .account_id(&source, &sts_endpoint, || async move {
+                cloud::sts::get_caller_identity(&sts)
+                    .await
+                    .map(|identity| identity.account_id)
+            })
+            .await?;
+        let identity = Identity {
+            account_id,
+            endpoint: endpoint.url(),
+            cloud_account: plan.account.clone(),
+        };
+        let route = Route {
+            endpoint,
+            sts_endpoint,
+            source,
+            account: plan.account,
+        };
+        Ok((route, identity))
     }
 
-    /// The CloudSSO client a resource asks for: its endpoint (or its region's) and its credentials.
+    /// The CloudSSO client for `object`'s directory, and who it acts as.
     pub async fn cloudsso_of<K>(
         &self,
         object: &K,
-    ) -> Result<(Endpoint, CloudSsoClient), ReconcileError>
+        directory_id: &str,
+    ) -> Result<(Endpoint, CloudSsoClient, Identity), ReconcileError>
     where
         K: Resource + HasSpec<Spec: CloudSpec>,
     {
-        let spec = object.spec();
-        let endpoint = Endpoint::resolve(spec.endpoint(), || Endpoint::cloudsso(spec.region()))
-            .map_err(|error| ReconcileError::InvalidSpec(format!("endpoint: {error}")))?;
-        let source = self.source_of(object).await?;
-        Ok((endpoint.clone(), self.cloud.cloudsso(endpoint, source)))
+        let (route, identity) = self
+            .route(object, Service::CloudSso, Some(directory_id))
+            .await?;
+        let client = self.cloud.cloudsso(route.endpoint.clone(), route.source);
+        Ok((route.endpoint, client, identity))
+    }
+
+    /// The RAM (IMS) client for `object`, and who it acts as.
+    pub async fn ims_of<K>(&self, object: &K) -> Result<(ImsClient, Identity), ReconcileError>
+    where
+        K: Resource + HasSpec<Spec: CloudSpec>,
+    {
+        let (route, identity) = self.route(object, Service::Ims, None).await?;
+        Ok((self.cloud.ims(route.endpoint, route.source), identity))
     }
 
     /// Finishes a deletion after writing back `status.restoreTo`: an Event either way, and a cloud

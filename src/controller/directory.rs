@@ -7,9 +7,9 @@ use kube::runtime::controller::Action;
 
 use super::budget::CensusDemand;
 use super::census;
-use super::claims;
+use super::claims::{self, Claim, Claimant};
 use super::conditions::DesiredCondition;
-use super::context::DirectoryContext;
+use super::context::{DirectoryContext, Identity};
 use super::error::ReconcileError;
 use super::plan::{FieldChange, Plan, shown};
 use super::reconciler::{Converged, Kind, Writable, sync_writable};
@@ -115,6 +115,27 @@ pub struct Target {
     endpoint: Endpoint,
     client: CloudSsoClient,
     contenders: Vec<String>,
+    identity: Identity,
+}
+
+impl Claimant for DirectoryMfaPolicy {
+    fn directory_id(&self) -> &str {
+        &self.spec.directory_id
+    }
+    fn recorded_claim(&self) -> Option<Claim> {
+        let status = self.status.as_ref()?;
+        Claim::from_status(&status.common, &self.spec.directory_id, None)
+    }
+}
+
+/// The directory `identity` reaches.
+fn claim_of(identity: &Identity, directory_id: &str) -> Claim {
+    Claim {
+        account_id: identity.account_id.clone(),
+        endpoint: identity.endpoint.clone(),
+        directory_id: directory_id.to_string(),
+        user_id: None,
+    }
 }
 
 impl DirectoryMfaPolicy {
@@ -210,6 +231,7 @@ impl Kind for DirectoryMfaPolicy {
         status.observed = Some(observed_of(&observed));
         status.restore_to = restore_to;
         status.contenders = target.contenders;
+        target.identity.record(&mut status.common);
     }
 
     async fn cleanup(&self, ctx: &DirectoryContext) -> Result<Action, ReconcileError> {
@@ -219,25 +241,67 @@ impl Kind for DirectoryMfaPolicy {
         // Its share of the directory's gauges, and of the budget, goes with it.
         ctx.base.census.release(&census::counter_key(self));
         ctx.base.budget.release(&census::counter_key(self));
-        if spec.deletion_policy == DeletionPolicy::Orphan || !claims::owned(&status) {
-            return Ok(Action::await_change());
-        }
-        let Some(update) = status
+        let restore = status
             .restore_to
             .as_ref()
-            .and_then(|restore| plan_restore(&spec.directory_id, restore))
-        else {
-            return Ok(Action::await_change());
+            .and_then(|restore| plan_restore(&spec.directory_id, restore));
+        let wanted = spec.deletion_policy == DeletionPolicy::Restore
+            && claims::owned(&status.common)
+            && restore.is_some();
+        let outcome = match restore.filter(|_| wanted) {
+            None => Ok(Action::await_change()),
+            Some(update) => self.restore(ctx, update).await,
         };
-        let (_, client) = ctx.base.cloudsso_of(self).await?;
+        if outcome.is_ok() {
+            ctx.base.directory_claims.forget(self);
+        }
+        outcome
+    }
+}
+
+impl DirectoryMfaPolicy {
+    /// Writes back `restoreTo` on delete, only while this policy still owns the directory it
+    /// changed, through the same account and endpoint (re-checked from the live store).
+    async fn restore(
+        &self,
+        ctx: &DirectoryContext,
+        update: MfaSettingUpdate,
+    ) -> Result<Action, ReconcileError> {
+        let directory_id = &self.spec.directory_id;
+        let (_, client, identity) = match ctx.base.cloudsso_of(self, directory_id).await {
+            Ok(route) => route,
+            // No account admits it any more: nothing may be written, and deletion must not hang.
+            Err(error @ ReconcileError::AccountNotAllowed { .. }) => {
+                return Ok(self.not_restored(ctx, error.reason(), error.to_string()).await);
+            }
+            Err(error) => return Err(error),
+        };
+        let claim = claim_of(&identity, directory_id);
+        if let Err(why) =
+            claims::may_restore(self, &claim, &ctx.policies, &ctx.base.directory_claims)
+        {
+            return Ok(self.not_restored(ctx, crate::api::Reason::Conflict, why).await);
+        }
         let restored = format!(
             "directory {} set back to {}",
-            spec.directory_id, update.mfa_authentication_settings
+            directory_id, update.mfa_authentication_settings
         );
         let written = client.update_mfa_settings(&update).await;
         ctx.base
-            .finish_restore(self, written, &spec.directory_id, None, restored)
+            .finish_restore(self, written, directory_id, None, restored)
             .await
+    }
+
+    /// Deletion goes on without writing back: an Event says why.
+    async fn not_restored(
+        &self,
+        ctx: &DirectoryContext,
+        reason: crate::api::Reason,
+        why: String,
+    ) -> Action {
+        let note = format!("not restored before deletion: {why}");
+        ctx.base.event(self, true, reason, "Delete", note).await;
+        Action::await_change()
     }
 }
 
@@ -255,8 +319,11 @@ impl Writable for DirectoryMfaPolicy {
         &self,
         ctx: &DirectoryContext,
     ) -> Result<(Target, MfaSettingInfo), ReconcileError> {
-        let contenders = claims::check(self, &ctx.policies)?;
-        let (endpoint, client) = ctx.base.cloudsso_of(self).await?;
+        let directory_id = &self.spec.directory_id;
+        let (endpoint, client, identity) = ctx.base.cloudsso_of(self, directory_id).await?;
+        let claim = claim_of(&identity, directory_id);
+        let contenders =
+            claims::settle(self, &claim, &ctx.policies, &ctx.base.directory_claims)?;
         let observed = client
             .get_mfa_setting_info(&self.spec.directory_id)
             .await
@@ -265,6 +332,7 @@ impl Writable for DirectoryMfaPolicy {
             endpoint,
             client,
             contenders,
+            identity,
         };
         Ok((target, observed))
     }
@@ -338,9 +406,10 @@ mod tests {
             mfa_authentication_settings: setting,
             operation_for_risk_login: operation,
             allowed_verification_types: None,
-            region: "cn-shanghai".into(),
+            region: None,
             endpoint: None,
             credentials_secret_ref: None,
+            account_ref: None,
             management_policy: mode,
             deletion_policy: DeletionPolicy::Orphan,
             census: None,

@@ -31,8 +31,10 @@ pub enum ReconcileError {
     CloudUnavailable(String),
     #[error("{0}")]
     Cloud(String),
-    #[error("directory {directory_id} is already managed by {owner}")]
-    Conflict { directory_id: String, owner: String },
+    #[error("{subject} is already managed by {owner}")]
+    Conflict { subject: String, owner: String },
+    #[error("CloudAccount {account} does not allow this resource: {detail}")]
+    AccountNotAllowed { account: String, detail: String },
     #[error("Kubernetes API: {0}")]
     Kube(#[from] kube::Error),
     #[error("finalizer: {0}")]
@@ -53,6 +55,7 @@ impl ReconcileError {
             Self::CloudUnavailable(_) => Reason::CloudUnavailable,
             Self::Cloud(_) => Reason::CloudError,
             Self::Conflict { .. } => Reason::Conflict,
+            Self::AccountNotAllowed { .. } => Reason::AccountNotAllowed,
             Self::Kube(_) => Reason::KubernetesError,
             Self::Finalizer(_) => Reason::FinalizerError,
         }

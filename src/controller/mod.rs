@@ -1,5 +1,6 @@
-//! The controllers of the three kinds and their wiring (`cloudsso-mfa-operator run`).
+//! The controllers of the three kinds and CloudAccount, and their wiring (`cloudsso-mfa-operator run`).
 
+pub mod account;
 pub mod budget;
 pub mod census;
 pub mod claims;
@@ -14,6 +15,7 @@ pub mod plan;
 pub mod ram;
 pub mod reconciler;
 pub mod status;
+pub mod tenancy;
 pub mod user;
 pub mod users;
 pub mod wake;
@@ -22,7 +24,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures::{FutureExt, StreamExt, future};
-use k8s_openapi::api::core::v1::Secret;
+use k8s_openapi::api::core::v1::{Namespace, Secret};
 use kube::api::{Api, ListParams};
 use kube::core::DeserializeGuard;
 use kube::core::PartialObjectMeta;
@@ -33,13 +35,14 @@ use kube::{Resource, ResourceExt};
 use serde::de::DeserializeOwned;
 
 use crate::api::{CloudSpec, HasCommonStatus};
-use crate::api::{DirectoryMfaPolicy, RamUserMfaStatus, Reason, UserMfaSetting};
+use crate::api::{CloudAccount, DirectoryMfaPolicy, RamUserMfaStatus, Reason, UserMfaSetting};
 use crate::cloud::{self, ClientConfig, CredentialSource};
 use clients::CloudClients;
 use context::{Context, DirectoryContext, Settings, backoff};
 use error::ReconcileError;
 use keys::{fingerprint, key_of};
 use reconciler::Kind;
+use tenancy::Tenancy;
 
 use crate::leader::{LeaderElector, LeaseSettings};
 use crate::telemetry::{self, Health, Metrics};
@@ -90,27 +93,107 @@ fn error_policy<K: Resource>(object: Arc<K>, error: &ReconcileError, ctx: &Conte
 }
 
 /// Maps a Secret (its metadata: the watch never holds a Secret's data) to the resources whose
-/// credentialsSecretRef names it.
+/// credentialsSecretRef names it, or whose CloudAccount's secretRef does.
 fn users_of_secret<K: Kind>(
     store: reflector::Store<DeserializeGuard<K>>,
+    accounts: reflector::Store<CloudAccount>,
 ) -> impl Fn(Arc<PartialObjectMeta<Secret>>) -> Vec<ObjectRef<DeserializeGuard<K>>> {
     move |secret: Arc<PartialObjectMeta<Secret>>| {
         let (name, namespace) = (secret.name_any(), secret.namespace());
+        // The accounts whose keys this Secret holds.
+        let holders: Vec<String> = accounts
+            .state()
+            .iter()
+            .filter(|account| {
+                account.spec.credentials.secret_ref.as_ref().is_some_and(|r| {
+                    Some(&r.namespace) == namespace.as_ref() && r.name == name
+                })
+            })
+            .map(|account| account.name_any())
+            .collect();
         store
             .state()
             .iter()
             .filter(|guard| {
-                guard.namespace() == namespace
-                    && guard
-                        .0
-                        .as_ref()
-                        .ok()
-                        .and_then(|object| object.spec().credentials_secret_ref())
-                        .is_some_and(|r| r.name == name)
+                guard.0.as_ref().ok().is_some_and(|object| {
+                    let own = guard.namespace() == namespace
+                        && object
+                            .spec()
+                            .credentials_secret_ref()
+                            .is_some_and(|r| r.name == name);
+                    own || holders.iter().any(|a| Tenancy::uses_account(object, a))
+                })
             })
             .map(|guard| ObjectRef::from_obj(guard.as_ref()))
             .collect()
     }
+}
+
+/// Maps a CloudAccount to the resources that use it (by accountRef, or as `default`).
+fn users_of_account<K: Kind>(
+    store: reflector::Store<DeserializeGuard<K>>,
+) -> impl Fn(Arc<CloudAccount>) -> Vec<ObjectRef<DeserializeGuard<K>>> {
+    move |account: Arc<CloudAccount>| {
+        let name = account.name_any();
+        store
+            .state()
+            .iter()
+            .filter(|guard| {
+                guard
+                    .0
+                    .as_ref()
+                    .is_ok_and(|object| Tenancy::uses_account(object, &name))
+            })
+            .map(|guard| ObjectRef::from_obj(guard.as_ref()))
+            .collect()
+    }
+}
+
+/// Maps a Namespace (its labels changed) to its resources that go through a CloudAccount.
+fn users_in_namespace<K: Kind>(
+    store: reflector::Store<DeserializeGuard<K>>,
+) -> impl Fn(Arc<PartialObjectMeta<Namespace>>) -> Vec<ObjectRef<DeserializeGuard<K>>> {
+    move |namespace: Arc<PartialObjectMeta<Namespace>>| {
+        let name = namespace.name_any();
+        store
+            .state()
+            .iter()
+            .filter(|guard| {
+                guard.namespace().as_deref() == Some(name.as_str())
+                    && guard.0.as_ref().is_ok_and(|object| {
+                        object.spec().credentials_secret_ref().is_none()
+                    })
+            })
+            .map(|guard| ObjectRef::from_obj(guard.as_ref()))
+            .collect()
+    }
+}
+
+/// Lets through an object only when `hash` of it changed since it last did (a CloudAccount's
+/// spec, a Namespace's labels: not status writes or unrelated metadata).
+fn changes_of<T, H>(
+    objects: reflector::ReflectHandle<T>,
+    hash: H,
+) -> impl futures::Stream<Item = Arc<T>> + Send + 'static
+where
+    T: Resource<DynamicType = ()> + Clone + Send + Sync + 'static,
+    H: Fn(&T) -> u64 + Send + 'static,
+{
+    let mut seen: std::collections::HashMap<String, u64> = std::collections::HashMap::new();
+    objects.filter(move |object| {
+        let value = hash(object.as_ref());
+        let changed = seen.insert(object.name_any(), value) != Some(value);
+        future::ready(changed)
+    })
+}
+
+/// What wakes a kind's resources besides their own changes: their Secrets, their CloudAccounts
+/// and their Namespaces' labels (tenancy is re-evaluated when any of them changes).
+struct Triggers {
+    secrets: SecretChanges,
+    accounts: reflector::ReflectHandle<CloudAccount>,
+    namespaces: reflector::ReflectHandle<PartialObjectMeta<Namespace>>,
+    account_store: reflector::Store<CloudAccount>,
 }
 
 /// One kind's store and the writer its watch fills it through.
@@ -180,14 +263,25 @@ fn spec_or_lifecycle_changes<K: Kind>(
 fn controller_for<K: Kind>(
     objects: reflector::ReflectHandle<DeserializeGuard<K>>,
     store: reflector::Store<DeserializeGuard<K>>,
-    secrets: SecretChanges,
+    triggers: Triggers,
 ) -> Controller<DeserializeGuard<K>> {
     // A change no pass handled yet is the fast lane's, which hands the object over once done:
     // so at the start, with every object new, the two queues do not both hold every object.
     let settled = spec_or_lifecycle_changes(objects)
         .filter(|guard| future::ready(!guard.0.as_ref().is_ok_and(change_pending)));
+    let accounts = changes_of(triggers.accounts, |account: &CloudAccount| {
+        fingerprint(&account.meta().generation)
+    });
+    let namespaces = changes_of(triggers.namespaces, |namespace: &PartialObjectMeta<Namespace>| {
+        fingerprint(namespace.labels())
+    });
     Controller::for_shared_stream(settled, store.clone())
-        .watches_shared_stream(secrets, users_of_secret(store))
+        .watches_shared_stream(
+            triggers.secrets,
+            users_of_secret(store.clone(), triggers.account_store),
+        )
+        .watches_shared_stream(accounts, users_of_account(store.clone()))
+        .watches_shared_stream(namespaces, users_in_namespace(store))
 }
 
 /// Every Secret's changes, metadata only, from one watch that the three controllers share.
@@ -455,7 +549,7 @@ impl Wiring<'_> {
         &self,
         reflector: Reflector<K>,
         woken: W,
-        secrets: SecretChanges,
+        triggers: Triggers,
         ctx: Arc<K::Ctx>,
     ) -> impl std::future::Future<Output = ()> + use<K, W>
     where
@@ -466,7 +560,7 @@ impl Wiring<'_> {
         let shared = shared_watch(api_for(self.client, self.namespace), writer);
         // What the fast lane handled, handed to the main controller for its resyncs.
         let (handoff, handed) = futures::channel::mpsc::unbounded();
-        let resyncs = controller_for(shared.resyncs, store.clone(), secrets)
+        let resyncs = controller_for(shared.resyncs, store.clone(), triggers)
             .with_config(self.config.clone())
             .graceful_shutdown_on(self.shutdown.clone())
             .reconcile_on(futures::stream::select(woken, handed))
@@ -541,6 +635,64 @@ fn fast_lane<K: Kind>(
     Controller::for_shared_stream(pending, store)
 }
 
+/// The CloudAccounts (cluster-scoped, few) and the Namespaces (metadata only: their labels)
+/// that tenancy reads, each into a store, with `N` handles for the controllers they wake.
+fn tenancy_watches<const A: usize, const N: usize>(
+    client: &kube::Client,
+    namespace: &Option<String>,
+) -> (
+    reflector::Store<CloudAccount>,
+    [reflector::ReflectHandle<CloudAccount>; A],
+    reflector::Store<PartialObjectMeta<Namespace>>,
+    [reflector::ReflectHandle<PartialObjectMeta<Namespace>>; N],
+    impl std::future::Future<Output = ()>,
+) {
+    let (accounts, account_writer) = reflector::store_shared(SHARED_BUFFER);
+    let account_handles = std::array::from_fn(|_| {
+        account_writer
+            .subscribe()
+            .expect("a shared store always has subscribers")
+    });
+    let account_watch = reflector::reflector(
+        account_writer,
+        watcher(Api::<CloudAccount>::all(client.clone()), watcher::Config::default())
+            .default_backoff()
+            .modify(|account| account.managed_fields_mut().clear()),
+    )
+    .for_each(|_| future::ready(()));
+    let (namespaces, namespace_writer) = reflector::store_shared(SHARED_BUFFER);
+    let namespace_handles = std::array::from_fn(|_| {
+        namespace_writer
+            .subscribe()
+            .expect("a shared store always has subscribers")
+    });
+    // Only the watched namespace's labels matter when the operator watches one.
+    let config = match namespace {
+        Some(namespace) => watcher::Config::default().fields(&format!("metadata.name={namespace}")),
+        None => watcher::Config::default(),
+    };
+    let namespace_watch = reflector::reflector(
+        namespace_writer,
+        watcher(Api::<PartialObjectMeta<Namespace>>::all(client.clone()), config)
+            .default_backoff()
+            .modify(|namespace| {
+                namespace.managed_fields_mut().clear();
+                namespace.annotations_mut().clear();
+            }),
+    )
+    .for_each(|_| future::ready(()));
+    let watches = async move {
+        futures::join!(account_watch, namespace_watch);
+    };
+    (
+        accounts,
+        account_handles,
+        namespaces,
+        namespace_handles,
+        watches,
+    )
+}
+
 async fn run_controllers(
     client: kube::Client,
     http: reqwest::Client,
@@ -551,7 +703,7 @@ async fn run_controllers(
     let default_source =
         CredentialSource::from_env(http.clone()).map_err(|error| error.to_string());
     if let Err(error) = &default_source {
-        tracing::info!(%error, "no default credentials; resources need a credentialsSecretRef");
+        tracing::info!(%error, "no operator credentials; only CloudAccounts with a secretRef and namespaces' own Secrets work");
     }
     metrics.set_cloud_rate(f64::from(options.cloud_qps.get()));
     let client_config = ClientConfig {
@@ -560,6 +712,13 @@ async fn run_controllers(
     };
     let (secret_index, [policy_secrets, user_secrets, ram_secrets], secret_watch) =
         secret_watch(api_for(&client, &options.watch_namespace));
+    let (
+        account_store,
+        [policy_accounts, user_accounts, ram_accounts, account_changes],
+        namespace_store,
+        [policy_namespaces, user_namespaces, ram_namespaces],
+        tenancy_watch,
+    ) = tenancy_watches(&client, &options.watch_namespace);
     let ctx = Arc::new(Context::new(
         client.clone(),
         CloudClients::new(http, default_source, client_config, metrics.clone())
@@ -573,6 +732,7 @@ async fn run_controllers(
             cloud_qps: options.cloud_qps.get(),
         },
         metrics.clone(),
+        Tenancy::new(account_store.clone(), namespace_store),
     ));
     let wiring = Wiring {
         client: &client,
@@ -580,6 +740,12 @@ async fn run_controllers(
         config: ControllerConfig::default().concurrency(options.max_concurrent_reconciles),
         shutdown: shutdown.boxed().shared(),
         metrics,
+    };
+    let triggers = |secrets, accounts, namespaces| Triggers {
+        secrets,
+        accounts,
+        namespaces,
+        account_store: account_store.clone(),
     };
 
     let (policies, users, rams) = (
@@ -592,6 +758,8 @@ async fn run_controllers(
     // Policies wake each other (the Conflict rule) and their users (Effective follows the directory).
     let (wake_policies, woken_policies) = wake::channel(policies.0.clone());
     let (wake_users, woken_users) = wake::channel(users.0.clone());
+    // Two UserMfaSettings for one user wake each other too (the Conflict rule).
+    let _ = ctx.user_waker.set(wake_users.clone());
     let directory_ctx = Arc::new(DirectoryContext {
         base: ctx.clone(),
         policies: wake_policies,
@@ -600,17 +768,34 @@ async fn run_controllers(
     let directories = wiring.run::<DirectoryMfaPolicy, _>(
         policies,
         woken_policies,
-        policy_secrets,
+        triggers(policy_secrets, policy_accounts, policy_namespaces),
         directory_ctx,
     );
-    let users = wiring.run::<UserMfaSetting, _>(users, woken_users, user_secrets, ctx.clone());
-    let rams =
-        wiring.run::<RamUserMfaStatus, _>(rams, futures::stream::pending(), ram_secrets, ctx);
+    let users = wiring.run::<UserMfaSetting, _>(
+        users,
+        woken_users,
+        triggers(user_secrets, user_accounts, user_namespaces),
+        ctx.clone(),
+    );
+    let rams = wiring.run::<RamUserMfaStatus, _>(
+        rams,
+        futures::stream::pending(),
+        triggers(ram_secrets, ram_accounts, ram_namespaces),
+        ctx.clone(),
+    );
+    let account_changes = changes_of(account_changes, |account: &CloudAccount| {
+        fingerprint(&account.meta().generation)
+    });
+    let accounts = Controller::for_shared_stream(account_changes, account_store.clone())
+        .with_config(wiring.config.clone())
+        .graceful_shutdown_on(wiring.shutdown.clone())
+        .run(account::reconcile, account::error_policy, ctx)
+        .for_each(|_| future::ready(()));
 
     tracing::info!(resync = ?options.resync_interval, namespace = ?options.watch_namespace, "controllers started");
-    // The Secret watch feeds the controllers and goes with them.
-    let controllers = async { futures::join!(directories, users, rams) };
-    futures::pin_mut!(secret_watch);
-    future::select(Box::pin(controllers), secret_watch).await;
+    // The Secret, CloudAccount and Namespace watches feed the controllers and go with them.
+    let controllers = async { futures::join!(directories, users, rams, accounts) };
+    let watches = async { futures::join!(secret_watch, tenancy_watch) };
+    future::select(Box::pin(controllers), Box::pin(watches)).await;
     tracing::info!("controllers stopped; every reconcile in flight finished");
 }

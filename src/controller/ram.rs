@@ -2,12 +2,11 @@
 //! writes, so it holds no finalizer and has no plan.
 
 use super::conditions::{DesiredCondition, READY, SYNCED};
-use super::context::Context;
+use super::context::{Context, Identity};
 use super::error::ReconcileError;
 use super::reconciler::Kind;
 use super::status::StatusWriter;
 use crate::api::{RamMfaDevice, RamUserMfaStatus, Reason};
-use crate::cloud::Endpoint;
 use crate::cloud::ims::UserMfaInfo;
 
 /// The report a RAM user's MFA info makes.
@@ -33,22 +32,14 @@ fn message(principal: &str, enabled: bool, device: Option<&RamMfaDevice>) -> Str
 
 impl RamUserMfaStatus {
     /// GetUserMFAInfo for the user, with RAM's "no device" answer read as no device.
-    async fn read(&self, ctx: &Context) -> Result<UserMfaInfo, ReconcileError> {
-        let spec = &self.spec;
-        let principal = spec.user_principal_name.as_str();
-        let endpoint = Endpoint::resolve(spec.endpoint.as_deref(), || Ok(Endpoint::ims()))
-            .map_err(|error| ReconcileError::InvalidSpec(format!("endpoint: {error}")))?;
-        let source = ctx.source_of(self).await?;
-        match ctx
-            .cloud
-            .ims(endpoint, source)
-            .get_user_mfa_info(principal)
-            .await
-        {
-            Ok(info) => Ok(info),
+    async fn read(&self, ctx: &Context) -> Result<(UserMfaInfo, Identity), ReconcileError> {
+        let principal = self.spec.user_principal_name.as_str();
+        let (client, identity) = ctx.ims_of(self).await?;
+        match client.get_user_mfa_info(principal).await {
+            Ok(info) => Ok((info, identity)),
             // RAM answers this when the user exists but has no device bound.
             Err(error) if error.code() == Some("EntityNotExist.User.MFADevice") => {
-                Ok(UserMfaInfo::default())
+                Ok((UserMfaInfo::default(), identity))
             }
             Err(error)
                 if error
@@ -68,7 +59,7 @@ impl RamUserMfaStatus {
 
 impl Kind for RamUserMfaStatus {
     type Ctx = Context;
-    type Synced = (bool, Option<RamMfaDevice>);
+    type Synced = (bool, Option<RamMfaDevice>, Identity);
     const FINALIZES: bool = false;
 
     async fn sync(
@@ -77,7 +68,8 @@ impl Kind for RamUserMfaStatus {
         _previous: &Self::Status,
         _writer: &StatusWriter<Self>,
     ) -> Result<(Vec<DesiredCondition>, Self::Synced), ReconcileError> {
-        let (enabled, device) = report(&self.read(ctx).await?);
+        let (info, identity) = self.read(ctx).await?;
+        let (enabled, device) = report(&info);
         let principal = self.spec.user_principal_name.as_str();
         let conditions = vec![
             DesiredCondition::new(
@@ -93,11 +85,12 @@ impl Kind for RamUserMfaStatus {
                 "read from RAM (observe-only)",
             ),
         ];
-        Ok((conditions, (enabled, device)))
+        Ok((conditions, (enabled, device, identity)))
     }
 
     async fn report(&self, _ctx: &Context, synced: Self::Synced, status: &mut Self::Status) {
-        let (enabled, device) = synced;
+        let (enabled, device, identity) = synced;
+        identity.record(&mut status.common);
         status.mfa_enabled = Some(enabled);
         status.device = device;
     }

@@ -27,6 +27,10 @@ pub fn common_status(
         conditions: conditions::merge(&previous.conditions, desired, generation, now),
         observed_generation: generation,
         last_sync_time: previous.last_sync_time.clone(),
+        // Who the last successful pass acted as: kept through failures (claims read it).
+        account_id: previous.account_id.clone(),
+        endpoint: previous.endpoint.clone(),
+        cloud_account: previous.cloud_account.clone(),
     }
 }
 

@@ -8,8 +8,9 @@ use kube::Resource;
 use kube::runtime::controller::Action;
 
 use super::census::{self, UserState};
+use super::claims::{self, Claim, Claimant};
 use super::conditions::{self, DesiredCondition, EFFECTIVE, SYNCED};
-use super::context::Context;
+use super::context::{Context, Identity};
 use super::error::ReconcileError;
 use super::plan::{FieldChange, Plan, shown};
 use super::reconciler::{Converged, Kind, Writable, sync_writable};
@@ -83,6 +84,40 @@ pub struct Target {
     /// The spec changed since the last status (or there is none): everything is read afresh.
     spec_changed: bool,
     users: Arc<UserView>,
+    identity: Identity,
+}
+
+impl Claimant for UserMfaSetting {
+    fn directory_id(&self) -> &str {
+        &self.spec.directory_id
+    }
+    fn recorded_claim(&self) -> Option<Claim> {
+        let status = self.status.as_ref()?;
+        Claim::from_status(
+            &status.common,
+            &self.spec.directory_id,
+            self.spec.user_id.clone().or_else(|| status.user_id.clone()),
+        )
+    }
+}
+
+/// The user `identity` reaches.
+fn claim_of(identity: &Identity, directory_id: &str, user_id: &str) -> Claim {
+    Claim {
+        account_id: identity.account_id.clone(),
+        endpoint: identity.endpoint.clone(),
+        directory_id: directory_id.to_string(),
+        user_id: Some(user_id.to_string()),
+    }
+}
+
+/// The older UserMfaSetting for the same user of the same account and endpoint owns it; this one
+/// is never applied while it does (`Conflict`).
+fn settle(object: &UserMfaSetting, ctx: &Context, claim: &Claim) -> Result<(), ReconcileError> {
+    match ctx.user_waker.get() {
+        Some(waker) => claims::settle(object, claim, waker, &ctx.user_claims).map(|_| ()),
+        None => Ok(()),
+    }
 }
 
 /// The names of `spec`'s directory that UserMfaSettings ask for and that no status resolved yet:
@@ -256,6 +291,7 @@ impl Kind for UserMfaSetting {
                 devices: devices.len(),
             },
         );
+        target.identity.record(&mut status.common);
         status.user_id = Some(target.user_id);
         status.observed = Some(ObservedUserMfa {
             user_mfa_authentication_settings: observed,
@@ -278,23 +314,66 @@ impl Kind for UserMfaSetting {
     async fn cleanup(&self, ctx: &Context) -> Result<Action, ReconcileError> {
         let spec = &self.spec;
         ctx.budget.release(&census::counter_key(self));
+        if let Some(waker) = ctx.user_waker.get() {
+            claims::wake_others(waker, self);
+        }
         let status = self.status.clone().unwrap_or_default();
-        let (Some(restore), Some(user_id), DeletionPolicy::Restore) = (
+        let outcome = match (
             status
                 .restore_to
                 .as_ref()
                 .and_then(|r| r.user_mfa_authentication_settings.clone()),
             status.user_id.clone(),
             spec.deletion_policy,
-        ) else {
-            return Ok(Action::await_change());
+        ) {
+            (Some(restore), Some(user_id), DeletionPolicy::Restore)
+                if claims::owned(&status.common) =>
+            {
+                self.restore(ctx, &user_id, &restore).await
+            }
+            _ => Ok(Action::await_change()),
         };
-        let (_, client) = ctx.cloudsso_of(self).await?;
+        if outcome.is_ok() {
+            ctx.user_claims.forget(self);
+        }
+        outcome
+    }
+}
+
+impl UserMfaSetting {
+    /// Writes back `restoreTo` on delete, only while this resource still owns the user it
+    /// changed, through the same account and endpoint (re-checked from the live store).
+    async fn restore(
+        &self,
+        ctx: &Context,
+        user_id: &str,
+        restore: &str,
+    ) -> Result<Action, ReconcileError> {
+        let directory_id = self.spec.directory_id.as_str();
+        let not_restored = |reason: Reason, why: String| async move {
+            let note = format!("not restored before deletion: {why}");
+            ctx.event(self, true, reason, "Delete", note).await;
+            Ok(Action::await_change())
+        };
+        let (_, client, identity) = match ctx.cloudsso_of(self, directory_id).await {
+            Ok(route) => route,
+            // No account admits it any more: nothing may be written, and deletion must not hang.
+            Err(error @ ReconcileError::AccountNotAllowed { .. }) => {
+                return not_restored(error.reason(), error.to_string()).await;
+            }
+            Err(error) => return Err(error),
+        };
+        let claim = claim_of(&identity, directory_id, user_id);
+        if let Some(waker) = ctx.user_waker.get()
+            && let Err(why) = claims::may_restore(self, &claim, waker, &ctx.user_claims)
+        {
+            return not_restored(Reason::Conflict, why).await;
+        }
         let written = client
-            .update_user_mfa_setting(&spec.directory_id, &user_id, &restore)
+            .update_user_mfa_setting(directory_id, user_id, restore)
             .await;
         let restored = format!("user {user_id} set back to {restore}");
-        ctx.finish_restore(self, written, &spec.directory_id, Some(&user_id), restored)
+        ctx.finish_restore(self, written, directory_id, Some(user_id), restored)
             .await
     }
 }
@@ -315,13 +394,15 @@ impl Writable for UserMfaSetting {
     async fn observe(&self, ctx: &Context) -> Result<(Target, Option<String>), ReconcileError> {
         let spec = &self.spec;
         let directory_id = spec.directory_id.as_str();
-        let (endpoint, client) = ctx.cloudsso_of(self).await?;
+        let (endpoint, client, identity) = ctx.cloudsso_of(self, directory_id).await?;
         let status = self.status.as_ref();
         let spec_changed = status.is_none_or(|status| {
             status.observed.is_none() || status.common.observed_generation != self.meta().generation
         });
         let max_age = (!spec_changed).then(|| census::fresh_for(ctx.budget.effective()));
         let mut user_id = resolve_user_id(self, &endpoint, &client, ctx, true).await?;
+        // Before any read of the user: a resource that does not own it costs no calls.
+        settle(self, ctx, &claim_of(&identity, directory_id, &user_id))?;
         let read = |user_id: String| {
             let (client, endpoint) = (&client, &endpoint);
             async move {
@@ -334,6 +415,7 @@ impl Writable for UserMfaSetting {
             Err(error) if is_user_gone(&error) && forget_user_id(spec, &endpoint, ctx) => {
                 ctx.users.forget(&endpoint, directory_id, &user_id);
                 user_id = resolve_user_id(self, &endpoint, &client, ctx, false).await?;
+                settle(self, ctx, &claim_of(&identity, directory_id, &user_id))?;
                 read(user_id.clone()).await
             }
             other => other,
@@ -345,6 +427,7 @@ impl Writable for UserMfaSetting {
             user_id,
             spec_changed,
             users: ctx.users.clone(),
+            identity,
         };
         Ok((target, observed))
     }
@@ -414,9 +497,10 @@ mod tests {
             user_id: Some("u-1".into()),
             user_name: None,
             user_mfa_authentication_settings: setting,
-            region: "cn-shanghai".into(),
+            region: None,
             endpoint: None,
             credentials_secret_ref: None,
+            account_ref: None,
             management_policy: mode,
             deletion_policy: DeletionPolicy::Orphan,
         }

@@ -18,6 +18,15 @@ pub struct Waker<K: Resource<DynamicType = ()> + 'static> {
     wake: UnboundedSender<ObjectRef<DeserializeGuard<K>>>,
 }
 
+impl<K: Resource<DynamicType = ()> + 'static> Clone for Waker<K> {
+    fn clone(&self) -> Self {
+        Self {
+            store: self.store.clone(),
+            wake: self.wake.clone(),
+        }
+    }
+}
+
 /// A waker over `store`, and the receiver its controller reconciles on.
 pub fn channel<K>(store: Store<DeserializeGuard<K>>) -> (Waker<K>, Woken<K>)
 where

@@ -1,0 +1,110 @@
+//! CloudAccount: its status says whether its credentials resolve (the Secret and its keys, or the
+//! operator's own chain) and which Alibaba Cloud account they belong to. The account itself is
+//! read by `tenancy` when namespaced resources use it; this controller only reports on it.
+
+use std::sync::Arc;
+
+use kube::api::Api;
+use kube::runtime::controller::Action;
+use kube::{Resource, ResourceExt};
+
+use super::clock;
+use super::conditions::{DesiredCondition, READY};
+use super::context::{Context, backoff};
+use super::error::ReconcileError;
+use super::keys::key_of;
+use super::status::{self, StatusWriter};
+use super::tenancy::{Keys, Plan, Service};
+use crate::api::{CloudAccount, CloudAccountStatus, Reason};
+use crate::cloud;
+
+/// What the account's spec says, as a route plan (no namespace is involved here).
+fn plan_of(account: &CloudAccount) -> Result<Plan, ReconcileError> {
+    let credentials = &account.spec.credentials;
+    let keys = match (&credentials.secret_ref, &credentials.operator) {
+        (Some(secret), _) => Keys::Secret {
+            namespace: secret.namespace.clone(),
+            name: secret.name.clone(),
+        },
+        (None, Some(_)) => Keys::Operator,
+        (None, None) => {
+            return Err(ReconcileError::InvalidSpec(
+                "credentials must set exactly one of secretRef or operator".into(),
+            ));
+        }
+    };
+    Ok(Plan {
+        endpoint_override: account.spec.endpoint.clone(),
+        region: account.spec.region.clone(),
+        keys,
+        account: Some(account.name_any()),
+    })
+}
+
+/// Resolves the credentials and asks whose they are: (account id, endpoint URL).
+async fn resolve(account: &CloudAccount, ctx: &Context) -> Result<(String, String), ReconcileError> {
+    let plan = plan_of(account)?;
+    let (endpoint, sts_endpoint) = plan.endpoints(Service::CloudSso)?;
+    let source = ctx.cloud.source(&ctx.client, &plan.keys).await?;
+    let sts = ctx.cloud.sts(sts_endpoint.clone(), source.clone());
+    let account_id = ctx
+        .tenancy
+        .account_id(&source, &sts_endpoint, || async move {
+            cloud::sts::get_caller_identity(&sts)
+                .await
+                .map(|identity| identity.account_id)
+        })
+        .await?;
+    Ok((account_id, endpoint.url()))
+}
+
+/// One pass: Ready says whether the credentials resolve; status only when it changed.
+pub async fn reconcile(
+    account: Arc<CloudAccount>,
+    ctx: Arc<Context>,
+) -> Result<Action, ReconcileError> {
+    let now = clock::now();
+    let api: Api<CloudAccount> = Api::all(ctx.client.clone());
+    let writer = StatusWriter::new(api, account.name_any());
+    let previous: CloudAccountStatus = account.status.clone().unwrap_or_default();
+    let outcome = resolve(&account, &ctx).await;
+    let desired = match &outcome {
+        Ok((account_id, endpoint)) => DesiredCondition::new(
+            READY,
+            true,
+            Reason::Observed,
+            format!("the credentials resolve: account {account_id} at {endpoint}"),
+        ),
+        Err(error) => DesiredCondition::new(READY, false, error.reason(), error.to_string()),
+    };
+    let mut status = previous.clone();
+    status.common = status::common_status(
+        &previous.common,
+        &[desired],
+        account.meta().generation,
+        &now,
+    );
+    match outcome {
+        Ok((account_id, endpoint)) => {
+            ctx.failures.clear(&key_of(account.as_ref()));
+            status.common.account_id = Some(account_id);
+            status.common.endpoint = Some(endpoint);
+            let resync = ctx.budget.effective();
+            writer.write_synced(&previous, status, resync, &now).await?;
+            Ok(Action::requeue(resync))
+        }
+        Err(error) => {
+            writer.apply_changed(&previous, &status).await?;
+            Err(error)
+        }
+    }
+}
+
+/// The requeue after a failed pass: backoff by error class, growing per account.
+pub fn error_policy(account: Arc<CloudAccount>, error: &ReconcileError, ctx: Arc<Context>) -> Action {
+    let key = key_of(account.as_ref());
+    let attempt = ctx.failures.record(&key);
+    let delay = backoff(error.is_retryable(), attempt);
+    tracing::warn!(account = %key, reason = error.reason().as_str(), %error, attempt, ?delay, "CloudAccount not ready");
+    Action::requeue(delay)
+}

@@ -1,0 +1,231 @@
+//! Who a namespaced resource may act as, and where: its namespace's own Secret (sent where the
+//! resource says), or a CloudAccount that admits its namespace (and its directory), whose
+//! credentials go only to the account's endpoint. The operator's own credentials are reached only
+//! through a CloudAccount. Also: which cloud account the credentials belong to (STS
+//! GetCallerIdentity, once per credential and endpoint), the first part of every ownership claim.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use k8s_openapi::api::core::v1::Namespace;
+use kube::core::PartialObjectMeta;
+use kube::runtime::reflector::{ObjectRef, Store};
+use kube::{Resource, ResourceExt};
+
+use super::error::ReconcileError;
+use crate::api::{CloudAccount, CloudSpec, DEFAULT_ACCOUNT, DEFAULT_REGION};
+use crate::cloud::{ApiErrorKind, CloudError, CredentialSource, Endpoint};
+
+/// Which API a call is for: each has its own endpoint unless an override names one for all.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Service {
+    CloudSso,
+    Ims,
+}
+
+/// Where a resource's calls go and as whom.
+#[derive(Clone)]
+pub struct Route {
+    pub endpoint: Endpoint,
+    /// Where STS GetCallerIdentity goes for the same credentials: the override, or the region's.
+    pub sts_endpoint: Endpoint,
+    pub source: Arc<CredentialSource>,
+    /// The CloudAccount the route goes through; None for the namespace's own Secret.
+    pub account: Option<String>,
+}
+
+/// How a route's credentials are found: a Secret by (namespace, name), or the operator's chain.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Keys {
+    Secret { namespace: String, name: String },
+    Operator,
+}
+
+/// A route before its credentials are read: what the resource and its account say.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Plan {
+    pub endpoint_override: Option<String>,
+    pub region: String,
+    pub keys: Keys,
+    pub account: Option<String>,
+}
+
+impl Plan {
+    /// The endpoint of `service` and the STS endpoint, from the override or the region.
+    pub fn endpoints(&self, service: Service) -> Result<(Endpoint, Endpoint), ReconcileError> {
+        let invalid = |error: String| ReconcileError::InvalidSpec(format!("endpoint: {error}"));
+        let endpoint = Endpoint::resolve(self.endpoint_override.as_deref(), || match service {
+            Service::CloudSso => Endpoint::cloudsso(&self.region),
+            Service::Ims => Ok(Endpoint::ims()),
+        })
+        .map_err(invalid)?;
+        let sts = Endpoint::resolve(self.endpoint_override.as_deref(), || {
+            Ok(Endpoint::sts(Some(&self.region)))
+        })
+        .map_err(invalid)?;
+        Ok((endpoint, sts))
+    }
+}
+
+/// The accounts and namespaces the operator sees (from its watches), and the account each
+/// credential belongs to.
+pub struct Tenancy {
+    accounts: Store<CloudAccount>,
+    namespaces: Store<PartialObjectMeta<Namespace>>,
+    /// (credential source's address, STS endpoint) -> account id; an entry lives as long as the
+    /// process (a handful per account; a rotated Secret makes a new source).
+    identities: Mutex<HashMap<(usize, String), String>>,
+}
+
+impl Tenancy {
+    pub fn new(
+        accounts: Store<CloudAccount>,
+        namespaces: Store<PartialObjectMeta<Namespace>>,
+    ) -> Self {
+        Self {
+            accounts,
+            namespaces,
+            identities: Mutex::default(),
+        }
+    }
+
+    /// What `object` may use: its own Secret, or the CloudAccount it names (or `default`) if that
+    /// admits its namespace and `directory_id`. Makes no cloud call.
+    pub fn plan<K>(&self, object: &K, directory_id: Option<&str>) -> Result<Plan, ReconcileError>
+    where
+        K: Resource + kube::core::object::HasSpec<Spec: CloudSpec>,
+    {
+        let spec = object.spec();
+        let namespace = object.meta().namespace.clone().unwrap_or_default();
+        if let Some(secret) = spec.credentials_secret_ref() {
+            return Ok(Plan {
+                endpoint_override: spec.endpoint().map(str::to_string),
+                region: spec.region().unwrap_or(DEFAULT_REGION).to_string(),
+                keys: Keys::Secret {
+                    namespace,
+                    name: secret.name.clone(),
+                },
+                account: None,
+            });
+        }
+        // Defence in depth: the API server rejects these beside an account (CEL), but an object
+        // stored before the rule must not send an account's keys where its namespace chose.
+        if spec.endpoint().is_some() || spec.region().is_some() {
+            return Err(ReconcileError::InvalidSpec(
+                "endpoint and region are allowed only together with credentialsSecretRef".into(),
+            ));
+        }
+        let named = spec.account_ref().map(|r| r.name.as_str());
+        let name = named.unwrap_or(DEFAULT_ACCOUNT);
+        let refused = |why: String| ReconcileError::AccountNotAllowed {
+            account: name.to_string(),
+            detail: why,
+        };
+        let account = self
+            .accounts
+            .get(&ObjectRef::new(name))
+            .ok_or_else(|| match named {
+                Some(_) => refused(format!("there is no CloudAccount {name}")),
+                None => refused(format!(
+                    "no credentialsSecretRef or accountRef, and there is no CloudAccount {name}"
+                )),
+            })?;
+        let labels = self
+            .namespaces
+            .get(&ObjectRef::new(&namespace))
+            .map(|ns| ns.labels().clone())
+            .ok_or_else(|| refused(format!("namespace {namespace} is not known yet")))?;
+        match account.admits(&labels) {
+            Ok(true) => {}
+            Ok(false) => {
+                return Err(refused(format!(
+                    "its namespaceSelector does not admit namespace {namespace}"
+                )));
+            }
+            Err(error) => return Err(refused(error)),
+        }
+        if let Some(directory_id) = directory_id
+            && !account.allows_directory(directory_id)
+        {
+            return Err(refused(format!(
+                "directory {directory_id} is not in its directoryIds"
+            )));
+        }
+        let keys = match (
+            &account.spec.credentials.secret_ref,
+            &account.spec.credentials.operator,
+        ) {
+            (Some(secret), _) => Keys::Secret {
+                namespace: secret.namespace.clone(),
+                name: secret.name.clone(),
+            },
+            (None, Some(_)) => Keys::Operator,
+            (None, None) => return Err(refused("it names no credentials".into())),
+        };
+        Ok(Plan {
+            endpoint_override: account.spec.endpoint.clone(),
+            region: account.spec.region.clone(),
+            keys,
+            account: Some(name.to_string()),
+        })
+    }
+
+    /// The CloudAccounts a resource in `namespace` naming `account_ref` (or neither reference)
+    /// would use: to tell which resources a changed account or namespace affects.
+    pub fn uses_account<K>(object: &K, account: &str) -> bool
+    where
+        K: kube::core::object::HasSpec<Spec: CloudSpec>,
+    {
+        let spec = object.spec();
+        spec.credentials_secret_ref().is_none()
+            && spec.account_ref().map_or(DEFAULT_ACCOUNT, |r| r.name.as_str()) == account
+    }
+
+    /// The account id the credentials belong to, asked once per credential and STS endpoint.
+    /// An endpoint that does not serve STS (a private CloudSSO gateway) leaves the access key id
+    /// as the identity: claims then hold per key, never across accounts.
+    pub async fn account_id<F, Fut>(
+        &self,
+        source: &Arc<CredentialSource>,
+        sts_endpoint: &Endpoint,
+        ask: F,
+    ) -> Result<String, ReconcileError>
+    where
+        F: FnOnce() -> Fut,
+        Fut: std::future::Future<Output = Result<String, CloudError>>,
+    {
+        let key = (Arc::as_ptr(source) as usize, sts_endpoint.url());
+        if let Some(known) = self
+            .identities
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&key)
+        {
+            return Ok(known.clone());
+        }
+        let account_id = match ask().await {
+            Ok(account_id) => account_id,
+            Err(error) if no_sts_here(&error) => {
+                let credentials = source
+                    .get()
+                    .await
+                    .map_err(|error| ReconcileError::from_cloud(error.into(), "-", None))?;
+                tracing::info!(endpoint = %sts_endpoint, %error, "GetCallerIdentity not served; ownership is keyed by access key");
+                format!("key:{}", credentials.access_key_id)
+            }
+            Err(error) => return Err(ReconcileError::from_cloud(error, "-", None)),
+        };
+        self.identities
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(key, account_id.clone());
+        Ok(account_id)
+    }
+}
+
+/// An answer that says the endpoint has no such action (not that the keys are wrong).
+fn no_sts_here(error: &CloudError) -> bool {
+    error.code().is_some_and(|code| {
+        code.starts_with("InvalidAction") || code.starts_with("InvalidVersion")
+    }) || error.api_kind() == Some(ApiErrorKind::NotFound)
+}

@@ -40,15 +40,14 @@ pub struct AccountReference {
 /// own keys where it likes, never anyone else's: `region` and `endpoint` only beside
 /// `credentialsSecretRef`; with an account, the account's region and endpoint apply.
 pub const ONE_CREDENTIAL_RULE: &str = "!(has(self.credentialsSecretRef) && has(self.accountRef))";
-pub const ONE_CREDENTIAL_MESSAGE: &str = "at most one of credentialsSecretRef and accountRef may be set";
+pub const ONE_CREDENTIAL_MESSAGE: &str =
+    "at most one of credentialsSecretRef and accountRef may be set";
 pub const OWN_ENDPOINT_RULE: &str =
     "has(self.credentialsSecretRef) || (!has(self.endpoint) && !has(self.region))";
 pub const OWN_ENDPOINT_MESSAGE: &str = "endpoint and region are allowed only together with credentialsSecretRef (the namespace's own keys); with accountRef, or with neither (the CloudAccount named default), the account's endpoint and region apply";
 /// An endpoint is scheme://host[:port]: no path, query, fragment or user info.
-pub const ENDPOINT_RULE: &str =
-    "self.matches('^https?://[A-Za-z0-9.-]+(:[0-9]{1,5})?/?$') || self.matches('^https?://\\\\[[0-9A-Fa-f:.]+\\\\](:[0-9]{1,5})?/?$')";
-pub const ENDPOINT_MESSAGE: &str =
-    "endpoint must be http(s)://host[:port] with no path, query or user, e.g. https://cloudsso.cn-shanghai.aliyuncs.com";
+pub const ENDPOINT_RULE: &str = "self.matches('^https?://[A-Za-z0-9.-]+(:[0-9]{1,5})?/?$') || self.matches('^https?://\\\\[[0-9A-Fa-f:.]+\\\\](:[0-9]{1,5})?/?$')";
+pub const ENDPOINT_MESSAGE: &str = "endpoint must be http(s)://host[:port] with no path, query or user, e.g. https://cloudsso.cn-shanghai.aliyuncs.com";
 
 /// A status with the fields every kind shares.
 pub trait HasCommonStatus {

@@ -5,10 +5,9 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use super::common::{
-    AccountReference, ENDPOINT_MESSAGE, ENDPOINT_RULE, ONE_CREDENTIAL_MESSAGE, ONE_CREDENTIAL_RULE,
-    OWN_ENDPOINT_MESSAGE, OWN_ENDPOINT_RULE,
-    CommonStatus, DeletionPolicy, ManagementPolicy, MfaAuthenticationSettings,
-    OperationForRiskLogin, SecretReference,
+    AccountReference, CommonStatus, DeletionPolicy, ENDPOINT_MESSAGE, ENDPOINT_RULE,
+    ManagementPolicy, MfaAuthenticationSettings, ONE_CREDENTIAL_MESSAGE, ONE_CREDENTIAL_RULE,
+    OWN_ENDPOINT_MESSAGE, OWN_ENDPOINT_RULE, OperationForRiskLogin, SecretReference,
 };
 
 /// The MFA setting a CloudSSO directory should have (UpdateMFAAuthenticationSettings).

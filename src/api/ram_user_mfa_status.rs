@@ -5,8 +5,9 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use super::common::{
-    AccountReference, ENDPOINT_MESSAGE, ENDPOINT_RULE, ONE_CREDENTIAL_MESSAGE, ONE_CREDENTIAL_RULE,
-    OWN_ENDPOINT_MESSAGE, OWN_ENDPOINT_RULE,CommonStatus, SecretReference};
+    AccountReference, CommonStatus, ENDPOINT_MESSAGE, ENDPOINT_RULE, ONE_CREDENTIAL_MESSAGE,
+    ONE_CREDENTIAL_RULE, OWN_ENDPOINT_MESSAGE, OWN_ENDPOINT_RULE, SecretReference,
+};
 
 /// Which RAM user to report on. Nothing is ever written to the cloud.
 #[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]

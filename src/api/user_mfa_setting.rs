@@ -5,9 +5,9 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use super::common::{
-    AccountReference, ENDPOINT_MESSAGE, ENDPOINT_RULE, ONE_CREDENTIAL_MESSAGE, ONE_CREDENTIAL_RULE,
-    OWN_ENDPOINT_MESSAGE, OWN_ENDPOINT_RULE,
-    CommonStatus, DeletionPolicy, ManagementPolicy, SecretReference, UserMfaAuthenticationSettings,
+    AccountReference, CommonStatus, DeletionPolicy, ENDPOINT_MESSAGE, ENDPOINT_RULE,
+    ManagementPolicy, ONE_CREDENTIAL_MESSAGE, ONE_CREDENTIAL_RULE, OWN_ENDPOINT_MESSAGE,
+    OWN_ENDPOINT_RULE, SecretReference, UserMfaAuthenticationSettings,
 };
 
 /// The MFA setting a CloudSSO user should have (UpdateUserMFAAuthenticationSettings).

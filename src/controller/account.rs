@@ -42,7 +42,10 @@ fn plan_of(account: &CloudAccount) -> Result<Plan, ReconcileError> {
 }
 
 /// Resolves the credentials and asks whose they are: (account id, endpoint URL).
-async fn resolve(account: &CloudAccount, ctx: &Context) -> Result<(String, String), ReconcileError> {
+async fn resolve(
+    account: &CloudAccount,
+    ctx: &Context,
+) -> Result<(String, String), ReconcileError> {
     let plan = plan_of(account)?;
     let (endpoint, sts_endpoint) = plan.endpoints(Service::CloudSso)?;
     let source = ctx.cloud.source(&ctx.client, &plan.keys).await?;
@@ -101,7 +104,11 @@ pub async fn reconcile(
 }
 
 /// The requeue after a failed pass: backoff by error class, growing per account.
-pub fn error_policy(account: Arc<CloudAccount>, error: &ReconcileError, ctx: Arc<Context>) -> Action {
+pub fn error_policy(
+    account: Arc<CloudAccount>,
+    error: &ReconcileError,
+    ctx: Arc<Context>,
+) -> Action {
     let key = key_of(account.as_ref());
     let attempt = ctx.failures.record(&key);
     let delay = backoff(error.is_retryable(), attempt);

@@ -156,8 +156,17 @@ pub fn settle<K: Claimant + Clone>(
 ) -> Result<Vec<String>, ReconcileError> {
     let moved = registry.record(me, claim);
     let known = waker.known();
-    let result = check(me, claim, known.iter().filter_map(|g| g.0.as_ref().ok()), registry);
-    if moved || result.as_ref().is_ok_and(|contenders| !contenders.is_empty()) {
+    let result = check(
+        me,
+        claim,
+        known.iter().filter_map(|g| g.0.as_ref().ok()),
+        registry,
+    );
+    if moved
+        || result
+            .as_ref()
+            .is_ok_and(|contenders| !contenders.is_empty())
+    {
         wake_others(waker, me);
     }
     result
@@ -188,14 +197,20 @@ pub fn may_restore<K: Claimant + Clone>(
         ));
     }
     let known = waker.known();
-    check(me, now, known.iter().filter_map(|g| g.0.as_ref().ok()), registry)
-        .map(|_| ())
-        .map_err(|error| error.to_string())
+    check(
+        me,
+        now,
+        known.iter().filter_map(|g| g.0.as_ref().ok()),
+        registry,
+    )
+    .map(|_| ())
+    .map_err(|error| error.to_string())
 }
 
 /// Whether the status shows its resource owning what it names (a loser's Ready says `Conflict`).
 pub fn owned(common: &CommonStatus) -> bool {
-    conditions::find(&common.conditions, READY).is_none_or(|c| c.reason != Reason::Conflict.as_str())
+    conditions::find(&common.conditions, READY)
+        .is_none_or(|c| c.reason != Reason::Conflict.as_str())
 }
 
 #[cfg(test)]

@@ -272,7 +272,9 @@ impl DirectoryMfaPolicy {
             Ok(route) => route,
             // No account admits it any more: nothing may be written, and deletion must not hang.
             Err(error @ ReconcileError::AccountNotAllowed { .. }) => {
-                return Ok(self.not_restored(ctx, error.reason(), error.to_string()).await);
+                return Ok(self
+                    .not_restored(ctx, error.reason(), error.to_string())
+                    .await);
             }
             Err(error) => return Err(error),
         };
@@ -280,7 +282,9 @@ impl DirectoryMfaPolicy {
         if let Err(why) =
             claims::may_restore(self, &claim, &ctx.policies, &ctx.base.directory_claims)
         {
-            return Ok(self.not_restored(ctx, crate::api::Reason::Conflict, why).await);
+            return Ok(self
+                .not_restored(ctx, crate::api::Reason::Conflict, why)
+                .await);
         }
         let restored = format!(
             "directory {} set back to {}",
@@ -322,8 +326,7 @@ impl Writable for DirectoryMfaPolicy {
         let directory_id = &self.spec.directory_id;
         let (endpoint, client, identity) = ctx.base.cloudsso_of(self, directory_id).await?;
         let claim = claim_of(&identity, directory_id);
-        let contenders =
-            claims::settle(self, &claim, &ctx.policies, &ctx.base.directory_claims)?;
+        let contenders = claims::settle(self, &claim, &ctx.policies, &ctx.base.directory_claims)?;
         let observed = client
             .get_mfa_setting_info(&self.spec.directory_id)
             .await

@@ -34,8 +34,8 @@ use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Resource, ResourceExt};
 use serde::de::DeserializeOwned;
 
-use crate::api::{CloudSpec, HasCommonStatus};
 use crate::api::{CloudAccount, DirectoryMfaPolicy, RamUserMfaStatus, Reason, UserMfaSetting};
+use crate::api::{CloudSpec, HasCommonStatus};
 use crate::cloud::{self, ClientConfig, CredentialSource};
 use clients::CloudClients;
 use context::{Context, DirectoryContext, Settings, backoff};
@@ -105,9 +105,12 @@ fn users_of_secret<K: Kind>(
             .state()
             .iter()
             .filter(|account| {
-                account.spec.credentials.secret_ref.as_ref().is_some_and(|r| {
-                    Some(&r.namespace) == namespace.as_ref() && r.name == name
-                })
+                account
+                    .spec
+                    .credentials
+                    .secret_ref
+                    .as_ref()
+                    .is_some_and(|r| Some(&r.namespace) == namespace.as_ref() && r.name == name)
             })
             .map(|account| account.name_any())
             .collect();
@@ -160,9 +163,10 @@ fn users_in_namespace<K: Kind>(
             .iter()
             .filter(|guard| {
                 guard.namespace().as_deref() == Some(name.as_str())
-                    && guard.0.as_ref().is_ok_and(|object| {
-                        object.spec().credentials_secret_ref().is_none()
-                    })
+                    && guard
+                        .0
+                        .as_ref()
+                        .is_ok_and(|object| object.spec().credentials_secret_ref().is_none())
             })
             .map(|guard| ObjectRef::from_obj(guard.as_ref()))
             .collect()
@@ -272,9 +276,10 @@ fn controller_for<K: Kind>(
     let accounts = changes_of(triggers.accounts, |account: &CloudAccount| {
         fingerprint(&account.meta().generation)
     });
-    let namespaces = changes_of(triggers.namespaces, |namespace: &PartialObjectMeta<Namespace>| {
-        fingerprint(namespace.labels())
-    });
+    let namespaces = changes_of(
+        triggers.namespaces,
+        |namespace: &PartialObjectMeta<Namespace>| fingerprint(namespace.labels()),
+    );
     Controller::for_shared_stream(settled, store.clone())
         .watches_shared_stream(
             triggers.secrets,
@@ -310,7 +315,11 @@ fn secret_watch<const N: usize>(
         writer,
         watcher(api, watcher::Config::default())
             .default_backoff()
-            .modify(|secret| secret.managed_fields_mut().clear()),
+            .modify(|secret| {
+                secret.managed_fields_mut().clear();
+                // kubectl's last-applied annotation is a copy of the Secret's data: never kept.
+                secret.annotations_mut().clear();
+            }),
     )
     .for_each(|_| future::ready(()));
     (store, changes, watch)
@@ -635,18 +644,21 @@ fn fast_lane<K: Kind>(
     Controller::for_shared_stream(pending, store)
 }
 
+/// What `tenancy_watches` starts: the two stores, their handles, and the watches to drive.
+struct TenancyWatches<const A: usize, const N: usize> {
+    accounts: reflector::Store<CloudAccount>,
+    account_handles: [reflector::ReflectHandle<CloudAccount>; A],
+    namespaces: reflector::Store<PartialObjectMeta<Namespace>>,
+    namespace_handles: [reflector::ReflectHandle<PartialObjectMeta<Namespace>>; N],
+    watch: future::BoxFuture<'static, ()>,
+}
+
 /// The CloudAccounts (cluster-scoped, few) and the Namespaces (metadata only: their labels)
-/// that tenancy reads, each into a store, with `N` handles for the controllers they wake.
+/// that tenancy reads, each into a store, with handles for the controllers they wake.
 fn tenancy_watches<const A: usize, const N: usize>(
     client: &kube::Client,
     namespace: &Option<String>,
-) -> (
-    reflector::Store<CloudAccount>,
-    [reflector::ReflectHandle<CloudAccount>; A],
-    reflector::Store<PartialObjectMeta<Namespace>>,
-    [reflector::ReflectHandle<PartialObjectMeta<Namespace>>; N],
-    impl std::future::Future<Output = ()>,
-) {
+) -> TenancyWatches<A, N> {
     let (accounts, account_writer) = reflector::store_shared(SHARED_BUFFER);
     let account_handles = std::array::from_fn(|_| {
         account_writer
@@ -655,9 +667,12 @@ fn tenancy_watches<const A: usize, const N: usize>(
     });
     let account_watch = reflector::reflector(
         account_writer,
-        watcher(Api::<CloudAccount>::all(client.clone()), watcher::Config::default())
-            .default_backoff()
-            .modify(|account| account.managed_fields_mut().clear()),
+        watcher(
+            Api::<CloudAccount>::all(client.clone()),
+            watcher::Config::default(),
+        )
+        .default_backoff()
+        .modify(|account| account.managed_fields_mut().clear()),
     )
     .for_each(|_| future::ready(()));
     let (namespaces, namespace_writer) = reflector::store_shared(SHARED_BUFFER);
@@ -673,24 +688,28 @@ fn tenancy_watches<const A: usize, const N: usize>(
     };
     let namespace_watch = reflector::reflector(
         namespace_writer,
-        watcher(Api::<PartialObjectMeta<Namespace>>::all(client.clone()), config)
-            .default_backoff()
-            .modify(|namespace| {
-                namespace.managed_fields_mut().clear();
-                namespace.annotations_mut().clear();
-            }),
+        watcher(
+            Api::<PartialObjectMeta<Namespace>>::all(client.clone()),
+            config,
+        )
+        .default_backoff()
+        .modify(|namespace| {
+            namespace.managed_fields_mut().clear();
+            namespace.annotations_mut().clear();
+        }),
     )
     .for_each(|_| future::ready(()));
-    let watches = async move {
+    let watch = async move {
         futures::join!(account_watch, namespace_watch);
-    };
-    (
+    }
+    .boxed();
+    TenancyWatches {
         accounts,
         account_handles,
         namespaces,
         namespace_handles,
-        watches,
-    )
+        watch,
+    }
 }
 
 async fn run_controllers(
@@ -712,13 +731,19 @@ async fn run_controllers(
     };
     let (secret_index, [policy_secrets, user_secrets, ram_secrets], secret_watch) =
         secret_watch(api_for(&client, &options.watch_namespace));
-    let (
-        account_store,
-        [policy_accounts, user_accounts, ram_accounts, account_changes],
-        namespace_store,
-        [policy_namespaces, user_namespaces, ram_namespaces],
-        tenancy_watch,
-    ) = tenancy_watches(&client, &options.watch_namespace);
+    let TenancyWatches {
+        accounts: account_store,
+        account_handles:
+            [
+                policy_accounts,
+                user_accounts,
+                ram_accounts,
+                account_changes,
+            ],
+        namespaces: namespace_store,
+        namespace_handles: [policy_namespaces, user_namespaces, ram_namespaces],
+        watch: tenancy_watch,
+    } = tenancy_watches(&client, &options.watch_namespace);
     let ctx = Arc::new(Context::new(
         client.clone(),
         CloudClients::new(http, default_source, client_config, metrics.clone())

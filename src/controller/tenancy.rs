@@ -178,7 +178,10 @@ impl Tenancy {
     {
         let spec = object.spec();
         spec.credentials_secret_ref().is_none()
-            && spec.account_ref().map_or(DEFAULT_ACCOUNT, |r| r.name.as_str()) == account
+            && spec
+                .account_ref()
+                .map_or(DEFAULT_ACCOUNT, |r| r.name.as_str())
+                == account
     }
 
     /// The account id the credentials belong to, asked once per credential and STS endpoint.
@@ -225,7 +228,8 @@ impl Tenancy {
 
 /// An answer that says the endpoint has no such action (not that the keys are wrong).
 fn no_sts_here(error: &CloudError) -> bool {
-    error.code().is_some_and(|code| {
-        code.starts_with("InvalidAction") || code.starts_with("InvalidVersion")
-    }) || error.api_kind() == Some(ApiErrorKind::NotFound)
+    error
+        .code()
+        .is_some_and(|code| code.starts_with("InvalidAction") || code.starts_with("InvalidVersion"))
+        || error.api_kind() == Some(ApiErrorKind::NotFound)
 }

@@ -380,17 +380,23 @@ impl TestContext {
         args: &[&str],
         env: &[(&str, &str)],
     ) -> Operator {
+        let mut all = vec!["--watch-namespace", self.namespace.as_str()];
+        all.extend_from_slice(args);
+        self.spawn_operator(resync, &all, env)
+    }
+
+    /// An operator watching every namespace (for what spans namespaces: ownership, tenancy). It
+    /// also reconciles other tests' resources, so only tests that run alone may start one.
+    pub async fn start_cluster_operator(&self, resync: &str, env: &[(&str, &str)]) -> Operator {
+        self.spawn_operator(resync, &[], env)
+    }
+
+    fn spawn_operator(&self, resync: &str, args: &[&str], env: &[(&str, &str)]) -> Operator {
         let dir = tempfile::tempdir().expect("temp dir");
         let log = dir.path().join("operator.log");
         let file = std::fs::File::create(&log).expect("log file");
         let child = tokio::process::Command::new(env!("CARGO_BIN_EXE_cloudsso-mfa-operator"))
-            .args([
-                "run",
-                "--resync-interval",
-                resync,
-                "--watch-namespace",
-                &self.namespace,
-            ])
+            .args(["run", "--resync-interval", resync])
             .args(["--metrics-addr", "127.0.0.1:0"])
             .args(args)
             .env("LOG_FORMAT", "json")

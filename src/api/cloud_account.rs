@@ -53,8 +53,7 @@ pub struct CloudAccountSpec {
 
     /// The CloudSSO directories resources may manage through this account; absent, any directory.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(length(max = 64))]
-    #[x_kube(validation = Rule::new("self.all(d, d.matches('^d-[a-z0-9]+$') && size(d) <= 128)").message("each directoryId must be 'd-' followed by lowercase letters and digits"))]
+    #[schemars(length(max = 64), inner(length(max = 128), regex(pattern = r"^d-[a-z0-9]+$")))]
     pub directory_ids: Option<Vec<String>>,
 }
 

@@ -262,7 +262,8 @@ async fn bad_references_back_off_and_recover() {
         ctx.apply::<UserMfaSetting>(user("unknown-id", json!({"userId": "u-doesnotexist"}))).await;
         ctx.apply::<UserMfaSetting>(user("unknown-directory", json!({"userId": ALICE, "directoryId": "d-doesnotexist"}))).await;
         ctx.apply::<UserMfaSetting>(user("no-secret", json!({"userId": ALICE, "credentialsSecretRef": {"name": "absent"}}))).await;
-        ctx.apply::<UserMfaSetting>(user("wrong-secret", json!({"userId": ALICE, "credentialsSecretRef": {"name": "wrong-keys"}}))).await;
+        // Another user than no-secret's: two resources for one user would be a Conflict.
+        ctx.apply::<UserMfaSetting>(user("wrong-secret", json!({"userId": "u-00q8wbq42wiltcrk0003", "credentialsSecretRef": {"name": "wrong-keys"}}))).await;
         for (name, reason, mentions) in [
             ("unknown-name", "UserNotFound", "mallory"),
             ("unknown-id", "UserNotFound", "u-doesnotexist"),

@@ -53,7 +53,10 @@ pub struct CloudAccountSpec {
 
     /// The CloudSSO directories resources may manage through this account; absent, any directory.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(length(max = 64), inner(length(max = 128), regex(pattern = r"^d-[a-z0-9]+$")))]
+    #[schemars(
+        length(max = 64),
+        inner(length(max = 128), regex(pattern = r"^d-[a-z0-9]+$"))
+    )]
     pub directory_ids: Option<Vec<String>>,
 }
 

@@ -90,10 +90,11 @@ pub fn summarize<'a>(users: impl IntoIterator<Item = &'a UserState>) -> Director
     summary
 }
 
-fn publish(metrics: &Metrics, directory_id: &str, taken: &Taken) {
+fn publish(metrics: &Metrics, key: &DirectoryKey, taken: &Taken) {
     let summary = summarize(taken.users.values());
     metrics.set_compliance(
-        directory_id,
+        &key.0,
+        &key.1,
         DirectoryCompliance {
             users: summary.total,
             mfa_disabled: summary.mfa_disabled,
@@ -215,7 +216,7 @@ async fn take(
         .as_ref()
         .map(|t| summarize(t.users.values()))
         != Some(summarize(taken.users.values()));
-    publish(&metrics, &key.1, &taken);
+    publish(&metrics, &key, &taken);
     directory.taken = Some(taken);
     let on_change = directory.on_change.clone().filter(|_| changed);
     drop(directories);
@@ -254,7 +255,7 @@ impl Census {
             .collect();
         for key in emptied {
             directories.remove(&key);
-            self.metrics.forget_directory(&key.1);
+            self.metrics.forget_directory(&key.0, &key.1);
         }
     }
 
@@ -328,7 +329,7 @@ impl Census {
             return;
         }
         taken.users.insert(user_id.to_string(), state);
-        publish(&self.metrics, directory_id, taken);
+        publish(&self.metrics, &key(endpoint, directory_id), taken);
         let on_change = directory.on_change.clone();
         drop(directories);
         if let Some(on_change) = on_change {

@@ -44,6 +44,9 @@ pub struct CloudActionLabels {
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct DirectoryLabels {
     pub directory: String,
+    /// The endpoint the census read: a policy at another endpoint (a tenant's own, perhaps
+    /// hostile) owns its own series and never overwrites the real directory's.
+    pub endpoint: String,
 }
 
 type HistogramFamily<L> = Family<L, Histogram, fn() -> Histogram>;
@@ -224,9 +227,10 @@ impl Metrics {
         self.leader.set(i64::from(leading));
     }
 
-    pub fn set_compliance(&self, directory: &str, compliance: DirectoryCompliance) {
+    pub fn set_compliance(&self, endpoint: &str, directory: &str, compliance: DirectoryCompliance) {
         let labels = DirectoryLabels {
             directory: directory.into(),
+            endpoint: endpoint.into(),
         };
         let as_gauge = |count: u64| i64::try_from(count).unwrap_or(i64::MAX);
         self.directory_users
@@ -241,9 +245,10 @@ impl Metrics {
     }
 
     /// Drops a directory's gauges (its policy was deleted), so no stale series stays behind.
-    pub fn forget_directory(&self, directory: &str) {
+    pub fn forget_directory(&self, endpoint: &str, directory: &str) {
         let labels = DirectoryLabels {
             directory: directory.into(),
+            endpoint: endpoint.into(),
         };
         self.directory_users.remove(&labels);
         self.users_mfa_disabled.remove(&labels);
@@ -371,6 +376,7 @@ mod tests {
     fn compliance_gauges_are_set_and_forgotten_per_directory() {
         let metrics = Metrics::new();
         metrics.set_compliance(
+            "https://cloudsso/",
             "d-1",
             DirectoryCompliance {
                 users: 3,
@@ -382,11 +388,11 @@ mod tests {
         assert_eq!(
             sample(
                 &text,
-                "cloudsso_mfa_operator_directory_users_mfa_enabled_without_device{directory=\"d-1\"}"
+                "cloudsso_mfa_operator_directory_users_mfa_enabled_without_device{directory=\"d-1\",endpoint=\"https://cloudsso/\"}"
             ),
             Some(2.0)
         );
-        metrics.forget_directory("d-1");
+        metrics.forget_directory("https://cloudsso/", "d-1");
         assert!(!metrics.encode().unwrap().contains("d-1"));
     }
 }

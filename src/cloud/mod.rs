@@ -9,6 +9,7 @@ pub mod error;
 pub mod ims;
 pub mod limiter;
 pub mod signer;
+pub mod sts;
 pub mod wire;
 
 pub use client::{ApiClient, CallObserver, ClientConfig};

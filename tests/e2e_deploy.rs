@@ -15,6 +15,7 @@ use harness::{CHART, SECRET, TestContext, WAIT, eventually, is_ready};
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{Pod, Secret};
+use k8s_openapi::api::networking::v1::NetworkPolicy;
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
 use serde_json::{Value, json};
 
@@ -450,7 +451,23 @@ async fn chart_installs_and_its_pod_passes_the_restricted_pod_security_profile()
     harness::with_namespace("chart-install", |ctx| async move {
         ctx.enforce_restricted_pod_security().await;
         let release = release_name();
-        install(&ctx, &release, &[]).await;
+        // With the metrics NetworkPolicy on, so the API server validates it as rendered.
+        install(
+            &ctx,
+            &release,
+            &[
+                "metrics.networkPolicy.enabled=true",
+                "metrics.networkPolicy.from[0].namespaceSelector.matchLabels.team=monitoring",
+            ],
+        )
+        .await;
+        let policy = ctx
+            .api::<NetworkPolicy>()
+            .get(&format!("{release}-cloudsso-mfa-operator-metrics"))
+            .await
+            .expect("the chart's NetworkPolicy was admitted");
+        let ingress = policy.spec.unwrap().ingress.unwrap_or_default();
+        assert_eq!(ingress.len(), 1, "{ingress:?}");
         let (ok, status, _) = ctx.helm(&["status", &release, "-o", "json"]).await;
         assert!(ok);
         let status: Value = serde_json::from_str(&status).unwrap();

@@ -63,10 +63,12 @@ if $IN_CLUSTER; then
   log "building the operator's image and importing it into the node"
   image=$(hack/image.sh)
   kubectl apply -n "$NAMESPACE" -f examples/credentials-secret.yaml >/dev/null
-  log "helm install: two replicas of $image, leader election, credentials from cloudsso-credentials"
+  # The image holds the operator alone; the emulator runs here on the host, on NODE_HOST_IP.
+  # Every example names its own Secret (credentialsSecretRef): no CloudAccount is needed.
+  log "helm install: two replicas of $image, leader election"
   helm upgrade --install cloudsso-mfa-operator deploy/helm/cloudsso-mfa-operator -n "$NAMESPACE" \
     --set image.repository="${image%:*}" --set image.tag="${image##*:}" --set image.pullPolicy=Never \
-    --set credentials.existingSecret=cloudsso-credentials --set controller.resyncInterval=20s \
+    --set controller.resyncInterval=20s \
     --set controller.logFormat=text --wait --timeout 3m >/dev/null
   kubectl get pods -n "$NAMESPACE" -o wide
   service_ip=$(kubectl get service -n "$NAMESPACE" cloudsso-mfa-operator-metrics -o jsonpath='{.spec.clusterIP}')

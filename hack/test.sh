@@ -42,7 +42,7 @@ if [[ -z ${KUBECONFIG:-} && -z ${CLOUDSSO_NO_NODE:-} ]]; then
 fi
 command -v go >/dev/null || [[ -n ${KUBECONFIG:-} ]] || fail "the Go toolchain is required to build kube-apiserver (or set KUBECONFIG to a cluster)"
 python3 -m pip install --quiet --disable-pip-version-check -r tests/sdk/requirements.txt 2>&1 | grep -v "running pip as the 'root' user" || true
-python3 -c "import alibabacloud_cloudsso20210515, alibabacloud_ims20190815, aliyunsdkcore, pytest" || fail "the official Alibaba Cloud SDKs did not install (tests/sdk/requirements.txt)"
+python3 -c "import alibabacloud_cloudsso20210515, alibabacloud_ims20190815, alibabacloud_sts20150401, aliyunsdkcore, pytest" || fail "the official Alibaba Cloud SDKs did not install (tests/sdk/requirements.txt)"
 rustup component list --installed 2>/dev/null | grep -q rustfmt || rustup component add rustfmt clippy >/dev/null 2>&1 || true
 
 step "format and lints"

@@ -1,7 +1,8 @@
-//! The Helm chart against a real kube-apiserver: it lints and renders, installs with
-//! `helm install`, its pod passes the "restricted" Pod Security profile, and its ServiceAccount's
-//! RBAC is exactly enough: the operator running as that ServiceAccount reconciles every kind and
-//! is denied what its rules leave out.
+//! The Helm chart against a real kube-apiserver: it lints and renders (the `default` CloudAccount
+//! only for the namespaces named, the people's roles without `/status`, no unused verb, the
+//! optional NetworkPolicy), installs with `helm install`, its pod passes the "restricted" Pod
+//! Security profile, and its ServiceAccount's RBAC is exactly enough: the operator running as that
+//! ServiceAccount reconciles every kind and is denied what its rules leave out.
 
 mod common;
 mod harness;
@@ -14,6 +15,7 @@ use harness::{CHART, SECRET, TestContext, WAIT, eventually, is_ready};
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{Pod, Secret};
+use k8s_openapi::api::networking::v1::NetworkPolicy;
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
 use serde_json::{Value, json};
 
@@ -51,6 +53,39 @@ fn find<'a>(documents: &'a [Value], kind: &str) -> &'a Value {
         .unwrap_or_else(|| panic!("no {kind} rendered"))
 }
 
+fn all_of<'a>(documents: &'a [Value], kind: &str) -> Vec<&'a Value> {
+    documents.iter().filter(|d| d["kind"] == kind).collect()
+}
+
+fn named<'a>(documents: &'a [Value], kind: &str, name: &str) -> &'a Value {
+    documents
+        .iter()
+        .find(|d| d["kind"] == kind && d["metadata"]["name"] == name)
+        .unwrap_or_else(|| panic!("no {kind} {name} rendered"))
+}
+
+/// Every (resource, verb) a role's rules grant, e.g. ("events", "create").
+fn grants(role: &Value) -> Vec<(String, String)> {
+    let mut grants = Vec::new();
+    for rule in role["rules"].as_array().into_iter().flatten() {
+        for resource in rule["resources"].as_array().into_iter().flatten() {
+            for verb in rule["verbs"].as_array().into_iter().flatten() {
+                grants.push((
+                    resource.as_str().unwrap_or_default().to_string(),
+                    verb.as_str().unwrap_or_default().to_string(),
+                ));
+            }
+        }
+    }
+    grants
+}
+
+fn label(document: &Value, name: &str) -> Option<String> {
+    document["metadata"]["labels"][name]
+        .as_str()
+        .map(str::to_string)
+}
+
 fn env_of(deployment: &Value) -> Vec<Value> {
     deployment["spec"]["template"]["spec"]["containers"][0]["env"]
         .as_array()
@@ -67,7 +102,10 @@ async fn chart_lints_renders_every_option_and_refuses_bad_values() {
         let defaults = render(&ctx, &[]).await.unwrap();
         assert_eq!(
             kinds(&defaults),
-            ["ClusterRole", "ClusterRoleBinding", "Deployment", "PodDisruptionBudget", "Role", "RoleBinding", "Service", "ServiceAccount"]
+            [
+                "ClusterRole", "ClusterRole", "ClusterRole", "ClusterRole", "ClusterRoleBinding", "Deployment",
+                "PodDisruptionBudget", "Role", "RoleBinding", "Service", "ServiceAccount"
+            ]
         );
         let deployment = find(&defaults, "Deployment");
         assert_eq!(deployment["spec"]["replicas"], 2);
@@ -81,11 +119,15 @@ async fn chart_lints_renders_every_option_and_refuses_bad_values() {
         let leases = find(&defaults, "Role");
         assert_eq!(leases["rules"][1]["resourceNames"], json!(["cloudsso-mfa-operator"]));
 
-        // Credentials from an existing Secret, or RRSA; a ServiceMonitor; one namespace only.
+        // Credentials from an existing Secret are not the operator's own: never in its environment
+        // (only a CloudAccount reaches them, below); RRSA; a ServiceMonitor; one namespace only.
         let secret = render(&ctx, &["credentials.existingSecret=keys"]).await.unwrap();
         let env = env_of(find(&secret, "Deployment"));
-        assert!(env.iter().any(|e| e["name"] == "ALIBABA_CLOUD_ACCESS_KEY_ID"
-            && e["valueFrom"]["secretKeyRef"] == json!({"name": "keys", "key": "accessKeyId"})));
+        assert!(
+            !env.iter().any(|e| e["name"].as_str().is_some_and(|n| n.starts_with("ALIBABA_CLOUD_ACCESS_KEY"))
+                || e["valueFrom"]["secretKeyRef"]["name"] == "keys"),
+            "{env:?}"
+        );
         let rrsa = render(&ctx, &[
             "credentials.rrsa.enabled=true",
             "credentials.rrsa.roleArn=acs:ram::1234:role/mfa-operator",
@@ -108,11 +150,27 @@ async fn chart_lints_renders_every_option_and_refuses_bad_values() {
         let volume = &deployment["spec"]["template"]["spec"]["volumes"][0]["projected"]["sources"][0]["serviceAccountToken"];
         assert_eq!(volume["audience"], "sts.aliyuncs.com");
         assert_eq!(find(&rrsa, "ServiceMonitor")["spec"]["endpoints"][0]["port"], "metrics");
-        assert!(!kinds(&rrsa).contains(&"ClusterRole".to_string()), "watchNamespace must not need a ClusterRole");
+        // watchNamespace: the namespaced kinds, Secrets and Events through a Role there; only
+        // the cluster-scoped reads (CloudAccounts, Namespaces) through a ClusterRole.
         assert_eq!(
             rrsa.iter().filter(|d| d["kind"] == "Role" && d["metadata"]["namespace"] == "security").count(),
             1
         );
+        let cluster_read = named(&rrsa, "ClusterRole", "rel-cloudsso-mfa-operator-cluster-read");
+        let mut read = grants(cluster_read);
+        read.sort();
+        assert_eq!(
+            read,
+            [
+                ("cloudaccounts", "get"), ("cloudaccounts", "list"), ("cloudaccounts", "watch"),
+                ("cloudaccounts/status", "patch"),
+                ("namespaces", "get"), ("namespaces", "list"), ("namespaces", "watch"),
+            ]
+            .map(|(r, v)| (r.to_string(), v.to_string()))
+        );
+        let bindings = all_of(&rrsa, "ClusterRoleBinding");
+        assert_eq!(bindings.len(), 1, "one ClusterRoleBinding: {bindings:?}");
+        assert_eq!(bindings[0]["roleRef"]["name"], "rel-cloudsso-mfa-operator-cluster-read");
 
         // The optional alerts only name metrics the operator exports.
         let alerting = render(&ctx, &["metrics.prometheusRule.enabled=true"]).await.unwrap();
@@ -159,6 +217,215 @@ async fn chart_lints_renders_every_option_and_refuses_bad_values() {
     .await;
 }
 
+/// NOTES.txt as `helm install --dry-run=client` renders it with `sets`.
+async fn notes(ctx: &TestContext, sets: &[&str]) -> String {
+    // Client-side: the test API server need not serve the CloudAccount kind.
+    let mut args = vec!["install", "rel", CHART, "--dry-run=client"];
+    for set in sets {
+        args.extend(["--set", set]);
+    }
+    let (ok, stdout, stderr) = ctx.helm(&args).await;
+    assert!(ok, "helm install --dry-run: {stderr}");
+    stdout
+        .split("NOTES:")
+        .nth(1)
+        .unwrap_or_default()
+        .to_string()
+}
+
+#[tokio::test]
+async fn chart_default_account_admits_only_the_named_namespaces() {
+    harness::with_namespace("chart-account", |ctx| async move {
+        // No credentials, or credentials without namespaces: no CloudAccount, and NOTES says why.
+        assert!(all_of(&render(&ctx, &[]).await.unwrap(), "CloudAccount").is_empty());
+        let unnamed = render(&ctx, &["credentials.existingSecret=keys"]).await.unwrap();
+        assert!(all_of(&unnamed, "CloudAccount").is_empty(), "credentials alone must admit no namespace");
+        let told = notes(&ctx, &["credentials.existingSecret=keys"]).await;
+        assert!(told.contains("No CloudAccount was created"), "{told}");
+        assert!(told.contains("defaultAccount.namespaces"), "{told}");
+
+        // With the Secret and two namespaces: a secretRef to the release namespace, selecting
+        // exactly those namespaces by name, and the directories named.
+        let sets = [
+            "credentials.existingSecret=keys",
+            "defaultAccount.namespaces={team-a,team-b}",
+            "defaultAccount.directoryIds={d-00fc2p61abcd}",
+        ];
+        let documents = render(&ctx, &sets).await.unwrap();
+        let accounts = all_of(&documents, "CloudAccount");
+        assert_eq!(accounts.len(), 1);
+        let account = accounts[0];
+        assert_eq!(account["apiVersion"], "cloudsso.mfa-operator.dev/v1alpha1");
+        assert_eq!(account["metadata"]["name"], "default");
+        assert!(account["metadata"]["namespace"].is_null(), "CloudAccount is cluster-scoped");
+        assert_eq!(
+            account["spec"],
+            json!({
+                "region": "cn-shanghai",
+                "credentials": {"secretRef": {"namespace": ctx.namespace, "name": "keys"}},
+                "namespaceSelector": {"matchExpressions": [
+                    {"key": "kubernetes.io/metadata.name", "operator": "In", "values": ["team-a", "team-b"]}]},
+                "directoryIds": ["d-00fc2p61abcd"],
+            })
+        );
+        let told = notes(&ctx, &sets).await;
+        assert!(told.contains("team-a, team-b"), "{told}");
+
+        // RRSA: the operator's own chain, and an endpoint override; `create=false` renders none.
+        let rrsa = [
+            "credentials.rrsa.enabled=true",
+            "credentials.rrsa.roleArn=acs:ram::1234:role/mfa-operator",
+            "credentials.rrsa.oidcProviderArn=acs:ram::1234:oidc-provider/ack-rrsa-c1",
+            "defaultAccount.namespaces={security}",
+            "defaultAccount.endpoint=https://cloudsso-vpc.cn-shanghai.aliyuncs.com",
+            "defaultAccount.region=cn-hangzhou",
+        ];
+        let documents = render(&ctx, &rrsa).await.unwrap();
+        let spec = &find(&documents, "CloudAccount")["spec"];
+        assert_eq!(spec["credentials"], json!({"operator": {}}));
+        assert_eq!(spec["endpoint"], "https://cloudsso-vpc.cn-shanghai.aliyuncs.com");
+        assert_eq!(spec["region"], "cn-hangzhou");
+        assert_eq!(spec["namespaceSelector"]["matchExpressions"][0]["values"], json!(["security"]));
+        assert!(spec.get("directoryIds").is_none(), "{spec}");
+        let mut off = rrsa.to_vec();
+        off.push("defaultAccount.create=false");
+        assert!(all_of(&render(&ctx, &off).await.unwrap(), "CloudAccount").is_empty());
+
+        // Namespaces without any credentials cannot work: refused with the reason.
+        let error = render(&ctx, &["defaultAccount.namespaces={team-a}"]).await.unwrap_err();
+        assert!(error.contains("defaultAccount.namespaces needs credentials"), "{error}");
+
+        // watchNamespace elsewhere than the release: that one Secret, read only, in the release
+        // namespace, for the CloudAccount's secretRef.
+        let mut watched = sets.to_vec();
+        watched.push("watchNamespace=security");
+        let documents = render(&ctx, &watched).await.unwrap();
+        let credentials = named(&documents, "Role", "rel-cloudsso-mfa-operator-credentials");
+        assert_eq!(credentials["metadata"]["namespace"], ctx.namespace.as_str());
+        assert_eq!(credentials["rules"][0]["resourceNames"], json!(["keys"]));
+        assert_eq!(credentials["rules"][0]["verbs"], json!(["get", "list", "watch"]));
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn chart_rbac_grants_no_unused_verb_and_people_never_status() {
+    harness::with_namespace("chart-roles", |ctx| async move {
+        let documents = render(&ctx, &[]).await.unwrap();
+        let operator = named(&documents, "ClusterRole", "rel-cloudsso-mfa-operator");
+        let granted = grants(operator);
+        let has = |resource: &str, verb: &str| granted.contains(&(resource.to_string(), verb.to_string()));
+        // What the operator calls: its kinds, their status, Events, Secrets (read), and the
+        // cluster-scoped CloudAccounts and Namespaces it matches them with.
+        for (resource, verb) in [
+            ("usermfasettings", "watch"),
+            ("usermfasettings", "patch"),
+            ("usermfasettings/status", "patch"),
+            ("events", "create"),
+            ("secrets", "watch"),
+            ("cloudaccounts", "list"),
+            ("cloudaccounts", "watch"),
+            ("cloudaccounts/status", "patch"),
+            ("namespaces", "get"),
+            ("namespaces", "list"),
+            ("namespaces", "watch"),
+        ] {
+            assert!(has(resource, verb), "{resource} {verb} missing: {granted:?}");
+        }
+        // What it never calls: Events are created, never patched; Secrets and Namespaces are
+        // only read; no status is read through the subresource; CloudAccounts are never written.
+        for (resource, verb) in &granted {
+            match resource.as_str() {
+                "events" => assert_eq!(verb, "create"),
+                "secrets" | "namespaces" => assert!(["get", "list", "watch"].contains(&verb.as_str()), "{resource} {verb}"),
+                "cloudaccounts" => assert!(["get", "list", "watch"].contains(&verb.as_str()), "{resource} {verb}"),
+                status if status.ends_with("/status") => assert_eq!(verb, "patch", "{status}"),
+                _ => {}
+            }
+            assert!(!resource.ends_with("/finalizers"), "{resource} {verb}: the finalizer is a patch of the object");
+        }
+        for role in all_of(&documents, "Role").into_iter().chain(all_of(&documents, "ClusterRole")) {
+            assert!(
+                !grants(role).iter().any(|(resource, verb)| resource == "events" && verb == "patch"),
+                "{} grants patch on events", role["metadata"]["name"]
+            );
+        }
+
+        // The people's roles: every namespaced kind (later ones too), never `/status`, never
+        // CloudAccounts; view reads, edit/admin write.
+        let kinds = [
+            "directorymfapolicies", "usermfasettings", "ramusermfastatuses",
+            "usermfapolicies", "ramsecuritypreferences", "ramusermfasettings",
+        ];
+        let view = named(&documents, "ClusterRole", "rel-cloudsso-mfa-operator-view");
+        assert_eq!(label(view, "rbac.authorization.k8s.io/aggregate-to-view").as_deref(), Some("true"));
+        assert_eq!(label(view, "rbac.authorization.k8s.io/aggregate-to-edit"), None);
+        let edit = named(&documents, "ClusterRole", "rel-cloudsso-mfa-operator-edit");
+        assert_eq!(label(edit, "rbac.authorization.k8s.io/aggregate-to-edit").as_deref(), Some("true"));
+        assert_eq!(label(edit, "rbac.authorization.k8s.io/aggregate-to-admin").as_deref(), Some("true"));
+        for (role, verbs) in [
+            (view, &["get", "list", "watch"][..]),
+            (edit, &["get", "list", "watch", "create", "update", "patch", "delete", "deletecollection"][..]),
+        ] {
+            let granted = grants(role);
+            for kind in kinds {
+                for verb in verbs {
+                    assert!(granted.contains(&(kind.to_string(), verb.to_string())), "{kind} {verb}: {granted:?}");
+                }
+            }
+            for (resource, verb) in &granted {
+                assert!(kinds.contains(&resource.as_str()), "{resource} in {}", role["metadata"]["name"]);
+                assert!(verbs.contains(&verb.as_str()), "{resource} {verb}");
+            }
+        }
+        // CloudAccounts: a role of its own for cluster admins, aggregated into nothing.
+        let admin = named(&documents, "ClusterRole", "rel-cloudsso-mfa-operator-cloudaccount-admin");
+        assert!(grants(admin).iter().all(|(resource, _)| resource == "cloudaccounts"));
+        assert!(grants(admin).contains(&("cloudaccounts".to_string(), "create".to_string())));
+        let labels = admin["metadata"]["labels"].as_object().cloned().unwrap_or_default();
+        assert!(!labels.keys().any(|l| l.starts_with("rbac.authorization.k8s.io/aggregate")), "{labels:?}");
+        // Nothing binds the people's roles: aggregation (or the admins) does.
+        for binding in all_of(&documents, "ClusterRoleBinding") {
+            assert_eq!(binding["roleRef"]["name"], "rel-cloudsso-mfa-operator");
+        }
+        let without = render(&ctx, &["rbac.aggregateToDefaultRoles=false"]).await.unwrap();
+        assert!(
+            !all_of(&without, "ClusterRole").iter().any(|r| label(r, "rbac.authorization.k8s.io/aggregate-to-view").is_some()),
+            "aggregateToDefaultRoles=false still aggregates"
+        );
+
+        // The metrics NetworkPolicy: off by default; on, only the named peers reach the metrics
+        // port, nothing else gets in, and egress is left alone.
+        assert!(all_of(&documents, "NetworkPolicy").is_empty());
+        let policy = render(&ctx, &[
+            "metrics.networkPolicy.enabled=true",
+            "metrics.networkPolicy.from[0].namespaceSelector.matchLabels.team=monitoring",
+            "metrics.networkPolicy.from[0].podSelector.matchLabels.app=prometheus",
+        ])
+        .await
+        .unwrap();
+        let policy = find(&policy, "NetworkPolicy");
+        assert_eq!(policy["metadata"]["namespace"], ctx.namespace.as_str());
+        assert_eq!(
+            policy["spec"]["podSelector"]["matchLabels"],
+            json!({"app.kubernetes.io/name": "cloudsso-mfa-operator", "app.kubernetes.io/instance": "rel"})
+        );
+        assert_eq!(policy["spec"]["policyTypes"], json!(["Ingress"]));
+        assert_eq!(
+            policy["spec"]["ingress"],
+            json!([{
+                "from": [{"namespaceSelector": {"matchLabels": {"team": "monitoring"}},
+                          "podSelector": {"matchLabels": {"app": "prometheus"}}}],
+                "ports": [{"port": "metrics", "protocol": "TCP"}],
+            }])
+        );
+        // Enabled with no peer would admit every source: refused.
+        let error = render(&ctx, &["metrics.networkPolicy.enabled=true"]).await.unwrap_err();
+        assert!(error.contains("needs metrics.networkPolicy.from"), "{error}");
+    })
+    .await;
+}
+
 /// Installs the chart into the test namespace as `release`; uninstalls when dropped is not
 /// possible in async, so tests call `uninstall` at the end (the namespace goes anyway).
 async fn install(ctx: &TestContext, release: &str, sets: &[&str]) {
@@ -184,7 +451,23 @@ async fn chart_installs_and_its_pod_passes_the_restricted_pod_security_profile()
     harness::with_namespace("chart-install", |ctx| async move {
         ctx.enforce_restricted_pod_security().await;
         let release = release_name();
-        install(&ctx, &release, &[]).await;
+        // With the metrics NetworkPolicy on, so the API server validates it as rendered.
+        install(
+            &ctx,
+            &release,
+            &[
+                "metrics.networkPolicy.enabled=true",
+                "metrics.networkPolicy.from[0].namespaceSelector.matchLabels.team=monitoring",
+            ],
+        )
+        .await;
+        let policy = ctx
+            .api::<NetworkPolicy>()
+            .get(&format!("{release}-cloudsso-mfa-operator-metrics"))
+            .await
+            .expect("the chart's NetworkPolicy was admitted");
+        let ingress = policy.spec.unwrap().ingress.unwrap_or_default();
+        assert_eq!(ingress.len(), 1, "{ingress:?}");
         let (ok, status, _) = ctx.helm(&["status", &release, "-o", "json"]).await;
         assert!(ok);
         let status: Value = serde_json::from_str(&status).unwrap();

@@ -147,7 +147,6 @@ fn image_archive_config_equals_what_the_dockerfile_declares() {
     let listing = String::from_utf8_lossy(&listing.stdout);
     for path in [
         "usr/local/bin/cloudsso-mfa-operator",
-        "usr/local/bin/cloudsso-emulator",
         "etc/ssl/certs/ca-certificates.crt",
         "etc/passwd",
     ] {
@@ -156,6 +155,18 @@ fn image_archive_config_equals_what_the_dockerfile_declares() {
             "{path} missing from the layer:\n{listing}"
         );
     }
+    // The production image ships the operator alone: the emulator (whose admin path hands out
+    // its seeded secrets) stays out of it, as it stays out of the Dockerfile's COPY.
+    assert!(
+        !listing.contains("cloudsso-emulator"),
+        "the emulator is in the image:\n{listing}"
+    );
+    let copied =
+        std::fs::read_to_string(PathBuf::from(ROOT).join("Dockerfile")).expect("Dockerfile");
+    assert!(
+        !copied.contains("cloudsso-emulator") && !copied.contains("--features emulator"),
+        "the Dockerfile builds or copies the emulator"
+    );
     assert!(
         listing.lines().any(|line| line.contains("libc.so")),
         "no libc in the layer"

@@ -1,4 +1,5 @@
-//! The emulated actions: CloudSSO 2021-05-15, IMS 2019-08-15 and STS AssumeRoleWithOIDC, with the
+//! The emulated actions: CloudSSO 2021-05-15 and IMS 2019-08-15 (STS AssumeRoleWithOIDC and
+//! GetCallerIdentity are in `server`, as they need more than the seed), with the
 //! real APIs' field names, error codes and HTTP statuses. Pure functions over the state, the same
 //! whichever signature (ACS3 or RPC) the call came with.
 
@@ -450,7 +451,7 @@ pub fn dispatch(
             }
             Ok(answer)
         }
-        (CLOUDSSO_VERSION | IMS_VERSION, _) => Err(ApiFault::new(
+        (CLOUDSSO_VERSION | IMS_VERSION | STS_VERSION, _) => Err(ApiFault::new(
             404,
             "InvalidAction.NotFound",
             format!(

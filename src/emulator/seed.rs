@@ -24,17 +24,47 @@ pub struct Seed {
     pub ram_users: Vec<SeedRamUser>,
 }
 
+/// The account a key without `accountId` belongs to: one for all of them, so a seed that names no
+/// account behaves as a single account.
+pub const DEFAULT_ACCOUNT_ID: &str = "1000000000000001";
+
 #[derive(Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct SeedAccessKey {
     pub access_key_id: String,
     pub access_key_secret: String,
+    /// The Alibaba Cloud account (digits) the key belongs to, as STS GetCallerIdentity tells;
+    /// `DEFAULT_ACCOUNT_ID` when left out.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub account_id: Option<String>,
+    /// The RAM user the key is of; left out, the key is the account's own (identity `Account`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user_name: Option<String>,
+}
+
+impl SeedAccessKey {
+    pub fn account_id(&self) -> &str {
+        self.account_id.as_deref().unwrap_or(DEFAULT_ACCOUNT_ID)
+    }
 }
 
 impl std::fmt::Debug for SeedAccessKey {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "SeedAccessKey({}, ***)", self.access_key_id)
     }
+}
+
+/// An Alibaba Cloud account id: digits only (the real ones have 16), at most 32.
+pub fn valid_account_id(value: &str) -> bool {
+    (1..=32).contains(&value.len()) && value.bytes().all(|b| b.is_ascii_digit())
+}
+
+/// A RAM user name as RAM allows one: 1 to 64 letters, digits, `.`, `_` or `-`.
+fn valid_ram_user_name(value: &str) -> bool {
+    (1..=64).contains(&value.len())
+        && value
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -187,6 +217,26 @@ impl Seed {
             }
             if !key_ids.insert(&key.access_key_id) {
                 return Err((at, format!("duplicate accessKeyId '{}'", key.access_key_id)));
+            }
+            if let Some(account_id) = &key.account_id
+                && !valid_account_id(account_id)
+            {
+                return Err((
+                    at,
+                    format!(
+                        "accountId '{account_id}' must be 1 to 32 digits, e.g. {DEFAULT_ACCOUNT_ID}"
+                    ),
+                ));
+            }
+            if let Some(user_name) = &key.user_name
+                && !valid_ram_user_name(user_name)
+            {
+                return Err((
+                    at,
+                    format!(
+                        "userName '{user_name}' must be 1 to 64 letters, digits, '.', '_' or '-'"
+                    ),
+                ));
             }
         }
         let mut directory_ids = HashSet::new();
@@ -378,6 +428,26 @@ mod tests {
                 "accessKeys[1]",
                 "duplicate",
             ),
+            (
+                GOOD.replace("\"S1\"}", "\"S1\", \"accountId\": \"12ab\"}"),
+                "accessKeys[0]",
+                "accountId '12ab'",
+            ),
+            (
+                GOOD.replace("\"S1\"}", "\"S1\", \"accountId\": \"\"}"),
+                "accessKeys[0]",
+                "accountId ''",
+            ),
+            (
+                GOOD.replace("\"S1\"}", "\"S1\", \"accountId\": 1234}"),
+                "invalid JSON",
+                "expected a string",
+            ),
+            (
+                GOOD.replace("\"S1\"}", "\"S1\", \"userName\": \"a b\"}"),
+                "accessKeys[0]",
+                "userName 'a b'",
+            ),
         ];
         for (text, location, detail) in cases {
             let error = Seed::parse(&text, "seed.json").unwrap_err().to_string();
@@ -386,6 +456,21 @@ mod tests {
                 "{error}"
             );
         }
+    }
+
+    #[test]
+    fn keys_belong_to_their_seeded_account_or_to_the_default_one() {
+        let text = GOOD.replace(
+            "\"accessKeys\": [",
+            "\"accessKeys\": [{\"accessKeyId\": \"AK2\", \"accessKeySecret\": \"S2\", \"accountId\": \"5012345678901234\"},",
+        );
+        let seed = Seed::parse(&text, "seed.json").unwrap();
+        let accounts: Vec<&str> = seed.access_keys.iter().map(|k| k.account_id()).collect();
+        assert_eq!(accounts, ["5012345678901234", DEFAULT_ACCOUNT_ID]);
+        // A key without an account id keeps none in the state it serves back.
+        let state = serde_json::to_value(&seed).unwrap();
+        assert!(state["accessKeys"][1].get("accountId").is_none(), "{state}");
+        assert_eq!(state["accessKeys"][0]["accountId"], "5012345678901234");
     }
 
     #[test]

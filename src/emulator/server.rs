@@ -1,6 +1,7 @@
 //! The emulator's HTTP face: signature verification (ACS3-HMAC-SHA256 in the Authorization header,
 //! or the RPC HMAC-SHA1 `Signature` parameter), quota and fault injection, the API dispatch, STS
-//! for RRSA, and the unsigned admin paths under `/_emulator/` (state, faults, call counters by action
+//! (AssumeRoleWithOIDC for RRSA, GetCallerIdentity for the account of each key), and the unsigned
+//! admin paths under `/_emulator/` (state, faults, call counters by action
 //! and by user, the recent write calls with their arrival time).
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
@@ -88,6 +89,71 @@ struct StsKey {
     secret: String,
     token: String,
     expiration: Timestamp,
+    /// The account of the role it was minted for (from the role ARN).
+    account_id: String,
+    role_name: String,
+    /// The role's id (digits), as AssumedRoleId and GetCallerIdentity's RoleId carry it.
+    role_id: String,
+    session_name: String,
+}
+
+/// Who signed a call, as STS GetCallerIdentity tells it.
+fn caller_identity(state: &EmulatorState, access_key_id: &str) -> Result<Value, ApiFault> {
+    if let Some(key) = state
+        .seed
+        .access_keys
+        .iter()
+        .find(|key| key.access_key_id == access_key_id)
+    {
+        let account_id = key.account_id();
+        return Ok(match &key.user_name {
+            Some(user_name) => {
+                let user_id = ram_user_id(account_id, user_name);
+                json!({
+                    "IdentityType": "RAMUser",
+                    "AccountId": account_id,
+                    "UserId": user_id,
+                    "PrincipalId": user_id,
+                    "Arn": format!("acs:ram::{account_id}:user/{user_name}"),
+                })
+            }
+            None => json!({
+                "IdentityType": "Account",
+                "AccountId": account_id,
+                "UserId": account_id,
+                "PrincipalId": account_id,
+                "Arn": format!("acs:ram::{account_id}:root"),
+            }),
+        });
+    }
+    let sts = state
+        .sts_keys
+        .get(access_key_id)
+        .ok_or_else(|| access_key_not_found(access_key_id))?;
+    let principal = format!("{}:{}", sts.role_id, sts.session_name);
+    Ok(json!({
+        "IdentityType": "AssumedRoleUser",
+        "AccountId": sts.account_id,
+        "UserId": principal,
+        "PrincipalId": principal,
+        "RoleId": sts.role_id,
+        "Arn": format!(
+            "acs:ram::{}:assumed-role/{}/{}",
+            sts.account_id, sts.role_name, sts.session_name
+        ),
+    }))
+}
+
+/// A RAM user's id: 16 digits, stable for one user of one account (as the real ids are).
+fn ram_user_id(account_id: &str, user_name: &str) -> String {
+    let digest = ring::digest::digest(
+        &ring::digest::SHA256,
+        format!("{account_id}/{user_name}").as_bytes(),
+    );
+    let mut bytes = [0u8; 8];
+    bytes.copy_from_slice(&digest.as_ref()[..8]);
+    // The leading 2 keeps 16 digits whatever the hash; real RAM user ids start with 2 as well.
+    format!("2{:015}", u64::from_be_bytes(bytes) % 1_000_000_000_000_000)
 }
 
 /// Everything the emulator holds.
@@ -376,6 +442,10 @@ async fn api_call(
                         "ServiceUnavailable",
                         "The request has failed due to a temporary failure of the server.",
                     ));
+                }
+                if version == api::STS_VERSION && action == "GetCallerIdentity" {
+                    // The one action that answers about the caller, not the seed.
+                    return caller_identity(&state, &access_key_id);
                 }
                 api::dispatch(&mut state.seed, &version, &action, &params)
             })
@@ -700,6 +770,20 @@ fn authenticate_acs3(
     Ok(parsed.access_key_id)
 }
 
+/// A role's id: 19 digits starting with 3, stable for one role of one account.
+fn role_id(account_id: &str, role_name: &str) -> String {
+    let digest = ring::digest::digest(
+        &ring::digest::SHA256,
+        format!("role:{account_id}/{role_name}").as_bytes(),
+    );
+    let mut bytes = [0u8; 8];
+    bytes.copy_from_slice(&digest.as_ref()[..8]);
+    format!(
+        "3{:018}",
+        u64::from_be_bytes(bytes) % 1_000_000_000_000_000_000
+    )
+}
+
 /// STS AssumeRoleWithOIDC: anonymous; mints temporary keys the emulator then accepts.
 fn assume_role_with_oidc(state: &mut EmulatorState, params: &Params) -> Result<Value, ApiFault> {
     let get = |name: &str| {
@@ -715,13 +799,21 @@ fn assume_role_with_oidc(state: &mut EmulatorState, params: &Params) -> Result<V
     let provider_arn = get("OIDCProviderArn")?;
     let token = get("OIDCToken")?;
     let session = get("RoleSessionName")?;
-    if !role_arn.starts_with("acs:ram::") || !role_arn.contains(":role/") {
-        return Err(ApiFault::new(
-            400,
-            "InvalidParameter.RoleArn",
-            "The parameter RoleArn is wrongly formed.",
-        ));
-    }
+    // acs:ram::<account digits>:role/<name>: the minted key belongs to that account.
+    let (account, role_name) = role_arn
+        .strip_prefix("acs:ram::")
+        .and_then(|rest| rest.split_once(":role/"))
+        .filter(|(account, name)| {
+            super::seed::valid_account_id(account) && !name.is_empty() && !name.contains(':')
+        })
+        .ok_or_else(|| {
+            ApiFault::new(
+                400,
+                "InvalidParameter.RoleArn",
+                "The parameter RoleArn is wrongly formed.",
+            )
+        })?;
+    let (account, role_name) = (account.to_string(), role_name.to_string());
     if !provider_arn.starts_with("acs:ram::") || !provider_arn.contains(":oidc-provider/") {
         return Err(ApiFault::new(
             400,
@@ -756,20 +848,20 @@ fn assume_role_with_oidc(state: &mut EmulatorState, params: &Params) -> Result<V
     let token = format!("CAIS{}", hex::encode(rng.random::<[u8; 48]>()));
     let expiration = Timestamp::now() + jiff::SignedDuration::from_secs(duration);
     let expiration_text = expiration.strftime("%Y-%m-%dT%H:%M:%SZ").to_string();
+    let role_id = role_id(&account, &role_name);
+    let session = session.to_string();
     state.sts_keys.insert(
         access_key_id.clone(),
         StsKey {
             secret: secret.clone(),
             token: token.clone(),
             expiration,
+            account_id: account.clone(),
+            role_name: role_name.clone(),
+            role_id: role_id.clone(),
+            session_name: session.clone(),
         },
     );
-    let account = role_arn
-        .trim_start_matches("acs:ram::")
-        .split(':')
-        .next()
-        .unwrap_or("0");
-    let role_name = role_arn.rsplit('/').next().unwrap_or("");
     Ok(json!({
         "Credentials": {
             "AccessKeyId": access_key_id,
@@ -779,7 +871,7 @@ fn assume_role_with_oidc(state: &mut EmulatorState, params: &Params) -> Result<V
         },
         "AssumedRoleUser": {
             "Arn": format!("acs:ram::{account}:role/{role_name}/{session}"),
-            "AssumedRoleId": format!("3{}:{session}", &hex::encode(rng.random::<[u8; 8]>())),
+            "AssumedRoleId": format!("{role_id}:{session}"),
         },
         "OIDCTokenInfo": { "Issuer": "emulator", "Subject": "system:serviceaccount" },
     }))
@@ -1044,6 +1136,10 @@ mod tests {
                 secret: "S2".into(),
                 token: "CAIStoken".into(),
                 expiration: Timestamp::now() + jiff::SignedDuration::from_mins(30),
+                account_id: "1234".into(),
+                role_name: "op".into(),
+                role_id: "300000000000000001".into(),
+                session_name: "s".into(),
             },
         );
         let call = |nonce: &str, token: &str| {
@@ -1077,6 +1173,158 @@ mod tests {
             check(&mut state, "POST", &call("t5", "CAIStoken")),
             Err("InvalidSecurityToken.Expired".into())
         );
+    }
+
+    fn oidc(role_arn: &str) -> Params {
+        [
+            ("RoleArn", role_arn),
+            (
+                "OIDCProviderArn",
+                "acs:ram::5012345678901234:oidc-provider/ack",
+            ),
+            ("OIDCToken", "a.b.c"),
+            ("RoleSessionName", "op-session"),
+        ]
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+    }
+
+    /// Seeded keys answer for their own account (or the default one), as the account itself or
+    /// as the RAM user named; a minted STS key for the role ARN's account; an unknown key not.
+    #[test]
+    fn get_caller_identity_names_each_key_s_account() {
+        let seed = Seed::parse(
+            r#"{"accessKeys": [
+                {"accessKeyId": "AK1", "accessKeySecret": "S1"},
+                {"accessKeyId": "AK2", "accessKeySecret": "S2", "accountId": "5012345678901234",
+                 "userName": "ops.bot"},
+                {"accessKeyId": "AK3", "accessKeySecret": "S3"}]}"#,
+            "test",
+        )
+        .unwrap();
+        let mut state = EmulatorState::new(seed);
+        let root = caller_identity(&state, "AK1").unwrap();
+        assert_eq!(root["IdentityType"], "Account");
+        assert_eq!(root["AccountId"], super::super::seed::DEFAULT_ACCOUNT_ID);
+        assert_eq!(root["Arn"], "acs:ram::1000000000000001:root");
+        assert_eq!(root["UserId"], root["AccountId"]);
+        // Every key without an account id is of the same (default) account.
+        assert_eq!(
+            caller_identity(&state, "AK3").unwrap()["AccountId"],
+            root["AccountId"]
+        );
+
+        let user = caller_identity(&state, "AK2").unwrap();
+        assert_eq!(user["IdentityType"], "RAMUser");
+        assert_eq!(user["AccountId"], "5012345678901234");
+        assert_eq!(user["Arn"], "acs:ram::5012345678901234:user/ops.bot");
+        let user_id = user["UserId"].as_str().unwrap_or_default().to_string();
+        assert!(
+            user_id.len() == 16 && user_id.bytes().all(|b| b.is_ascii_digit()),
+            "{user}"
+        );
+        assert_eq!(user["PrincipalId"], user["UserId"]);
+        assert_eq!(
+            caller_identity(&state, "AK2").unwrap()["UserId"],
+            user["UserId"]
+        );
+
+        let minted =
+            assume_role_with_oidc(&mut state, &oidc("acs:ram::7000000000000007:role/mfa-op"))
+                .unwrap();
+        let sts_key = minted["Credentials"]["AccessKeyId"]
+            .as_str()
+            .unwrap_or_default();
+        let assumed = caller_identity(&state, sts_key).unwrap();
+        assert_eq!(assumed["IdentityType"], "AssumedRoleUser");
+        assert_eq!(assumed["AccountId"], "7000000000000007");
+        assert_eq!(
+            assumed["Arn"],
+            "acs:ram::7000000000000007:assumed-role/mfa-op/op-session"
+        );
+        assert_eq!(
+            assumed["PrincipalId"],
+            minted["AssumedRoleUser"]["AssumedRoleId"]
+        );
+        let role_id = assumed["RoleId"].as_str().unwrap_or_default();
+        assert_eq!(assumed["PrincipalId"], format!("{role_id}:op-session"));
+        assert!(role_id.len() == 19 && role_id.starts_with('3'), "{assumed}");
+
+        let unknown = caller_identity(&state, "AK9").unwrap_err();
+        assert_eq!(
+            (unknown.status, unknown.code.as_str()),
+            (404, "InvalidAccessKeyId.NotFound")
+        );
+    }
+
+    #[test]
+    fn a_role_arn_without_an_account_of_digits_is_refused() {
+        let mut state = state();
+        for arn in [
+            "acs:ram::12ab:role/op",
+            "acs:ram:::role/op",
+            "acs:ram::1234:role/",
+            "acs:ram::1234:user/op",
+            "arn:aws:iam::1234:role/op",
+        ] {
+            let fault = assume_role_with_oidc(&mut state, &oidc(arn)).unwrap_err();
+            assert_eq!(fault.code, "InvalidParameter.RoleArn", "{arn}");
+        }
+        assert!(state.sts_keys.is_empty());
+    }
+
+    /// GetCallerIdentity over HTTP, RPC-signed as the older SDKs send it: the seeded account in
+    /// the answer with a RequestId; an unknown key gets the gateway's 404.
+    #[tokio::test]
+    async fn get_caller_identity_over_http() {
+        let seed = Seed::parse(
+            r#"{"accessKeys": [{"accessKeyId": "AK1", "accessKeySecret": "S1",
+                                "accountId": "5012345678901234"}]}"#,
+            "test",
+        )
+        .unwrap();
+        let state: SharedState = Arc::new(Mutex::new(EmulatorState::new(seed)));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let server = tokio::spawn(serve(listener, state.clone(), async {
+            let _ = stopped.await;
+        }));
+        let http = crate::cloud::http_client().unwrap();
+        let sts = [
+            ("Action", "GetCallerIdentity"),
+            ("Version", api::STS_VERSION),
+            ("DirectoryId", ""),
+        ];
+        let known = signed("POST", "S1", "gci-1", &sts);
+        let answer = http
+            .post(format!("{base}/"))
+            .form(&known)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(answer.status(), reqwest::StatusCode::OK);
+        let body: Value = answer.json().await.unwrap();
+        assert_eq!(body["AccountId"], "5012345678901234", "{body}");
+        assert_eq!(body["IdentityType"], "Account");
+        assert!(body["RequestId"].is_string(), "{body}");
+
+        let mut unknown_key = sts.to_vec();
+        unknown_key.push(("AccessKeyId", "AK9"));
+        let unknown = signed("POST", "S1", "gci-2", &unknown_key);
+        let answer = http
+            .post(format!("{base}/"))
+            .form(&unknown)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(answer.status(), reqwest::StatusCode::NOT_FOUND);
+        let body: Value = answer.json().await.unwrap();
+        assert_eq!(body["Code"], "InvalidAccessKeyId.NotFound", "{body}");
+        assert_eq!(lock(&state).calls["GetCallerIdentity"]["ok"], 1);
+        let _ = stop.send(());
+        server.await.unwrap().unwrap();
     }
 
     #[test]

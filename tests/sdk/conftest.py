@@ -10,9 +10,16 @@ import pytest
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 ACCESS_KEY_ID = "LTAI5tEmulatorKey01"
 ACCESS_KEY_SECRET = "emulator-secret-01"
+# Two more keys, each of its own account (STS GetCallerIdentity tells which); the key above has
+# none in the seed, so it is of the emulator's default account.
+TEAM_A = {"accessKeyId": "LTAI5tTeamAKey", "accessKeySecret": "team-a-secret",
+          "accountId": "5012345678901234", "userName": "mfa-operator"}
+TEAM_B = {"accessKeyId": "LTAI5tTeamBKey", "accessKeySecret": "team-b-secret",
+          "accountId": "5098765432109876"}
+DEFAULT_ACCOUNT_ID = "1000000000000001"
 
 SEED = {
-    "accessKeys": [{"accessKeyId": ACCESS_KEY_ID, "accessKeySecret": ACCESS_KEY_SECRET}],
+    "accessKeys": [{"accessKeyId": ACCESS_KEY_ID, "accessKeySecret": ACCESS_KEY_SECRET}, TEAM_A, TEAM_B],
     "directories": [{
         "directoryId": "d-00fc2p61abcd",
         "mfaAuthenticationSettings": "Byuser",

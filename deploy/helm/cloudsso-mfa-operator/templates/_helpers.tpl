@@ -1,3 +1,5 @@
+{{- /* Named templates of the chart: names, labels, the ServiceAccount, and the RBAC pieces that
+rbac.yaml uses more than once. */}}
 {{- define "cloudsso-mfa-operator.name" -}}
 {{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" }}
 {{- end }}
@@ -30,4 +32,24 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 {{- else }}
 {{- required "serviceAccount.name is required when serviceAccount.create is false" .Values.serviceAccount.name }}
 {{- end }}
+{{- end }}
+
+{{- /* The namespaced kinds people write (those of later releases included: a role may name a
+resource the API server does not serve yet). */}}
+{{- define "cloudsso-mfa-operator.namespacedKinds" -}}
+[directorymfapolicies, usermfasettings, ramusermfastatuses, usermfapolicies, ramsecuritypreferences, ramusermfasettings]
+{{- end }}
+
+{{- /* The operator's cluster-scoped reads: the CloudAccounts (and their status, which it writes)
+and the Namespaces their selectors match. */}}
+{{- define "cloudsso-mfa-operator.clusterScopedRules" }}
+  - apiGroups: [cloudsso.mfa-operator.dev]
+    resources: [cloudaccounts]
+    verbs: [get, list, watch]
+  - apiGroups: [cloudsso.mfa-operator.dev]
+    resources: [cloudaccounts/status]
+    verbs: [patch]
+  - apiGroups: [""]
+    resources: [namespaces]
+    verbs: [get, list, watch]
 {{- end }}

@@ -178,7 +178,7 @@ async fn chart_lints_renders_every_option_and_refuses_bad_values() {
         // A registry with a series in every family (empty families are not exposed).
         let metrics = std::sync::Arc::new(cloudsso_mfa_operator::telemetry::Metrics::new());
         metrics.reconcile_finished("UserMfaSetting", Duration::from_millis(1), Some("Throttled"));
-        metrics.set_compliance("d-1", Default::default());
+        metrics.set_compliance("https://cloudsso/", "d-1", Default::default());
         metrics
             .cloud_observer("cloudsso")
             .call_finished("ListUsers", "Throttling.User", true, Duration::from_millis(1));

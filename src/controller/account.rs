@@ -1,5 +1,5 @@
 //! CloudAccount: its status says whether its credentials resolve (the Secret and its keys, or the
-//! operator's own chain) and which Alibaba Cloud account they belong to. The account itself is
+//! operator's own chain) and, once a resource used them, which Alibaba Cloud account they belong to. The account itself is
 //! read by `tenancy` when namespaced resources use it; this controller only reports on it.
 
 use std::sync::Arc;
@@ -16,7 +16,6 @@ use super::keys::key_of;
 use super::status::{self, StatusWriter};
 use super::tenancy::{Keys, Plan, Service};
 use crate::api::{CloudAccount, CloudAccountStatus, Reason};
-use crate::cloud;
 
 /// What the account's spec says, as a route plan (no namespace is involved here).
 fn plan_of(account: &CloudAccount) -> Result<Plan, ReconcileError> {
@@ -41,23 +40,17 @@ fn plan_of(account: &CloudAccount) -> Result<Plan, ReconcileError> {
     })
 }
 
-/// Resolves the credentials and asks whose they are: (account id, endpoint URL).
+/// Resolves the credentials (the Secret and its keys, or the operator's chain being configured)
+/// without a cloud call: an account nobody uses costs the cloud nothing. Returns the account id
+/// when a resource's pass already learned it, and the endpoint URL.
 async fn resolve(
     account: &CloudAccount,
     ctx: &Context,
-) -> Result<(String, String), ReconcileError> {
+) -> Result<(Option<String>, String), ReconcileError> {
     let plan = plan_of(account)?;
     let (endpoint, sts_endpoint) = plan.endpoints(Service::CloudSso)?;
     let source = ctx.cloud.source(&ctx.client, &plan.keys).await?;
-    let sts = ctx.cloud.sts(sts_endpoint.clone(), source.clone());
-    let account_id = ctx
-        .tenancy
-        .account_id(&source, &sts_endpoint, || async move {
-            cloud::sts::get_caller_identity(&sts)
-                .await
-                .map(|identity| identity.account_id)
-        })
-        .await?;
+    let account_id = ctx.tenancy.known_account_id(&source, &sts_endpoint);
     Ok((account_id, endpoint.url()))
 }
 
@@ -76,7 +69,12 @@ pub async fn reconcile(
             READY,
             true,
             Reason::Observed,
-            format!("the credentials resolve: account {account_id} at {endpoint}"),
+            match account_id {
+                Some(account_id) => {
+                    format!("the credentials resolve: account {account_id} at {endpoint}")
+                }
+                None => format!("the credentials resolve (endpoint {endpoint})"),
+            },
         ),
         Err(error) => DesiredCondition::new(READY, false, error.reason(), error.to_string()),
     };
@@ -90,7 +88,7 @@ pub async fn reconcile(
     match outcome {
         Ok((account_id, endpoint)) => {
             ctx.failures.clear(&key_of(account.as_ref()));
-            status.common.account_id = Some(account_id);
+            status.common.account_id = account_id.or(previous.common.account_id.clone());
             status.common.endpoint = Some(endpoint);
             let resync = ctx.budget.effective();
             writer.write_synced(&previous, status, resync, &now).await?;

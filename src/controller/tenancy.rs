@@ -184,6 +184,20 @@ impl Tenancy {
                 == account
     }
 
+    /// The account id of `source` at `sts_endpoint`, if a pass already asked.
+    pub fn known_account_id(
+        &self,
+        source: &Arc<CredentialSource>,
+        sts_endpoint: &Endpoint,
+    ) -> Option<String> {
+        let key = (Arc::as_ptr(source) as usize, sts_endpoint.url());
+        self.identities
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&key)
+            .cloned()
+    }
+
     /// The account id the credentials belong to, asked once per credential and STS endpoint.
     /// An endpoint that does not serve STS (a private CloudSSO gateway) leaves the access key id
     /// as the identity: claims then hold per key, never across accounts.
@@ -232,4 +246,128 @@ fn no_sts_here(error: &CloudError) -> bool {
         .code()
         .is_some_and(|code| code.starts_with("InvalidAction") || code.starts_with("InvalidVersion"))
         || error.api_kind() == Some(ApiErrorKind::NotFound)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::UserMfaSetting;
+    use kube::core::PartialObjectMetaExt;
+    use kube::runtime::{reflector, watcher};
+
+    fn tenancy(accounts: &[serde_json::Value], namespaces: &[(&str, &str)]) -> Tenancy {
+        let (account_store, mut account_writer) = reflector::store::<CloudAccount>();
+        for account in accounts {
+            let account: CloudAccount = serde_json::from_value(account.clone()).unwrap();
+            account_writer.apply_watcher_event(&watcher::Event::Apply(account));
+        }
+        let (namespace_store, mut namespace_writer) = reflector::store();
+        for (name, team) in namespaces {
+            let meta = kube::api::ObjectMeta {
+                name: Some(name.to_string()),
+                labels: Some([("team".to_string(), team.to_string())].into()),
+                ..Default::default()
+            };
+            namespace_writer.apply_watcher_event(&watcher::Event::Apply(
+                meta.into_request_partial::<Namespace>(),
+            ));
+        }
+        Tenancy::new(account_store, namespace_store)
+    }
+
+    fn account(name: &str, team: &str, extra: serde_json::Value) -> serde_json::Value {
+        let mut spec = serde_json::json!({"credentials": {"operator": {}},
+            "namespaceSelector": {"matchLabels": {"team": team}}, "endpoint": "http://127.0.0.1:1"});
+        spec.as_object_mut()
+            .unwrap()
+            .extend(extra.as_object().unwrap().clone());
+        serde_json::json!({"apiVersion": "cloudsso.mfa-operator.dev/v1alpha1", "kind": "CloudAccount",
+            "metadata": {"name": name}, "spec": spec})
+    }
+
+    fn user(namespace: &str, spec: serde_json::Value) -> UserMfaSetting {
+        let mut full = serde_json::json!({"directoryId": "d-1", "userId": "u-1",
+            "userMfaAuthenticationSettings": "Enabled"});
+        full.as_object_mut()
+            .unwrap()
+            .extend(spec.as_object().unwrap().clone());
+        let mut object = UserMfaSetting::new("u", serde_json::from_value(full).unwrap());
+        object.metadata.namespace = Some(namespace.into());
+        object
+    }
+
+    fn refused(result: Result<Plan, ReconcileError>) -> String {
+        match result {
+            Err(error @ ReconcileError::AccountNotAllowed { .. }) => error.to_string(),
+            other => panic!("not refused: {:?}", other.map(|plan| plan.keys)),
+        }
+    }
+
+    #[test]
+    fn the_operators_credentials_only_through_an_account_that_admits_the_namespace() {
+        let tenancy = tenancy(
+            &[
+                account("corp", "sec", serde_json::json!({"directoryIds": ["d-1"]})),
+                account("default", "sec", serde_json::json!({})),
+            ],
+            &[("security", "sec"), ("dev", "dev")],
+        );
+        let by_ref = serde_json::json!({"accountRef": {"name": "corp"}});
+        let plan = tenancy
+            .plan(&user("security", by_ref.clone()), Some("d-1"))
+            .unwrap();
+        assert_eq!(plan.keys, Keys::Operator);
+        assert_eq!(
+            plan.endpoint_override.as_deref(),
+            Some("http://127.0.0.1:1")
+        );
+        assert_eq!(plan.account.as_deref(), Some("corp"));
+        let message = refused(tenancy.plan(&user("dev", by_ref.clone()), Some("d-1")));
+        assert!(
+            message.contains("corp") && message.contains("dev"),
+            "{message}"
+        );
+        let message = refused(tenancy.plan(&user("security", by_ref), Some("d-2")));
+        assert!(message.contains("directoryIds"), "{message}");
+        // Neither reference: the account named default, on the same terms.
+        let none = serde_json::json!({});
+        assert_eq!(
+            tenancy
+                .plan(&user("security", none.clone()), Some("d-2"))
+                .unwrap()
+                .account
+                .as_deref(),
+            Some("default")
+        );
+        refused(tenancy.plan(&user("dev", none), Some("d-1")));
+        let missing = serde_json::json!({"accountRef": {"name": "nope"}});
+        assert!(
+            refused(tenancy.plan(&user("security", missing), None))
+                .contains("no CloudAccount nope")
+        );
+        // An unknown namespace is refused, not guessed.
+        refused(tenancy.plan(&user("elsewhere", serde_json::json!({})), None));
+    }
+
+    #[test]
+    fn own_keys_go_where_the_resource_says_and_no_account_is_needed() {
+        let tenancy = tenancy(&[], &[]);
+        let own = serde_json::json!({"credentialsSecretRef": {"name": "keys"}, "endpoint": "http://127.0.0.9:1", "region": "cn-hangzhou"});
+        let plan = tenancy.plan(&user("dev", own), Some("d-1")).unwrap();
+        assert_eq!(
+            plan.keys,
+            Keys::Secret {
+                namespace: "dev".into(),
+                name: "keys".into()
+            }
+        );
+        assert_eq!(plan.region, "cn-hangzhou");
+        assert_eq!(plan.account, None);
+        // Stored before the CEL rule: an endpoint beside no Secret never reaches an account's keys.
+        let stale = serde_json::json!({"endpoint": "http://evil:1"});
+        assert!(matches!(
+            tenancy.plan(&user("dev", stale), None),
+            Err(ReconcileError::InvalidSpec(_))
+        ));
+    }
 }

@@ -76,27 +76,27 @@ async fn total_calls(url: &str) -> u64 {
         .unwrap_or(0)
 }
 
-/// Waits until `name` shows Ready with `reason`; returns the message.
+/// Waits until `name` shows Ready with `reason`; returns the message. On timeout the panic
+/// shows the last object and the operator's log.
 async fn wait_reason<K: cloudsso_mfa_operator::controller::reconciler::Kind>(
     ctx: &TestContext,
     name: &str,
     reason: &str,
     operator: &harness::Operator,
 ) -> String {
-    let object = eventually(
-        &format!("{name} Ready reason {reason}"),
-        WAIT,
-        || ctx.get::<K>(name),
-        |object| {
-            object
-                .as_ref()
-                .and_then(|o| ready(&o.status().cloned()))
-                .is_some_and(|(_, r, _)| r == reason)
-        },
-    )
-    .await
-    .unwrap_or_else(|| panic!("{name} gone\n{}", operator.log_tail()));
-    ready(&object.status().cloned()).unwrap().2
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let object = ctx.get::<K>(name).await;
+        let found = object.as_ref().and_then(|o| ready(&o.status().cloned()));
+        match found {
+            Some((_, r, message)) if r == reason => return message,
+            _ if tokio::time::Instant::now() >= deadline => panic!(
+                "{name}: no Ready reason {reason} in {WAIT:?}; last: {object:#?}\n{}",
+                operator.log_tail()
+            ),
+            _ => tokio::time::sleep(Duration::from_millis(250)).await,
+        }
+    }
 }
 
 fn suffix() -> String {

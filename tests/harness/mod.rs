@@ -386,9 +386,11 @@ impl TestContext {
     }
 
     /// An operator watching every namespace (for what spans namespaces: ownership, tenancy). It
-    /// also reconciles other tests' resources, so only tests that run alone may start one.
+    /// also reconciles other tests' resources, so only tests that run alone may start one; those
+    /// left by earlier tests (their emulators gone) retry in the background, so it runs many
+    /// reconciles at once and they never hold up the test's own.
     pub async fn start_cluster_operator(&self, resync: &str, env: &[(&str, &str)]) -> Operator {
-        self.spawn_operator(resync, &[], env)
+        self.spawn_operator(resync, &["--max-concurrent-reconciles", "64"], env)
     }
 
     fn spawn_operator(&self, resync: &str, args: &[&str], env: &[(&str, &str)]) -> Operator {

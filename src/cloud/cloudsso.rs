@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 
 use super::client::ApiClient;
 use super::error::CloudError;
+use super::text;
 
 pub const VERSION: &str = "2021-05-15";
 
@@ -14,11 +15,11 @@ pub const VERSION: &str = "2021-05-15";
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "PascalCase")]
 pub struct MfaSettingInfo {
-    #[serde(default)]
+    #[serde(default, deserialize_with = "text::de::option")]
     pub mfa_authentication_advance_settings: Option<String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "text::de::option")]
     pub operation_for_risk_login: Option<String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "text::de::list")]
     pub allowed_verification_types: Option<Vec<String>>,
 }
 
@@ -38,7 +39,7 @@ pub struct MfaDevice {
     pub device_id: String,
     #[serde(default)]
     pub device_name: String,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "text::de::string")]
     pub device_type: String,
     #[serde(default)]
     pub effective_time: Option<String>,
@@ -93,7 +94,11 @@ struct SettingInfoResponse {
 
 #[derive(Deserialize)]
 struct UserSettingResponse {
-    #[serde(rename = "UserMFAAuthenticationSettings", default)]
+    #[serde(
+        rename = "UserMFAAuthenticationSettings",
+        default,
+        deserialize_with = "text::de::option"
+    )]
     setting: Option<String>,
 }
 

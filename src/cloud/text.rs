@@ -51,6 +51,35 @@ pub fn escape_for_terminal(text: &str) -> String {
     out
 }
 
+/// Serde `deserialize_with` helpers for the API's enum-like strings (a setting, a device type),
+/// which controllers copy into status and Events: read as [`one_line`].
+pub mod de {
+    use serde::{Deserialize, Deserializer};
+
+    /// More than any enum-valued list the APIs document (five verification types).
+    const MAX_ITEMS: usize = 32;
+
+    pub fn string<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {
+        String::deserialize(d).map(|text| super::one_line(&text))
+    }
+
+    pub fn option<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+        Option::<String>::deserialize(d).map(|text| text.map(|text| super::one_line(&text)))
+    }
+
+    pub fn list<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Vec<String>>, D::Error> {
+        Option::<Vec<String>>::deserialize(d).map(|items| {
+            items.map(|items| {
+                items
+                    .iter()
+                    .take(MAX_ITEMS)
+                    .map(|text| super::one_line(text))
+                    .collect()
+            })
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -79,6 +108,27 @@ mod tests {
         // Spaces count too: many short words stay within the bound.
         let words = "a ".repeat(1_000);
         assert!(one_line(&words).chars().count() <= MAX_CLOUD_TEXT + 1);
+    }
+
+    #[test]
+    fn enum_like_fields_are_read_as_one_bounded_line() {
+        #[derive(serde::Deserialize)]
+        struct Answer {
+            #[serde(deserialize_with = "de::option")]
+            setting: Option<String>,
+            #[serde(deserialize_with = "de::list")]
+            types: Option<Vec<String>>,
+        }
+        let types: Vec<String> = (0..1000).map(|i| format!("T{i}")).collect();
+        let answer: Answer = serde_json::from_value(serde_json::json!({
+            "setting": format!("Enabled\u{1b}[2J{}", "x".repeat(5000)), "types": types
+        }))
+        .unwrap();
+        let setting = answer.setting.unwrap();
+        assert!(
+            setting.starts_with("Enabled [2Jxx") && setting.chars().count() == MAX_CLOUD_TEXT + 1
+        );
+        assert_eq!(answer.types.unwrap().len(), 32);
     }
 
     #[test]

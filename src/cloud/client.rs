@@ -71,8 +71,9 @@ pub fn action_label(action: &str) -> &'static str {
 
 /// Hooks for metrics; the default does nothing.
 pub trait CallObserver: Send + Sync {
-    /// One request (attempt) ended: `outcome` is `ok` or the error code; `throttled` when the
-    /// cloud refused it for the quota.
+    /// One request (attempt) ended: `outcome` is `ok`, a known error code or a failure kind
+    /// (`timeout`, `redirect`, ...), else `other`; `throttled` when the cloud refused it for the
+    /// quota.
     fn call_finished(&self, _action: &str, _outcome: &str, _throttled: bool, _elapsed: Duration) {}
     fn rate_limit_waited(&self, _waited: Duration) {}
     /// The credential's adaptive rate moved to `qps` calls per second (throttling cut it, or

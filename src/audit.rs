@@ -4,6 +4,7 @@ use serde::Serialize;
 
 use crate::cloud::cloudsso::{CloudSsoClient, MfaDevice};
 use crate::cloud::error::CloudError;
+use crate::cloud::text::escape_for_terminal;
 
 #[derive(Debug, Clone, Serialize, PartialEq)]
 #[serde(rename_all = "camelCase")]
@@ -81,22 +82,31 @@ pub async fn collect_users(
         .collect())
 }
 
-/// The human-readable report: a directory line, then one row per user.
+/// The human-readable report: a directory line, then one row per user. Every cloud string is
+/// escaped (names are the users' own choice), so no terminal control byte reaches the screen.
 pub fn render_table(report: &DirectoryReport) -> String {
     let dash = || "-".to_string();
     let mut out = format!(
         "Directory {}: MFA {}",
-        report.directory_id,
-        report
-            .mfa_authentication_settings
-            .clone()
-            .unwrap_or_else(dash)
+        escape_for_terminal(&report.directory_id),
+        escape_for_terminal(
+            &report
+                .mfa_authentication_settings
+                .clone()
+                .unwrap_or_else(dash)
+        )
     );
     if let Some(operation) = &report.operation_for_risk_login {
-        out.push_str(&format!(", risky logons: {operation}"));
+        out.push_str(&format!(
+            ", risky logons: {}",
+            escape_for_terminal(operation)
+        ));
     }
     if let Some(types) = &report.allowed_verification_types {
-        out.push_str(&format!(", verification types: {}", types.join(",")));
+        out.push_str(&format!(
+            ", verification types: {}",
+            escape_for_terminal(&types.join(","))
+        ));
     }
     out.push_str(&format!("\n{} users\n\n", report.users.len()));
     let header = ["USER", "USER ID", "MFA", "DEVICES", "DEVICE NAMES"].map(String::from);
@@ -122,6 +132,7 @@ pub fn render_table(report: &DirectoryReport) -> String {
                     names.join(",")
                 },
             ]
+            .map(|cell| escape_for_terminal(&cell))
         })
         .collect();
     let widths: Vec<usize> = (0..5)
@@ -175,5 +186,34 @@ mod tests {
             table.contains("alice  u-1      Enabled  1        Alice-MFA1"),
             "{table}"
         );
+    }
+
+    #[test]
+    fn table_escapes_terminal_control_characters() {
+        let report = DirectoryReport {
+            directory_id: "d-1".into(),
+            mfa_authentication_settings: Some("Byuser\u{7}".into()),
+            operation_for_risk_login: None,
+            allowed_verification_types: Some(vec!["TOTP\r".into()]),
+            users: vec![UserReport {
+                user_name: "mallory\u{1b}]0;owned\u{7}".into(),
+                user_id: "u-1".into(),
+                user_mfa_authentication_settings: None,
+                bound_device_count: 1,
+                devices: vec![DeviceReport {
+                    device_id: "mfa-1".into(),
+                    device_name: "\u{1b}[31mred\r\u{9b}".into(),
+                    device_type: "TOTP".into(),
+                    effective_time: None,
+                }],
+            }],
+        };
+        let table = render_table(&report);
+        assert!(
+            !table.chars().any(|c| c.is_control() && c != '\n'),
+            "{table:?}"
+        );
+        assert!(table.contains("\\u{1b}[31mred\\u{d}\\u{9b}"), "{table}");
+        assert!(table.contains("mallory\\u{1b}]0;owned\\u{7}"), "{table}");
     }
 }

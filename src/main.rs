@@ -73,7 +73,7 @@ struct RunArgs {
     /// Reconciles that may run at once, per kind.
     #[arg(long, env = "MAX_CONCURRENT_RECONCILES", default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..=256))]
     max_concurrent_reconciles: u16,
-    /// Client-side limit of cloud API calls per second, per credential.
+    /// Client-side limit of cloud API calls per second, per credential and endpoint.
     #[arg(long, env = "CLOUD_QPS", default_value_t = 20, value_parser = clap::value_parser!(u32).range(1..=100))]
     cloud_qps: u32,
     /// Address of /metrics, /healthz and /readyz.

@@ -1,5 +1,6 @@
 //! `cloudsso-mfa-operator audit` against the emulator: every seeded user with the right settings
-//! and device counts; a wrong key fails with the API's error code in one clear line.
+//! and device counts; a wrong key fails with the API's error code in one clear line; names users
+//! chose print no terminal control byte.
 
 mod common;
 
@@ -69,6 +70,42 @@ async fn table_shows_every_user_with_settings_and_devices() {
                 "Carol-Key"
             ],
         ]
+    );
+}
+
+#[tokio::test]
+async fn the_table_prints_no_terminal_control_byte_from_a_device_name() {
+    let (url, _state) = start_emulator().await;
+    change_state(&url, |s| {
+        s["directories"][0]["users"][0]["mfaDevices"][0]["deviceName"] =
+            serde_json::json!("Evil\u{1b}[31mRed\u{7}\r");
+        s["directories"][0]["users"][2]["userName"] = serde_json::json!("carol\u{1b}]0;title\u{7}");
+    })
+    .await;
+    let output = audit(&url, ACCESS_KEY_ID, ACCESS_KEY_SECRET, &[]).await;
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(!output.stdout.contains(&0x1b), "an ESC byte was printed");
+    assert!(
+        !output.stdout.iter().any(|b| *b < 0x20 && *b != b'\n'),
+        "a control byte was printed"
+    );
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        stdout.contains("Evil\\u{1b}[31mRed\\u{7}\\u{d}"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("carol\\u{1b}]0;title\\u{7}"), "{stdout}");
+    // JSON keeps the name as it is, escaped by JSON itself.
+    let json = audit(&url, ACCESS_KEY_ID, ACCESS_KEY_SECRET, &["-o", "json"]).await;
+    assert!(!json.stdout.contains(&0x1b));
+    let report: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
+    assert_eq!(
+        report["users"][0]["devices"][0]["deviceName"],
+        "Evil\u{1b}[31mRed\u{7}\r"
     );
 }
 

@@ -3,6 +3,7 @@
 //! rate under a quota, RRSA.
 
 mod common;
+mod hostile;
 
 use std::num::NonZeroU32;
 use std::sync::Arc;
@@ -362,4 +363,194 @@ async fn a_name_asked_while_a_listing_runs_is_resolved_not_reported_missing() {
     let again = resolver.resolve(&sso, &endpoint, DIRECTORY, "nobody", HashSet::new);
     assert_eq!(again.await.unwrap(), None);
     assert_eq!(all_calls(&url, "ListUsers").await, 3);
+}
+
+// ---- A hostile endpoint: what a tenant's `endpoint` may answer. ----
+
+/// A client of `url` with the test key and no retries beyond `config`'s.
+fn hostile_client(url: &str, config: ClientConfig) -> CloudSsoClient {
+    client(url, ACCESS_KEY_SECRET, config)
+}
+
+/// The longest error text a person can be shown: the fixed words around at most three
+/// cloud-supplied strings of 256 characters each.
+const MAX_ERROR_TEXT: usize = 1024;
+
+fn assert_one_bounded_line(text: &str) {
+    assert!(
+        text.chars().count() <= MAX_ERROR_TEXT,
+        "{} chars",
+        text.len()
+    );
+    assert!(!text.chars().any(char::is_control), "{text:?}");
+}
+
+#[tokio::test]
+async fn a_redirect_is_not_followed_and_says_so() {
+    let capture = hostile::serve(|_, _| hostile::Answer::json(200, json!({}))).await;
+    let target = format!("{}/steal?{}", capture.url, "x".repeat(5_000));
+    let redirecting = hostile::serve(move |_, _| hostile::Answer::redirect(&target)).await;
+    let sso = hostile_client(&redirecting.url, config(50));
+    let error = sso.get_mfa_setting_info(DIRECTORY).await.unwrap_err();
+    let text = error.to_string();
+    assert!(
+        text.contains("answered 302")
+            && text.contains("redirect to")
+            && text.contains("not followed"),
+        "{text}"
+    );
+    assert!(text.contains(&capture.url), "the target is named: {text}");
+    assert_one_bounded_line(&text);
+    assert!(text.chars().count() < 400, "{} chars: {text}", text.len());
+    assert!(!error.is_retryable());
+    // Give a follow-up request time to arrive, were one sent.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(capture.connections(), 0, "the capture server was contacted");
+    assert_eq!(redirecting.requests().len(), 1, "a redirect is not retried");
+}
+
+#[tokio::test]
+async fn an_8_mb_error_body_is_not_read_past_1_mib() {
+    const TOTAL: usize = 8 << 20;
+    let huge = hostile::serve(|_, _| hostile::Answer::Stream {
+        status: 400,
+        total: TOTAL,
+        pace: Duration::from_millis(5),
+    })
+    .await;
+    let sso = hostile_client(&huge.url, config(50));
+    let error = sso.get_mfa_setting_info(DIRECTORY).await.unwrap_err();
+    let text = error.to_string();
+    eprintln!("{} chars: {text}", text.chars().count());
+    assert!(text.contains("larger than 1 MiB"), "{text}");
+    assert_one_bounded_line(&text);
+    assert!(text.chars().count() < 300);
+    assert!(!error.is_retryable());
+    // The client hung up: the server could not write the rest.
+    let (streamed, finished) = huge.streamed().await;
+    eprintln!("the server wrote {streamed} of {TOTAL} bytes before the client closed");
+    assert!(!finished, "all 8 MB were accepted");
+    // 1 MiB read, plus the chunks in flight when the client closed.
+    assert!(streamed < 2 << 20, "{streamed} bytes written");
+    assert_eq!(huge.requests().len(), 1, "refused, not retried");
+}
+
+#[tokio::test]
+async fn a_declared_8_mb_body_is_refused_unread_and_a_big_message_is_cut() {
+    let declared = hostile::serve(|_, _| hostile::Answer::Full {
+        status: 500,
+        headers: vec![],
+        body: vec![b' '; 8 << 20],
+    })
+    .await;
+    let error = hostile_client(&declared.url, config(50))
+        .get_mfa_setting_info(DIRECTORY)
+        .await
+        .unwrap_err();
+    assert!(
+        error
+            .to_string()
+            .contains("Content-Length 8388608, not read"),
+        "{error}"
+    );
+    assert_eq!(
+        declared.requests().len(),
+        1,
+        "a 5xx this large is not retried"
+    );
+
+    // Under the cap, the cloud's own strings are cut to one bounded line.
+    let message = format!("{}\u{1b}[31m\r\nevil", "m".repeat(900_000));
+    let wordy = hostile::serve(move |_, _| {
+        hostile::Answer::json(
+            400,
+            json!({"Code": format!("Forbidden.{}\u{7}", "c".repeat(10_000)), "Message": message, "RequestId": "r\u{1b}".repeat(5_000)}),
+        )
+    })
+    .await;
+    let error = hostile_client(&wordy.url, config(50))
+        .get_mfa_setting_info(DIRECTORY)
+        .await
+        .unwrap_err();
+    let text = error.to_string();
+    eprintln!("{} chars from a 900 KB message", text.chars().count());
+    assert_one_bounded_line(&text);
+    assert!(text.contains("m…"), "{text}");
+}
+
+#[tokio::test]
+async fn fake_throttling_at_one_endpoint_does_not_slow_the_same_key_at_another() {
+    use cloudsso_mfa_operator::controller::clients::CloudClients;
+    use cloudsso_mfa_operator::telemetry::Metrics;
+    let (url, _state) = start_emulator().await;
+    let throttling = hostile::serve(|_, _| hostile::Answer::throttling()).await;
+    let once = ClientConfig {
+        max_attempts: 1,
+        ..config(20)
+    };
+    let clients = CloudClients::new(
+        cloud::http_client().unwrap(),
+        Err("no operator credentials in this test".into()),
+        once,
+        Arc::new(Metrics::new()),
+    );
+    // Two namespaces' Secrets holding the same key: one points it at its own endpoint.
+    let key = || {
+        Arc::new(CredentialSource::Static(
+            Credentials::new(ACCESS_KEY_ID, ACCESS_KEY_SECRET, None).unwrap(),
+        ))
+    };
+    let hostile = clients.cloudsso(Endpoint::parse(&throttling.url).unwrap(), key());
+    let real = clients.cloudsso(Endpoint::parse(&url).unwrap(), key());
+    // Long enough for four halvings (one a second): 20/s to 1.25/s, were the limiter shared.
+    let until = tokio::time::Instant::now() + Duration::from_millis(4_200);
+    while tokio::time::Instant::now() < until {
+        let error = hostile.get_mfa_setting_info(DIRECTORY).await.unwrap_err();
+        assert_eq!(error.code(), Some("Throttling.User"));
+    }
+    let refused = throttling.requests().len();
+    // The hostile endpoint's own calls were slowed: far fewer than 84 at 20/s.
+    assert!(
+        refused < 50,
+        "{refused} calls in 4.2 s: the limiter did not adapt"
+    );
+    let started = std::time::Instant::now();
+    for _ in 0..20 {
+        real.get_mfa_setting_info(DIRECTORY).await.unwrap();
+    }
+    let took = started.elapsed();
+    eprintln!("{refused} throttled calls; then 20 calls elsewhere took {took:?}");
+    // 20 calls at 20/s take 0.95 s; from a shared limiter cut to 1.25/s, climbing 1/s each
+    // second, they would take about 5 s.
+    assert!(took < Duration::from_millis(2_500), "{took:?}");
+}
+
+/// ListUsers answers: an empty page that names `token(index)` as the next.
+async fn endless_listing(token: fn(usize) -> String) -> hostile::Hostile {
+    hostile::serve(move |index, _| {
+        hostile::Answer::json(
+            200,
+            json!({"Users": [{"UserId": format!("u-{index}"), "UserName": format!("n{index}")}],
+                "NextToken": token(index), "IsTruncated": true, "RequestId": "r"}),
+        )
+    })
+    .await
+}
+
+#[tokio::test]
+async fn a_next_token_that_never_ends_stops_at_the_page_cap() {
+    let endless = endless_listing(|index| format!("t{index}")).await;
+    let sso = hostile_client(&endless.url, config(1000));
+    let error = sso.list_all_users(DIRECTORY, None).await.unwrap_err();
+    let text = error.to_string();
+    assert!(text.contains("did not end after 2000 pages"), "{text}");
+    assert_eq!(endless.requests().len(), cloudsso::MAX_PAGES);
+    assert!(!error.is_retryable());
+
+    // The same token again ends it at once.
+    let repeating = endless_listing(|_| "again".to_string()).await;
+    let sso = hostile_client(&repeating.url, config(1000));
+    let error = sso.find_user_by_name(DIRECTORY, "alice").await.unwrap_err();
+    assert!(error.to_string().contains("sent before"), "{error}");
+    assert_eq!(repeating.requests().len(), 2);
 }

@@ -13,9 +13,10 @@ use serde::de::DeserializeOwned;
 
 use super::credentials::{CredentialSource, Credentials};
 use super::endpoint::Endpoint;
-use super::error::{ApiErrorKind, CloudError};
+use super::error::{ApiErrorKind, CloudError, code_label};
 use super::limiter::{Priority, SharedLimiter};
-use super::signer::{CanonicalHeaders, RequestToSign, sha256_hex};
+use super::signer::{CanonicalHeaders, RequestToSign, redacted_headers, sha256_hex};
+use super::text::one_line;
 use super::wire::{self, USER_AGENT, acs_timestamp, new_nonce};
 
 /// How hard a client pushes and how long it keeps trying.
@@ -44,10 +45,35 @@ impl Default for ClientConfig {
     }
 }
 
+/// The actions this operator calls (CloudSSO, IMS, STS): the only action metric labels.
+pub const KNOWN_ACTIONS: &[&str] = &[
+    "GetMFAAuthenticationSettingInfo",
+    "UpdateMFAAuthenticationSettings",
+    "GetUserMFAAuthenticationSettings",
+    "UpdateUserMFAAuthenticationSettings",
+    "ListMFADevicesForUser",
+    "ListUsers",
+    "GetUser",
+    "GetDirectory",
+    "GetUserMFAInfo",
+    "AssumeRoleWithOIDC",
+    "GetCallerIdentity",
+];
+
+/// The metric label for an action: itself when known, else `other`.
+pub fn action_label(action: &str) -> &'static str {
+    KNOWN_ACTIONS
+        .iter()
+        .find(|known| **known == action)
+        .copied()
+        .unwrap_or("other")
+}
+
 /// Hooks for metrics; the default does nothing.
 pub trait CallObserver: Send + Sync {
-    /// One request (attempt) ended: `outcome` is `ok` or the error code; `throttled` when the
-    /// cloud refused it for the quota.
+    /// One request (attempt) ended: `outcome` is `ok`, a known error code or a failure kind
+    /// (`timeout`, `redirect`, ...), else `other`; `throttled` when the cloud refused it for the
+    /// quota.
     fn call_finished(&self, _action: &str, _outcome: &str, _throttled: bool, _elapsed: Duration) {}
     fn rate_limit_waited(&self, _waited: Duration) {}
     /// The credential's adaptive rate moved to `qps` calls per second (throttling cut it, or
@@ -80,13 +106,26 @@ impl std::fmt::Debug for ApiClient {
     }
 }
 
-/// Everything that goes on the wire for one attempt, signed.
-#[derive(Debug, Clone)]
+/// Everything that goes on the wire for one attempt, signed. Debug redacts the credentials.
+#[derive(Clone)]
 pub struct PreparedRequest {
     pub url: String,
     pub query: BTreeMap<String, String>,
     /// Every header sent, all of them signed, plus `authorization`.
     pub headers: Vec<(String, String)>,
+}
+
+impl std::fmt::Debug for PreparedRequest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PreparedRequest")
+            .field("url", &self.url)
+            .field("query", &self.query)
+            .field(
+                "headers",
+                &redacted_headers(self.headers.iter().map(|(name, value)| (name, value))),
+            )
+            .finish()
+    }
 }
 
 /// What makes each attempt unique: its time, nonce and the caller's user agent.
@@ -194,14 +233,17 @@ impl ApiClient {
         loop {
             let started = Instant::now();
             let result = self.attempt(action, &params).await;
+            // From a fixed set, whatever the endpoint answers: each value is a metric series.
             let outcome = match &result {
-                Ok(_) => "ok".to_string(),
-                Err(error) => error.code().unwrap_or(error_outcome(error)).to_string(),
+                Ok(_) => "ok",
+                Err(error) => error
+                    .code()
+                    .map_or_else(|| error_outcome(error), code_label),
             };
             let throttled =
                 matches!(&result, Err(error) if error.api_kind() == Some(ApiErrorKind::Throttled));
             self.observer
-                .call_finished(action, &outcome, throttled, started.elapsed());
+                .call_finished(action, outcome, throttled, started.elapsed());
             if let Some(qps) = self.adapt_rate(&result, throttled) {
                 tracing::debug!(qps, throttled, "cloud call rate changed");
                 self.observer.rate_changed(qps);
@@ -280,7 +322,7 @@ impl ApiClient {
         }
         let (status, answer) = wire::exchange(request, action, &prepared.url).await?;
         // The request id is what Alibaba Cloud support asks for; it is logged for every call.
-        let request_id = answer["RequestId"].as_str().unwrap_or("-");
+        let request_id = one_line(answer["RequestId"].as_str().unwrap_or("-"));
         tracing::debug!(
             action,
             request_id,
@@ -297,6 +339,55 @@ fn error_outcome(error: &CloudError) -> &'static str {
         CloudError::Transport { .. } => "connection",
         CloudError::Decode { .. } => "decode",
         CloudError::Credentials(_) => "credentials",
-        _ => "error",
+        CloudError::Refused { what, .. } => what,
+        CloudError::Api { .. } => "other",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn prepared_requests_never_print_their_secrets() {
+        let credentials = Credentials::new(
+            "LTAI5tDebugKey",
+            "debug-secret-value",
+            Some("debug-security-token".into()),
+        )
+        .unwrap();
+        let prepared = prepare_request(
+            &Endpoint::parse("http://127.0.0.1:1").unwrap(),
+            "2021-05-15",
+            "GetUser",
+            &BTreeMap::from([("UserId".to_string(), "u-1".to_string())]),
+            &credentials,
+            &RequestStamp::now(),
+        );
+        let sent = |name: &str| {
+            prepared
+                .headers
+                .iter()
+                .find(|(header, _)| header == name)
+                .map(|(_, value)| value.clone())
+                .unwrap()
+        };
+        let authorization = sent("authorization");
+        let signature = authorization.rsplit("Signature=").next().unwrap();
+        let debug = format!("{prepared:?}");
+        for secret in [
+            "debug-secret-value",
+            "debug-security-token",
+            signature,
+            authorization.as_str(),
+        ] {
+            assert!(!debug.contains(secret), "{secret} in {debug}");
+        }
+        // What is not secret stays, so the output is still of use.
+        assert!(
+            debug.contains("LTAI5tDebugKey") && debug.contains("GetUser"),
+            "{debug}"
+        );
+        assert_eq!(sent("x-acs-security-token"), "debug-security-token");
     }
 }

@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 
 use super::client::ApiClient;
 use super::error::CloudError;
+use super::text;
 
 pub const VERSION: &str = "2021-05-15";
 
@@ -14,11 +15,11 @@ pub const VERSION: &str = "2021-05-15";
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "PascalCase")]
 pub struct MfaSettingInfo {
-    #[serde(default)]
+    #[serde(default, deserialize_with = "text::de::option")]
     pub mfa_authentication_advance_settings: Option<String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "text::de::option")]
     pub operation_for_risk_login: Option<String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "text::de::list")]
     pub allowed_verification_types: Option<Vec<String>>,
 }
 
@@ -38,7 +39,7 @@ pub struct MfaDevice {
     pub device_id: String,
     #[serde(default)]
     pub device_name: String,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "text::de::string")]
     pub device_type: String,
     #[serde(default)]
     pub effective_time: Option<String>,
@@ -58,6 +59,16 @@ pub struct User {
     pub display_name: Option<String>,
     #[serde(default)]
     pub status: Option<String>,
+}
+
+impl User {
+    /// The bytes its fields hold, for a listing's bound.
+    fn size(&self) -> usize {
+        self.user_id.len()
+            + self.user_name.len()
+            + self.display_name.as_ref().map_or(0, String::len)
+            + self.status.as_ref().map_or(0, String::len)
+    }
 }
 
 /// One page of ListUsers.
@@ -83,7 +94,11 @@ struct SettingInfoResponse {
 
 #[derive(Deserialize)]
 struct UserSettingResponse {
-    #[serde(rename = "UserMFAAuthenticationSettings", default)]
+    #[serde(
+        rename = "UserMFAAuthenticationSettings",
+        default,
+        deserialize_with = "text::de::option"
+    )]
     setting: Option<String>,
 }
 
@@ -104,6 +119,67 @@ struct Acknowledged {}
 
 /// ListUsers' largest page.
 pub const MAX_PAGE_SIZE: u32 = 100;
+
+/// The most pages one listing follows. A 100,000-user directory is 1,000 pages of 100; twice
+/// that leaves room to grow, and ends a NextToken that never ends after 2,000 calls (under two
+/// minutes at the default 20 calls/s) instead of never.
+pub const MAX_PAGES: usize = 2_000;
+
+/// The most bytes of user fields one listing keeps. A real 100,000-user directory keeps ~15 MB
+/// (ids, names of at most 64 and display names of at most 256 characters); the page cap alone
+/// would still let 2,000 pages of 1 MiB names through.
+pub const MAX_LISTED_BYTES: usize = 64 << 20;
+
+/// Counts one listing's pages and remembers its tokens, so an endpoint that sends NextToken
+/// forever, or a token it sent before, ends the listing with an error instead of a loop.
+#[derive(Debug)]
+pub struct Pages {
+    action: &'static str,
+    fetched: usize,
+    /// Hashes, not the tokens: a token may be as long as a page.
+    tokens: std::collections::HashSet<u64>,
+    hasher: std::hash::RandomState,
+}
+
+impl Pages {
+    pub fn new(action: &'static str) -> Self {
+        Self {
+            action,
+            fetched: 0,
+            tokens: Default::default(),
+            hasher: Default::default(),
+        }
+    }
+
+    /// Whether to fetch the page `next_token` names: always the first, then while there is a
+    /// token; an error past `MAX_PAGES` or on a token seen before.
+    pub fn more(&mut self, next_token: Option<&str>) -> Result<bool, CloudError> {
+        use std::hash::BuildHasher;
+        let refuse = |detail: String| CloudError::Refused {
+            action: self.action.into(),
+            what: "too_many_pages",
+            detail,
+        };
+        if self.fetched > 0 {
+            let Some(token) = next_token else {
+                return Ok(false);
+            };
+            if !self.tokens.insert(self.hasher.hash_one(token)) {
+                return Err(refuse(format!(
+                    "the endpoint sent a NextToken it had sent before, after {} pages; stopped",
+                    self.fetched
+                )));
+            }
+        }
+        if self.fetched >= MAX_PAGES {
+            return Err(refuse(format!(
+                "the listing did not end after {MAX_PAGES} pages; stopped"
+            )));
+        }
+        self.fetched += 1;
+        Ok(true)
+    }
+}
 
 /// Users read at once by `list_users_with_mfa`; the client's rate limit still applies.
 const CONCURRENT_USERS: usize = 8;
@@ -244,27 +320,39 @@ impl CloudSsoClient {
         self.api.call("ListUsers", query).await
     }
 
-    /// Every user matching `filter`, following NextToken.
+    /// Every user matching `filter`, following NextToken (at most `MAX_PAGES` pages and
+    /// `MAX_LISTED_BYTES` of users).
     pub async fn list_all_users(
         &self,
         directory_id: &str,
         filter: Option<&str>,
     ) -> Result<Vec<User>, CloudError> {
         let mut users = Vec::new();
+        let mut kept = 0usize;
+        let mut pages = Pages::new("ListUsers");
         let mut next_token: Option<String> = None;
-        loop {
+        while pages.more(next_token.as_deref())? {
             let page = self
                 .list_users_page(directory_id, filter, MAX_PAGE_SIZE, next_token.as_deref())
                 .await?;
-            users.extend(page.users);
-            match page
-                .next_token
-                .filter(|token| page.is_truncated && !token.is_empty())
-            {
-                Some(token) => next_token = Some(token),
-                None => return Ok(users),
+            kept += page.users.iter().map(User::size).sum::<usize>();
+            if kept > MAX_LISTED_BYTES {
+                return Err(CloudError::Refused {
+                    action: "ListUsers".into(),
+                    what: "listing_too_large",
+                    detail: format!(
+                        "the listing passed {} MiB of users after {} users; stopped",
+                        MAX_LISTED_BYTES >> 20,
+                        users.len()
+                    ),
+                });
             }
+            users.extend(page.users);
+            next_token = page
+                .next_token
+                .filter(|token| page.is_truncated && !token.is_empty());
         }
+        Ok(users)
     }
 
     /// Resolves a user name to the user (ListUsers with `UserName eq`, compared exactly).
@@ -322,5 +410,48 @@ impl CloudSsoClient {
             .await?;
         read.sort_by(|a, b| a.user.user_name.cmp(&b.user.user_name));
         Ok(read)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pages_end_at_the_last_token_and_at_the_cap() {
+        let mut pages = Pages::new("ListUsers");
+        assert!(
+            pages.more(None).unwrap(),
+            "the first page is always fetched"
+        );
+        assert!(pages.more(Some("t1")).unwrap());
+        assert!(!pages.more(None).unwrap(), "no token: the listing is done");
+
+        let mut forever = Pages::new("ListUsers");
+        let mut fetched = 0;
+        let error = loop {
+            let token = format!("t{fetched}");
+            match forever.more((fetched > 0).then_some(token.as_str())) {
+                Ok(true) => fetched += 1,
+                Ok(false) => panic!("a listing with a token always goes on"),
+                Err(error) => break error,
+            }
+        };
+        assert_eq!(fetched, MAX_PAGES);
+        assert!(
+            error.to_string().contains("did not end after 2000 pages"),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn a_token_sent_again_ends_the_listing() {
+        let mut pages = Pages::new("ListUsers");
+        assert!(pages.more(None).unwrap());
+        assert!(pages.more(Some("a")).unwrap());
+        assert!(pages.more(Some("b")).unwrap());
+        let error = pages.more(Some("a")).unwrap_err();
+        assert!(error.to_string().contains("sent before"), "{error}");
+        assert!(!error.is_retryable());
     }
 }

@@ -28,9 +28,12 @@ pub const ENV_STS_REGION: &str = "ALIBABA_CLOUD_STS_REGION";
 const REFRESH_MARGIN: Duration = Duration::from_secs(180);
 /// Requested lifetime of RRSA credentials (STS allows 900..=43200 s).
 const RRSA_DURATION_SECONDS: u32 = 3600;
+/// The STS exchange's whole-call timeout, so a slow STS answer cannot hold the credential lock.
+const STS_TIMEOUT: Duration = Duration::from_secs(15);
 
-/// A string that must not be printed: Debug shows `***`.
-#[derive(Clone, PartialEq, Eq)]
+/// A string that must not be printed: Debug shows `***`. Read from JSON as the string it is.
+#[derive(Clone, PartialEq, Eq, Deserialize)]
+#[serde(transparent)]
 pub struct Secret(String);
 
 impl Secret {
@@ -239,18 +242,19 @@ impl CredentialSource {
     }
 }
 
-#[derive(Deserialize)]
+/// STS's answer; its secrets are `Secret`s from the moment they are read, so Debug never shows them.
+#[derive(Debug, Deserialize)]
 #[serde(rename_all = "PascalCase")]
 struct AssumeRoleResponse {
     credentials: StsCredentials,
 }
 
-#[derive(Deserialize)]
+#[derive(Debug, Deserialize)]
 #[serde(rename_all = "PascalCase")]
 struct StsCredentials {
     access_key_id: String,
-    access_key_secret: String,
-    security_token: String,
+    access_key_secret: Secret,
+    security_token: Secret,
     expiration: String,
 }
 
@@ -286,15 +290,19 @@ async fn assume_role_with_oidc(
     ]);
     let action = "AssumeRoleWithOIDC";
     let url = config.sts_endpoint.url();
-    let request = http.post(&url).query(&query).form(&form);
+    let request = http
+        .post(&url)
+        .query(&query)
+        .form(&form)
+        .timeout(STS_TIMEOUT);
     let parsed: AssumeRoleResponse = wire::exchange(request, action, &url)
         .await
         .and_then(|(status, answer)| wire::decode(action, status, answer))
         .map_err(|error| CredentialsError::sts(&error))?;
     let mut credentials = Credentials::new(
         parsed.credentials.access_key_id,
-        parsed.credentials.access_key_secret,
-        Some(parsed.credentials.security_token),
+        parsed.credentials.access_key_secret.0,
+        Some(parsed.credentials.security_token.0),
     )?;
     credentials.provider_name = "oidc_role_arn";
     credentials.expiration = Some(parsed.credentials.expiration.parse().map_err(|error| {
@@ -368,6 +376,36 @@ mod tests {
         )
         .unwrap();
         assert_eq!(source.identity(), "rrsa:acs:ram::1:role/op");
+    }
+
+    #[test]
+    fn sts_answers_never_print_their_secrets() {
+        let answer: AssumeRoleResponse = serde_json::from_value(serde_json::json!({
+            "RequestId": "r",
+            "Credentials": {
+                "AccessKeyId": "STS.AKID",
+                "AccessKeySecret": "sts-secret-value",
+                "SecurityToken": "sts-token-value",
+                "Expiration": "2026-12-01T00:00:00Z"
+            }
+        }))
+        .unwrap();
+        let debug = format!("{answer:?}");
+        assert!(debug.contains("STS.AKID"), "{debug}");
+        assert!(!debug.contains("sts-secret-value"), "{debug}");
+        assert!(!debug.contains("sts-token-value"), "{debug}");
+        let credentials = Credentials::new(
+            answer.credentials.access_key_id,
+            answer.credentials.access_key_secret.0,
+            Some(answer.credentials.security_token.0),
+        )
+        .unwrap();
+        let debug = format!("{credentials:?}");
+        assert!(!debug.contains("sts-secret-value") && !debug.contains("sts-token-value"));
+        assert_eq!(
+            credentials.security_token.as_ref().map(Secret::expose),
+            Some("sts-token-value")
+        );
     }
 
     #[test]

@@ -53,6 +53,16 @@ pub enum CloudError {
         http_status: u16,
         detail: String,
     },
+    /// An answer the client will not follow or read to its end: a redirect, a body over the cap,
+    /// a listing that does not end. Terminal: an endpoint that does this will do it again.
+    #[error("{action} failed: {detail}")]
+    Refused {
+        action: String,
+        /// What was refused, from a fixed set (the metric outcome): `redirect`,
+        /// `body_too_large`, `too_many_pages`, `listing_too_large`.
+        what: &'static str,
+        detail: String,
+    },
     /// No usable credentials.
     #[error("{0}")]
     Credentials(#[from] CredentialsError),
@@ -136,6 +146,86 @@ impl CloudError {
             _ => None,
         }
     }
+}
+
+/// The error codes CloudSSO (2021-05-15), RAM IMS (2019-08-15) and STS document for the calls
+/// this operator makes, and those it matches on: the only codes that become metric labels.
+pub const KNOWN_CODES: &[&str] = &[
+    "Throttling",
+    "Throttling.User",
+    "Throttling.Api",
+    "Throttling.Concurrency",
+    "ServiceUnavailable",
+    "InternalError",
+    "UnknownError",
+    "EntityNotExists.User",
+    "EntityNotExists.Directory",
+    "EntityNotExist.User",
+    "EntityNotExist.User.MFADevice",
+    "InvalidAccessKeyId.NotFound",
+    "InvalidAccessKeyId.Inactive",
+    "SignatureDoesNotMatch",
+    "IncompleteSignature",
+    "SignatureNonceUsed",
+    "InvalidSecurityToken.Expired",
+    "InvalidSecurityToken.Malformed",
+    "InvalidSecurityToken.MismatchWithAccessKey",
+    "InvalidTimeStamp.Expired",
+    "InvalidTimeStamp.Format",
+    "InvalidAction.NotFound",
+    "InvalidParameter",
+    "InvalidParameter.AllowedVerificationTypes",
+    "InvalidParameter.MFAAuthenticationSettings",
+    "InvalidParameter.UserMFAAuthenticationSettings",
+    "InvalidParameter.OperationForRiskLogin",
+    "InvalidParameter.MaxResults",
+    "InvalidParameter.NextToken",
+    "InvalidParameter.Filter",
+    "InvalidParameter.DurationSeconds",
+    "InvalidParameter.OIDCProviderArn",
+    "InvalidParameter.OIDCToken",
+    "InvalidParameter.RoleArn",
+    "MissingParameter",
+    "MissingDirectoryId",
+    "MissingUserId",
+    "Forbidden",
+    "Forbidden.RAM",
+    "Forbidden.AccessKeyDisabled",
+    "NoPermission",
+    "OperationConflict",
+];
+
+/// The metric label for an API error code: the code when known, else `other`, so an endpoint
+/// cannot create a series per string it makes up.
+pub fn code_label(code: &str) -> &'static str {
+    KNOWN_CODES
+        .iter()
+        .find(|known| **known == code)
+        .copied()
+        .unwrap_or("other")
+}
+
+/// The outcomes that are not an API error code (see `ApiClient::call`).
+const OTHER_OUTCOMES: &[&str] = &[
+    "ok",
+    "timeout",
+    "connection",
+    "decode",
+    "credentials",
+    "redirect",
+    "body_too_large",
+    "too_many_pages",
+    "listing_too_large",
+    "other",
+];
+
+/// The metric label for a call's outcome: one of a fixed set, else `other`.
+pub fn outcome_label(outcome: &str) -> &'static str {
+    OTHER_OUTCOMES
+        .iter()
+        .find(|known| **known == outcome)
+        .copied()
+        .unwrap_or_else(|| code_label(outcome))
 }
 
 /// Maps Alibaba Cloud error codes (and, failing that, the HTTP status) to what they mean.
@@ -231,6 +321,28 @@ mod tests {
             assert_eq!(error.api_kind(), Some(kind), "{code}");
             assert!(!error.is_retryable(), "{code}");
         }
+    }
+
+    #[test]
+    fn only_known_codes_become_labels() {
+        assert_eq!(code_label("Throttling.User"), "Throttling.User");
+        assert_eq!(code_label("EntityNotExists.User"), "EntityNotExists.User");
+        assert_eq!(code_label("Throttling.User\u{1b}"), "other");
+        assert_eq!(code_label(&"X".repeat(5000)), "other");
+        assert_eq!(outcome_label("redirect"), "redirect");
+        assert_eq!(outcome_label("Throttling.Api"), "Throttling.Api");
+        assert_eq!(outcome_label("made-up"), "other");
+    }
+
+    #[test]
+    fn refused_answers_are_terminal() {
+        let error = CloudError::Refused {
+            action: "ListUsers".into(),
+            what: "redirect",
+            detail: "the endpoint answered 302 Found".into(),
+        };
+        assert!(!error.is_retryable());
+        assert_eq!(error.api_kind(), None);
     }
 
     #[test]

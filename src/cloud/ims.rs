@@ -6,14 +6,16 @@ use serde::Deserialize;
 
 use super::client::ApiClient;
 use super::error::CloudError;
+use super::text;
 
 pub const VERSION: &str = "2019-08-15";
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "PascalCase")]
 pub struct RamMfaDevice {
+    #[serde(deserialize_with = "text::de::string")]
     pub serial_number: String,
-    #[serde(rename = "Type", default)]
+    #[serde(rename = "Type", default, deserialize_with = "text::de::string")]
     pub device_type: String,
 }
 

@@ -10,6 +10,7 @@ pub mod ims;
 pub mod limiter;
 pub mod signer;
 pub mod sts;
+pub mod text;
 pub mod wire;
 
 pub use client::{ApiClient, CallObserver, ClientConfig};
@@ -25,10 +26,12 @@ pub fn install_crypto_provider() {
     let _ = rustls::crypto::ring::default_provider().install_default();
 }
 
-/// The HTTP client every cloud call goes through.
+/// The HTTP client every cloud call goes through. Never follows a redirect: an endpoint may be a
+/// tenant's, and reqwest would carry the signed headers and the security token to the next host.
 pub fn http_client() -> Result<reqwest::Client, reqwest::Error> {
     install_crypto_provider();
     reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
         .connect_timeout(std::time::Duration::from_secs(5))
         .pool_idle_timeout(std::time::Duration::from_secs(60))
         .build()

@@ -42,9 +42,40 @@ pub fn canonical_query(query: &BTreeMap<String, String>) -> String {
         .join("&")
 }
 
+/// Headers whose values are credentials: Debug output shows `***` for them.
+pub fn is_secret_header(name: &str) -> bool {
+    ["authorization", "x-acs-security-token"]
+        .iter()
+        .any(|secret| name.eq_ignore_ascii_case(secret))
+}
+
+/// `(name, value)` pairs for Debug, the secret headers' values replaced by `***`.
+pub(crate) fn redacted_headers<'a>(
+    headers: impl Iterator<Item = (&'a String, &'a String)>,
+) -> Vec<(&'a str, &'a str)> {
+    headers
+        .map(|(name, value)| {
+            let shown = if is_secret_header(name) {
+                "***"
+            } else {
+                value.as_str()
+            };
+            (name.as_str(), shown)
+        })
+        .collect()
+}
+
 /// The headers that take part in a signature, lowercased and sorted, with their trimmed values.
-#[derive(Debug, Clone, Default)]
+#[derive(Clone, Default)]
 pub struct CanonicalHeaders(BTreeMap<String, String>);
+
+impl std::fmt::Debug for CanonicalHeaders {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_tuple("CanonicalHeaders")
+            .field(&redacted_headers(self.0.iter()))
+            .finish()
+    }
+}
 
 impl CanonicalHeaders {
     pub fn new() -> Self {
@@ -163,6 +194,16 @@ pub fn parse_authorization(value: &str) -> Result<ParsedAuthorization, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn canonical_headers_never_print_the_token() {
+        let mut headers = CanonicalHeaders::new();
+        headers.insert("x-acs-action", "GetUser");
+        headers.insert("X-Acs-Security-Token", "canonical-token-value");
+        let debug = format!("{headers:?}");
+        assert!(!debug.contains("canonical-token-value"), "{debug}");
+        assert!(debug.contains("GetUser") && debug.contains("x-acs-security-token"));
+    }
 
     #[test]
     fn empty_payload_hash_is_sha256_of_nothing() {

@@ -1,5 +1,5 @@
 //! The cloud clients of the controllers: one per (endpoint, API version, credential), one rate
-//! limiter per credential (the account's quota is shared by all its endpoints), and the credential
+//! limiter per credential and endpoint (so one endpoint cannot slow another), and the credential
 //! source of each Secret a resource names: read once and kept while the Secret's resourceVersion
 //! (from the shared metadata-only watch) stays the same, rebuilt when its keys change.
 
@@ -185,18 +185,20 @@ impl CloudClients {
         version: &'static str,
         source: Arc<CredentialSource>,
     ) -> ApiClient {
-        let identity = source.identity();
+        let limiter_key = format!("{} {}", source.identity(), endpoint.url());
         let key = (endpoint.url(), version, Arc::as_ptr(&source) as usize);
         let mut clients = self.clients.lock().unwrap_or_else(|p| p.into_inner());
         clients
             .entry(key)
             .or_insert_with(|| {
-                // One limiter per credential: the account's quota is shared by all its endpoints.
+                // One limiter per credential and endpoint: a tenant's endpoint answering fake
+                // Throttling slows only its own calls. The price: one key used at two endpoints
+                // (two regions, CloudSSO and IMS) may send --cloud-qps to each.
                 let limiter = self
                     .limiters
                     .lock()
                     .unwrap_or_else(|p| p.into_inner())
-                    .entry(identity)
+                    .entry(limiter_key)
                     .or_insert_with(|| cloud::rate_limiter(self.config.qps))
                     .clone();
                 let api = match version {

@@ -390,7 +390,11 @@ impl NameResolver {
         let mut pages_left = 1u64;
         let mut seen = 0u64;
         let mut folded: Vec<User> = Vec::new();
-        while !left.is_empty() && by_listing(left.len(), pages_left) {
+        let mut pages = crate::cloud::cloudsso::Pages::new("ListUsers");
+        while !left.is_empty()
+            && by_listing(left.len(), pages_left)
+            && pages.more(next_token.as_deref())?
+        {
             let page = client
                 .list_users_page(directory_id, None, MAX_PAGE_SIZE, next_token.as_deref())
                 .await?;

@@ -13,6 +13,8 @@ use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::{Registry, Unit};
 
 use crate::cloud::CallObserver;
+use crate::cloud::client::action_label;
+use crate::cloud::error::outcome_label;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct KindLabels {
@@ -31,7 +33,8 @@ pub struct CloudCallLabels {
     /// `cloudsso` or `ims`.
     pub api: String,
     pub action: String,
-    /// `ok`, or the API's error code, or a transport failure (`timeout`, `connection`, ...).
+    /// `ok`, or the API's error code when known, or a transport failure (`timeout`,
+    /// `connection`, ...), else `other`: a fixed set, whatever an endpoint answers.
     pub outcome: String,
 }
 
@@ -271,6 +274,8 @@ struct CloudCallRecorder {
 
 impl CallObserver for CloudCallRecorder {
     fn call_finished(&self, action: &str, outcome: &str, throttled: bool, elapsed: Duration) {
+        // Bounded here too, where the series are made: no caller can add one per string.
+        let (action, outcome) = (action_label(action), outcome_label(outcome));
         let action_labels = CloudActionLabels {
             api: self.api.into(),
             action: action.into(),
@@ -370,6 +375,29 @@ mod tests {
             Some(0.25)
         );
         assert!(text.ends_with("# EOF\n"), "{text}");
+    }
+
+    #[test]
+    fn unknown_actions_and_codes_share_one_series() {
+        let metrics = Arc::new(Metrics::new());
+        let observer = metrics.cloud_observer("cloudsso");
+        for i in 0..50 {
+            observer.call_finished(
+                &format!("Made{i}"),
+                &format!("Evil.Code{i}\u{1b}"),
+                false,
+                Duration::from_millis(1),
+            );
+        }
+        let text = metrics.encode().unwrap();
+        assert!(!text.contains("Evil") && !text.contains("Made"), "{text}");
+        assert_eq!(
+            sample(
+                &text,
+                "cloudsso_mfa_operator_cloud_api_calls_total{api=\"cloudsso\",action=\"other\",outcome=\"other\"}"
+            ),
+            Some(50.0)
+        );
     }
 
     #[test]

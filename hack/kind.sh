@@ -114,6 +114,12 @@ has_sys_resource() { (( (0x$(awk '/^CapBnd/ {print $2}' /proc/self/status) >> 24
 
 preflight() {
   ((EUID == 0)) || die "hack/kind.sh needs root (a private dockerd, routes and iptables rules)"
+  if [[ -n ${KIND_API_PORT:-} ]]; then
+    [[ $KIND_API_PORT =~ ^[0-9]+$ ]] && ((KIND_API_PORT > 0 && KIND_API_PORT < 65536)) \
+      || die "KIND_API_PORT=$KIND_API_PORT is not a port number"
+    python3 -c 'import socket,sys; s=socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1); s.bind(("127.0.0.1", int(sys.argv[1])))' "$KIND_API_PORT" 2>/dev/null \
+      || die "port $KIND_API_PORT (the API server, from KIND_API_PORT) is already in use on this machine"
+  fi
   private || return 0
   [[ -S $DOCKER_SOCK ]] && DOCKER_HOST="unix://$DOCKER_SOCK" /usr/bin/docker version >/dev/null 2>&1 \
     && die "$DOCKER_SOCK is in use: a private dockerd from another checkout runs (its hack/kind.sh down stops it)"
@@ -123,12 +129,6 @@ preflight() {
   route=$(ip -4 route show | grep -vE "^blackhole ($NETWORK_GUARD|$POD_SUBNET|$SERVICE_SUBNET)( |$)" \
     | grep -E '^(10\.210\.|10\.211\.|10\.212\.)' | head -1 || true)
   [[ -z $route ]] || die "this machine already routes part of kind's ranges (10.210-212.0.0/16): '$route'"
-  if [[ -n ${KIND_API_PORT:-} ]]; then
-    [[ $KIND_API_PORT =~ ^[0-9]+$ ]] && ((KIND_API_PORT > 0 && KIND_API_PORT < 65536)) \
-      || die "KIND_API_PORT=$KIND_API_PORT is not a port number"
-    python3 -c 'import socket,sys; s=socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1); s.bind(("127.0.0.1", int(sys.argv[1])))' "$KIND_API_PORT" 2>/dev/null \
-      || die "port $KIND_API_PORT (the API server, from KIND_API_PORT) is already in use on this machine"
-  fi
 }
 
 # The guards go in before dockerd starts; the bridge's own route is more specific.

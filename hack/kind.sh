@@ -13,7 +13,7 @@
 #   hack/kind.sh down    delete the cluster, stop dockerd, and remove every process, mount,
 #                        bridge, route and iptables rule `up` made
 # With KIND_DOCKER=system, the Docker engine already running (a laptop's) is used as it is: no
-# private dockerd and none of the machine's network changes below.
+# private dockerd and none of the network guards below (only the two routes to the node).
 #
 # Network safety (private dockerd): every packet stays on this machine. Before dockerd starts,
 # the kind network's range, the pod range and the service range are blackholed and iptables drops
@@ -222,13 +222,9 @@ nodes:
 kubeadmConfigPatches:
 - |
   kind: KubeletConfiguration
-  # Root here lacks CAP_SYS_RESOURCE: no OOM score below 0.
+  # Root here lacks CAP_SYS_RESOURCE: no OOM score below 0. (kind's own config already keeps
+  # images from garbage collection, which matters here: none can be pulled again.)
   oomScoreAdj: 0
-  # Images are built here and cannot be pulled again: never collect them.
-  imageGCHighThresholdPercent: 100
-  imageGCLowThresholdPercent: 99
-  evictionHard: {memory.available: "100Mi", nodefs.available: "2%", imagefs.available: "2%"}
-  failSwapOn: false
 - |
   kind: KubeProxyConfiguration
   oomScoreAdj: 0
@@ -284,11 +280,12 @@ up() {
   local node_ip
   node_ip=$(dk inspect -f "{{(index .NetworkSettings.Networks \"$KIND_NETWORK\").IPAddress}}" "$(node_name)")
   echo "$node_ip" >"$STATE/node.ip"
+  # This machine reaches the pods and the Services through the node (the e2e tests scrape a
+  # ClusterIP, and pods answer this machine without masquerade); more specific than the guards.
+  ip route replace "$NODE_POD_CIDR" via "$node_ip"
+  ip route replace "$SERVICE_SUBNET" via "$node_ip"
+  : >"$STATE/routes.enabled"
   if private; then
-    # This machine reaches the pods and the Services through the node (the e2e tests scrape a
-    # ClusterIP); more specific than the guards, on kind's bridge only.
-    ip route replace "$NODE_POD_CIDR" via "$node_ip" dev "$BRIDGE"
-    ip route replace "$SERVICE_SUBNET" via "$node_ip" dev "$BRIDGE"
     echo "$NETWORK_GATEWAY" >"$STATE/node-host.ip"
   else
     dk network inspect "$KIND_NETWORK" -f '{{range .IPAM.Config}}{{if .Gateway}}{{.Gateway}} {{end}}{{end}}' | awk '{print $1}' >"$STATE/node-host.ip"
@@ -354,6 +351,10 @@ down_all() {
   if dk version >/dev/null 2>&1; then
     [[ -x $KIND_BIN ]] && kind_ delete cluster --name "$CLUSTER" >/dev/null 2>&1 || true
     private && dk network rm "$KIND_NETWORK" >/dev/null 2>&1 || true
+  fi
+  if [[ -f $STATE/routes.enabled && -f $STATE/node.ip ]]; then
+    ip route del "$NODE_POD_CIDR" via "$(cat "$STATE/node.ip")" 2>/dev/null || true
+    ip route del "$SERVICE_SUBNET" via "$(cat "$STATE/node.ip")" 2>/dev/null || true
   fi
   if private; then
     stop_pidfile "$STATE/dockerd.pid"

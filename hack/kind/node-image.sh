@@ -230,7 +230,6 @@ kill "$ctd_pid"; wait "$ctd_pid" 2>/dev/null || true; ctd_pid=""
 tar -C "$root" --numeric-owner -c . | docker import \
   --change 'ENTRYPOINT ["/usr/local/bin/entrypoint", "/sbin/init"]' \
   --change 'ENV container=docker' \
-  --change 'STOPSIGNAL SIGRTMIN+3' \
   - "$image" >/dev/null || die "docker import of the node image failed"
 docker rmi "cloudsso.local/kind-base:$key" >/dev/null 2>&1 || true
 log "built $image in $((SECONDS - started))s"

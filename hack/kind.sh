@@ -10,6 +10,9 @@
 #                        kubectl and helm
 #   hack/kind.sh load ARCHIVE
 #                        `kind load image-archive ARCHIVE` (e.g. hack/image.sh --archive)
+#   hack/kind.sh restart-apiserver [SECONDS]
+#                        take kube-apiserver's static pod away for SECONDS, then back (for tests
+#                        that clients recover from an API server restart)
 #   hack/kind.sh down    delete the cluster, stop dockerd, and remove every process, mount,
 #                        bridge, route and iptables rule `up` made
 # With KIND_DOCKER=system, the Docker engine already running (a laptop's) is used as it is: no
@@ -390,10 +393,37 @@ load_archive() {
   kind_ load image-archive "$archive" --name "$CLUSTER" >&2 || die "kind load image-archive $archive failed"
 }
 
+# The API server's static pod out of the kubelet's manifests, SECONDS down, and back; waits until
+# it serves again (tests/e2e_apiserver_restart.rs: the operator's watches must reconnect).
+restart_apiserver() {
+  local pause=${1:-0}
+  [[ $pause =~ ^[0-9]+$ ]] || die "usage: restart-apiserver [SECONDS]"
+  [[ -f $STATE/mode.system ]] && DOCKER_MODE=system
+  cluster_running || die "no kind cluster is up: hack/kind.sh up"
+  local node; node=$(node_name)
+  local kubectl="$STATE/bin/kubectl" deadline
+  dk exec "$node" mv /etc/kubernetes/manifests/kube-apiserver.yaml /etc/kubernetes/kube-apiserver.yaml.stopped
+  deadline=$((SECONDS + 60))
+  while [[ -n $(dk exec "$node" crictl ps -q --name kube-apiserver 2>/dev/null) ]]; do
+    ((SECONDS < deadline)) || die "kube-apiserver still runs 60s after its manifest was removed"
+    sleep 0.5
+  done
+  log "kube-apiserver stopped; starting it again in ${pause}s"
+  sleep "$pause"
+  dk exec "$node" mv /etc/kubernetes/kube-apiserver.yaml.stopped /etc/kubernetes/manifests/kube-apiserver.yaml
+  deadline=$((SECONDS + 120))
+  until "$kubectl" --kubeconfig "$STATE/kubeconfig" get --raw /readyz >/dev/null 2>&1; do
+    ((SECONDS < deadline)) || die "kube-apiserver not serving 120s after its restart"
+    sleep 0.5
+  done
+  log "kube-apiserver serving again"
+}
+
 case "${1:-}" in
   up) up "${2:-}" ;;
+  restart-apiserver) restart_apiserver "${2:-0}" ;;
   down) down_all ;;
   env) env_exports ;;
   load) load_archive "${2:-}" ;;
-  *) echo "usage: $0 up|env|load ARCHIVE|down" >&2; exit 2 ;;
+  *) echo "usage: $0 up|env|load ARCHIVE|restart-apiserver [SECONDS]|down" >&2; exit 2 ;;
 esac

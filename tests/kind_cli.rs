@@ -93,7 +93,12 @@ fn bad_usage_is_one_line() {
 fn without_root_up_says_so_in_one_line() {
     let checkout = scratch_checkout();
     let prefix: &[&str] = if is_root() {
-        &["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"]
+        &[
+            "setpriv",
+            "--reuid=65534",
+            "--regid=65534",
+            "--clear-groups",
+        ]
     } else {
         &[]
     };
@@ -103,7 +108,10 @@ fn without_root_up_says_so_in_one_line() {
         stderr,
         ["[kind] error: hack/kind.sh needs root (a private dockerd, routes and iptables rules)"]
     );
-    assert!(!checkout.path().join(".local/kind").exists(), "nothing is started");
+    assert!(
+        !checkout.path().join(".local/kind").exists(),
+        "nothing is started"
+    );
 }
 
 #[test]
@@ -129,7 +137,10 @@ fn a_port_in_use_is_named_in_one_line() {
         stderr,
         ["[kind] error: KIND_API_PORT=http is not a port number"]
     );
-    assert!(!checkout.path().join(".local/kind").exists(), "nothing is started");
+    assert!(
+        !checkout.path().join(".local/kind").exists(),
+        "nothing is started"
+    );
 }
 
 /// With this checkout's kind cluster up, another checkout's `up` finds its dockerd in use, and
@@ -152,9 +163,14 @@ fn a_second_up_and_a_dockerd_in_use_are_one_line_each() {
     assert!(!ok);
     assert_eq!(
         stderr,
-        ["[kind] error: /run/cloudsso-kind/docker.sock is in use: a private dockerd from another checkout runs (its hack/kind.sh down stops it)"]
+        [
+            "[kind] error: /run/cloudsso-kind/docker.sock is in use: a private dockerd from another checkout runs (its hack/kind.sh down stops it)"
+        ]
     );
-    assert!(!checkout.path().join(".local/kind").exists(), "nothing is started");
+    assert!(
+        !checkout.path().join(".local/kind").exists(),
+        "nothing is started"
+    );
 }
 
 /// A bridge of kind's name that something else made: `up` names it and starts nothing.
@@ -174,11 +190,18 @@ fn a_bridge_in_use_is_named_in_one_line() {
     }
     let checkout = scratch_checkout();
     let (ok, _, stderr) = run(&[], checkout.path(), &["up"], &[]);
-    let _ = Command::new("ip").args(["link", "del", "cssokind0"]).status();
+    let _ = Command::new("ip")
+        .args(["link", "del", "cssokind0"])
+        .status();
     assert!(!ok);
     assert_eq!(
         stderr,
-        ["[kind] error: bridge cssokind0 already exists: a kind cluster from another checkout runs (its hack/kind.sh down removes it)"]
+        [
+            "[kind] error: bridge cssokind0 already exists: a kind cluster from another checkout runs (its hack/kind.sh down removes it)"
+        ]
     );
-    assert!(!checkout.path().join(".local/kind").exists(), "nothing is started");
+    assert!(
+        !checkout.path().join(".local/kind").exists(),
+        "nothing is started"
+    );
 }

@@ -232,5 +232,9 @@ tar -C "$root" --numeric-owner -c . | docker import \
   --change 'ENV container=docker' \
   - "$image" >/dev/null || die "docker import of the node image failed"
 docker rmi "cloudsso.local/kind-base:$key" >/dev/null 2>&1 || true
+# Older node images (other inputs) only take space in the data root: keep the new one alone.
+for old in $(docker images --format '{{.Repository}}:{{.Tag}}' cloudsso.local/kind-node); do
+  [[ $old == "$image" ]] || docker rmi "$old" >/dev/null 2>&1 || true
+done
 log "built $image in $((SECONDS - started))s"
 echo "$image"

@@ -3,13 +3,16 @@
 # binaries: this machine only reaches the Go module proxy) and caches them per version outside the
 # work tree. With --node it also builds what a node runs: kubelet, kube-proxy, kube-scheduler,
 # kube-controller-manager (same release, same wrapper module) and the pause program of the sandbox
-# image (hack/pause/pause.go). Prints the bin directory on stdout; everything else goes to stderr.
+# image (hack/pause/pause.go). With --kind, all of --node and kubeadm (hack/kind/node-image.sh).
+# Prints the bin directory on stdout; everything else goes to stderr.
 set -euo pipefail
 NODE=false
+KUBEADM=false
 case "${1:-}" in
   --node) NODE=true ;;
+  --kind) NODE=true; KUBEADM=true ;;
   "") ;;
-  *) echo "usage: $0 [--node]" >&2; exit 2 ;;
+  *) echo "usage: $0 [--node|--kind]" >&2; exit 2 ;;
 esac
 
 K8S_VERSION=${K8S_VERSION:-v1.34.4}
@@ -25,7 +28,7 @@ log() { echo "[build-control-plane] $*" >&2; }
 CONTROL_PLANE=(kube-apiserver kubectl etcd helm)
 NODE_BINARIES=(kubelet kube-proxy kube-scheduler kube-controller-manager pause)
 have_all() { local b; for b in "$@"; do [[ -x $BIN_DIR/$b ]] || return 1; done; }
-wanted=("${CONTROL_PLANE[@]}"); $NODE && wanted+=("${NODE_BINARIES[@]}")
+wanted=("${CONTROL_PLANE[@]}"); $NODE && wanted+=("${NODE_BINARIES[@]}"); $KUBEADM && wanted+=(kubeadm)
 # Cached: say nothing but the directory, so callers' own messages stay the only lines on stderr.
 if have_all "${wanted[@]}"; then
   echo "$BIN_DIR"; exit 0
@@ -105,6 +108,9 @@ if $NODE; then
   have_all kubelet kube-proxy kube-scheduler kube-controller-manager \
     || build_kubernetes kubelet kube-proxy kube-scheduler kube-controller-manager
   [[ -x $BIN_DIR/pause ]] || build_pause
+fi
+if $KUBEADM; then
+  [[ -x $BIN_DIR/kubeadm ]] || build_kubernetes kubeadm
 fi
 log "binaries ready in $BIN_DIR"
 echo "$BIN_DIR"

@@ -5,7 +5,16 @@
 # KUBECONFIG points at a cluster, e.g. kind), builds the operator's image and imports it into the
 # node, runs every test, and stops the cluster it started. Fails loudly at the first failing step.
 # CLOUDSSO_NO_NODE=1 leaves the node out (its tests then skip, except under CI=true).
+#   hack/test.sh --kind   the same suite against a kind cluster (hack/kind.sh up, or the one up
+#                         already), the image loaded with `kind load image-archive`, the emulator
+#                         on kind's NODE_HOST_IP; a cluster it brought up it takes down again.
 set -euo pipefail
+kind=false
+case "${1:-}" in
+  --kind) kind=true ;;
+  "") ;;
+  *) echo "usage: $0 [--kind]" >&2; exit 2 ;;
+esac
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 cd "$ROOT"
 CACHE_ROOT=${CLOUDSSO_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/cloudsso-mfa-operator}
@@ -26,7 +35,9 @@ fi
 command -v cargo >/dev/null || fail "cargo (Rust) is required: https://rustup.rs"
 # The node: its Debian packages (containerd, runc, CNI plugins, iptables) need root.
 node=false
-if [[ -z ${KUBECONFIG:-} && -z ${CLOUDSSO_NO_NODE:-} ]]; then
+if $kind; then
+  ((EUID == 0)) || fail "--kind needs root (hack/kind.sh runs a private dockerd)"
+elif [[ -z ${KUBECONFIG:-} && -z ${CLOUDSSO_NO_NODE:-} ]]; then
   ((EUID == 0)) || fail "the local node needs root (or CLOUDSSO_NO_NODE=1 to leave it out)"
   node=true
   node_pkgs=()
@@ -54,7 +65,21 @@ cargo build --all-targets --quiet || fail "cargo build"
 
 step "control plane"
 own_cluster=false
-if [[ -z ${KUBECONFIG:-} ]]; then
+own_kind=false
+if $kind; then
+  if ! hack/kind.sh env >/dev/null 2>&1; then
+    trap 'hack/kind.sh down >/dev/null 2>&1 || true' EXIT
+    hack/kind.sh up >/dev/null || fail "hack/kind.sh up"
+    own_kind=true
+  fi
+  eval "$(hack/kind.sh env)"
+  export KUBECONFIG NODE_HOST_IP
+  step "the operator's image, loaded into kind"
+  CLOUDSSO_IMAGE=$(hack/image.sh) || fail "hack/image.sh"
+  export CLOUDSSO_IMAGE CLOUDSSO_IMAGE_ARCHIVE="$CACHE_ROOT/images/cloudsso-mfa-operator.oci.tar"
+  hack/kind.sh load "$CLOUDSSO_IMAGE_ARCHIVE" || fail "hack/kind.sh load $CLOUDSSO_IMAGE_ARCHIVE"
+  echo "    $CLOUDSSO_IMAGE on kind cluster $KIND_CLUSTER_NAME; pods reach this machine at $NODE_HOST_IP"
+elif [[ -z ${KUBECONFIG:-} ]]; then
   trap 'hack/local-cluster.sh down >/dev/null 2>&1 || true' EXIT
   if $node; then
     KUBECONFIG=$(hack/local-cluster.sh up --node) || fail "hack/local-cluster.sh up --node"
@@ -91,5 +116,10 @@ if $own_cluster; then
   step "stop the local cluster"
   trap - EXIT
   hack/local-cluster.sh down || fail "hack/local-cluster.sh down"
+fi
+if $own_kind; then
+  step "take the kind cluster down"
+  trap - EXIT
+  hack/kind.sh down || fail "hack/kind.sh down"
 fi
 echo "all tests passed in $((SECONDS - started))s"

@@ -1,7 +1,8 @@
 //! The operator survives a kube-apiserver restart: its watches reconnect and new resources still
 //! converge, and a leader whose renewals fail for less than its renew deadline keeps leading.
-//! Needs the project's own control plane (it restarts kube-apiserver); skipped on KUBECONFIG
-//! clusters. A test binary of its own, so that the restart disturbs no other test.
+//! Needs the project's own control plane or this checkout's kind cluster (it restarts
+//! kube-apiserver); skipped on other KUBECONFIG clusters. A test binary of its own, so that the
+//! restart disturbs no other test.
 
 mod common;
 mod harness;
@@ -14,7 +15,8 @@ use harness::{SECRET, eventually, is_ready, user_setting};
 
 #[tokio::test]
 async fn watches_reconnect_after_the_api_server_restarts() {
-    if !harness::cluster().await.local {
+    let cluster = harness::cluster().await;
+    if !cluster.local && !cluster.kind {
         eprintln!("skipped: KUBECONFIG names a cluster this test must not restart");
         return;
     }
@@ -57,8 +59,12 @@ async fn watches_reconnect_after_the_api_server_restarts() {
         .await;
 
         let stopped = std::time::Instant::now();
-        let restart = tokio::task::spawn_blocking(|| {
-            harness::restart_local_apiserver(Duration::from_secs(2))
+        let restart = tokio::task::spawn_blocking(move || {
+            if cluster.kind {
+                harness::restart_kind_apiserver(Duration::from_secs(2))
+            } else {
+                harness::restart_local_apiserver(Duration::from_secs(2))
+            }
         });
         restart.await.expect("restart kube-apiserver");
         eprintln!("[measure] kube-apiserver outage: {:?}", stopped.elapsed());

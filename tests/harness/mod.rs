@@ -30,6 +30,8 @@ pub struct ClusterInfo {
     pub helm: PathBuf,
     /// The cluster is the project's own (hack/local-cluster.sh), so tests may restart it.
     pub local: bool,
+    /// The cluster is this checkout's kind cluster (hack/kind.sh), which tests may restart too.
+    pub kind: bool,
     pub server_version: String,
 }
 
@@ -119,11 +121,18 @@ pub async fn cluster() -> ClusterInfo {
                 .canonicalize()
                 .ok();
             let local = kubeconfig.canonicalize().ok() == ours;
+            let kind_kubeconfig = Path::new(ROOT)
+                .join(".local/kind/kubeconfig")
+                .canonicalize()
+                .ok();
+            let kind =
+                kind_kubeconfig.is_some() && kubeconfig.canonicalize().ok() == kind_kubeconfig;
             ClusterInfo {
                 kubeconfig,
                 kubectl,
                 helm,
                 local,
+                kind,
                 server_version: version.git_version,
             }
         })
@@ -588,6 +597,15 @@ impl TestContext {
 pub fn restart_local_apiserver(down: Duration) {
     run_script(&[
         "hack/local-cluster.sh",
+        "restart-apiserver",
+        &down.as_secs().to_string(),
+    ]);
+}
+
+/// The same on this checkout's kind cluster: its static pod out of the manifests, then back.
+pub fn restart_kind_apiserver(down: Duration) {
+    run_script(&[
+        "hack/kind.sh",
         "restart-apiserver",
         &down.as_secs().to_string(),
     ]);

@@ -340,6 +340,11 @@ impl Writable for DirectoryMfaPolicy {
         Ok((target, observed))
     }
 
+    fn moved(&self, target: &Target) -> bool {
+        self.recorded_claim()
+            .is_some_and(|recorded| recorded != claim_of(&target.identity, &self.spec.directory_id))
+    }
+
     fn plan(&self, observed: &MfaSettingInfo) -> Plan<MfaSettingUpdate> {
         plan_directory(&self.spec, observed)
     }

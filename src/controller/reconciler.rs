@@ -210,6 +210,13 @@ pub trait Writable: Kind {
         format!("the cloud did not keep the setting: {}", describe(still))
     }
 
+    /// Whether the pass reaches another cloud object than the one the status recorded (the
+    /// credentials moved to another account or endpoint, or a name resolved to another user):
+    /// `restoreTo` was the old object's and must not be written to this one.
+    fn moved(&self, _target: &Self::Target) -> bool {
+        false
+    }
+
     fn restore_to(status: &Self::Status) -> Option<Self::RestorePoint>;
     fn restore_point(observed: &Self::Observed) -> Self::RestorePoint;
     fn set_restore_to(status: &mut Self::Status, restore_to: Option<Self::RestorePoint>);
@@ -236,7 +243,7 @@ pub async fn sync_writable<K: Writable>(
     let base: &Context = ctx.as_ref();
     let (target, mut observed) = object.observe(ctx).await?;
     let plan = object.plan(&observed);
-    let mut restore_to = K::restore_to(previous);
+    let mut restore_to = K::restore_to(previous).filter(|_| !object.moved(&target));
     let subject = object.subject(&target);
     let wrote = object.management_policy() == ManagementPolicy::Enforce && plan.write.is_some();
     let conditions = match (object.management_policy(), &plan.write) {

@@ -93,11 +93,13 @@ impl Claimant for UserMfaSetting {
     }
     fn recorded_claim(&self) -> Option<Claim> {
         let status = self.status.as_ref()?;
-        Claim::from_status(
-            &status.common,
-            &self.spec.directory_id,
-            self.spec.user_id.clone().or_else(|| status.user_id.clone()),
-        )
+        // No claim without a user: a failure that cleared the id claims nothing (and moves nothing).
+        let user_id = self
+            .spec
+            .user_id
+            .clone()
+            .or_else(|| status.user_id.clone())?;
+        Claim::from_status(&status.common, &self.spec.directory_id, Some(user_id))
     }
 }
 
@@ -430,6 +432,12 @@ impl Writable for UserMfaSetting {
             identity,
         };
         Ok((target, observed))
+    }
+
+    fn moved(&self, target: &Target) -> bool {
+        self.recorded_claim().is_some_and(|recorded| {
+            recorded != claim_of(&target.identity, &self.spec.directory_id, &target.user_id)
+        })
     }
 
     fn plan(&self, observed: &Option<String>) -> Plan<&'static str> {

@@ -352,3 +352,35 @@ async fn restore_after_the_owner_changed_does_not_write() {
     })
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn restore_to_follows_the_object_the_credentials_reach() {
+    let _serial = SERIAL.lock().await;
+    harness::with_namespace("tenancy-moved", |ctx| async move {
+        let (first, _first) = start_emulator().await;
+        let (second, _second) = start_emulator().await;
+        change_state(&second, |s| s["directories"][0]["mfaAuthenticationSettings"] = json!("OnlyRiskyLogin")).await;
+        ctx.credentials_secret(SECRET, ACCESS_KEY_ID, ACCESS_KEY_SECRET).await;
+        let operator = ctx.start_operator("2s", &[]).await;
+        let policy = |url: &str| json!({"metadata": {"name": "corp"}, "spec": {
+            "directoryId": DIRECTORY, "mfaAuthenticationSettings": "Enabled", "deletionPolicy": "Restore",
+            "endpoint": url, "credentialsSecretRef": {"name": SECRET}}});
+        ctx.apply::<DirectoryMfaPolicy>(policy(&first)).await;
+        ctx.wait_ready::<DirectoryMfaPolicy>("corp", Some(&operator)).await;
+        assert_eq!(directory_setting(&state(&first).await), "Enabled");
+        // The same spec now reaches another endpoint: what it restores is that directory's value.
+        ctx.apply::<DirectoryMfaPolicy>(policy(&second)).await;
+        eventually("the second directory Enabled", WAIT, || async { directory_setting(&state(&second).await) },
+            |setting| setting == "Enabled").await;
+        let moved: DirectoryMfaPolicy = ctx.wait_ready("corp", Some(&operator)).await;
+        let restore_to = moved.status.unwrap().restore_to.unwrap();
+        assert_eq!(restore_to.mfa_authentication_settings.as_deref(), Some("OnlyRiskyLogin"));
+        ctx.api::<DirectoryMfaPolicy>().delete("corp", &DeleteParams::default()).await.unwrap();
+        ctx.gone::<DirectoryMfaPolicy>("corp").await;
+        assert_eq!(directory_setting(&state(&second).await), "OnlyRiskyLogin");
+        // The first directory keeps what the policy left there (nothing of the second is written to it).
+        assert_eq!(directory_setting(&state(&first).await), "Enabled");
+        operator.stop().await;
+    })
+    .await;
+}

@@ -67,6 +67,23 @@ fn assert_only_tenant_key(server: &hostile::Hostile) {
     );
 }
 
+/// Waits until the policy `corp` says Ready=False with `needle` in its message: (reason, message).
+async fn not_ready_saying(ctx: &harness::TestContext, needle: &str) -> (String, String) {
+    let failed = eventually(
+        &format!("Ready=False saying {needle}"),
+        WAIT,
+        || ctx.get::<DirectoryMfaPolicy>("corp"),
+        |p| {
+            p.as_ref()
+                .and_then(|p| ready(&p.status))
+                .is_some_and(|(status, _, message)| status == "False" && message.contains(needle))
+        },
+    )
+    .await;
+    let (_, reason, message) = ready(&failed.unwrap().status).unwrap();
+    (reason, message)
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn a_redirect_to_a_capture_server_is_not_followed() {
     harness::with_namespace("hostile-redirect", |ctx| async move {
@@ -78,20 +95,7 @@ async fn a_redirect_to_a_capture_server_is_not_followed() {
         let operator = ctx.start_operator("3s", &operator_env()).await;
         ctx.apply::<DirectoryMfaPolicy>(policy("corp", &redirecting.url))
             .await;
-        let failed = eventually(
-            "Ready=False naming the redirect",
-            WAIT,
-            || ctx.get::<DirectoryMfaPolicy>("corp"),
-            |p| {
-                p.as_ref()
-                    .and_then(|p| ready(&p.status))
-                    .is_some_and(|(status, _, message)| {
-                        status == "False" && message.contains("redirect")
-                    })
-            },
-        )
-        .await;
-        let (_, reason, message) = ready(&failed.unwrap().status).unwrap();
+        let (reason, message) = not_ready_saying(&ctx, "redirect").await;
         eprintln!("Ready=False {reason}: {message}");
         assert!(
             message.contains("answered 302") && message.contains("not followed"),
@@ -177,20 +181,7 @@ async fn a_hostile_error_message_is_cut_to_one_line_and_sees_only_the_tenant_key
         let operator = ctx.start_operator("3s", &operator_env()).await;
         ctx.apply::<DirectoryMfaPolicy>(policy("corp", &wordy.url))
             .await;
-        let failed = eventually(
-            "Ready=False with the endpoint's message",
-            WAIT,
-            || ctx.get::<DirectoryMfaPolicy>("corp"),
-            |p| {
-                p.as_ref()
-                    .and_then(|p| ready(&p.status))
-                    .is_some_and(|(status, _, message)| {
-                        status == "False" && message.contains("mmm")
-                    })
-            },
-        )
-        .await;
-        let (_, reason, message) = ready(&failed.unwrap().status).unwrap();
+        let (reason, message) = not_ready_saying(&ctx, "mmm").await;
         eprintln!("Ready=False {reason} ({} chars)", message.chars().count());
         assert_bounded_line("status", &message);
         assert!(message.contains('…'), "{message}");

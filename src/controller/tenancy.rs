@@ -108,11 +108,13 @@ impl Tenancy {
                 account: None,
             });
         }
-        // Defence in depth: the API server rejects these beside an account (CEL), but an object
-        // stored before the rule must not send an account's keys where its namespace chose.
-        if spec.endpoint().is_some() || spec.region().is_some() {
+        // Defence in depth: the API server rejects an endpoint beside an account (CEL), but an
+        // object stored before the rule must not send an account's keys where its namespace chose.
+        // A stored `region` (every object of an older version has the old schema default) is
+        // ignored: the account's region applies, and a region only picks an Alibaba endpoint.
+        if spec.endpoint().is_some() {
             return Err(ReconcileError::InvalidSpec(
-                "endpoint and region are allowed only together with credentialsSecretRef".into(),
+                "endpoint is allowed only together with credentialsSecretRef".into(),
             ));
         }
         let named = spec.account_ref().map(|r| r.name.as_str());
@@ -369,5 +371,23 @@ mod tests {
             tenancy.plan(&user("dev", stale), None),
             Err(ReconcileError::InvalidSpec(_))
         ));
+    }
+
+    #[test]
+    fn a_region_stored_by_an_older_version_gives_way_to_the_accounts() {
+        let tenancy = tenancy(
+            &[account(
+                "default",
+                "sec",
+                serde_json::json!({"region": "cn-hangzhou"}),
+            )],
+            &[("security", "sec")],
+        );
+        let upgraded = serde_json::json!({"region": "cn-shanghai"});
+        let plan = tenancy.plan(&user("security", upgraded), None).unwrap();
+        assert_eq!(
+            (plan.region.as_str(), plan.keys),
+            ("cn-hangzhou", Keys::Operator)
+        );
     }
 }

@@ -101,6 +101,15 @@ impl Claimant for UserMfaSetting {
             .or_else(|| status.user_id.clone())?;
         Claim::from_status(&status.common, &self.spec.directory_id, Some(user_id))
     }
+    fn may_claim(&self, claim: &Claim) -> bool {
+        // By its given or last resolved id; one not resolved yet may claim anyone.
+        let known = self.spec.user_id.as_deref().or_else(|| {
+            self.status
+                .as_ref()
+                .and_then(|status| status.user_id.as_deref())
+        });
+        known.is_none_or(|user_id| claim.user_id.as_deref() == Some(user_id))
+    }
 }
 
 /// The user `identity` reaches.

@@ -14,31 +14,8 @@ use super::context::{Context, backoff};
 use super::error::ReconcileError;
 use super::keys::key_of;
 use super::status::{self, StatusWriter};
-use super::tenancy::{Keys, Plan, Service};
+use super::tenancy::{Plan, Service};
 use crate::api::{CloudAccount, CloudAccountStatus, Reason};
-
-/// What the account's spec says, as a route plan (no namespace is involved here).
-fn plan_of(account: &CloudAccount) -> Result<Plan, ReconcileError> {
-    let credentials = &account.spec.credentials;
-    let keys = match (&credentials.secret_ref, &credentials.operator) {
-        (Some(secret), _) => Keys::Secret {
-            namespace: secret.namespace.clone(),
-            name: secret.name.clone(),
-        },
-        (None, Some(_)) => Keys::Operator,
-        (None, None) => {
-            return Err(ReconcileError::InvalidSpec(
-                "credentials must set exactly one of secretRef or operator".into(),
-            ));
-        }
-    };
-    Ok(Plan {
-        endpoint_override: account.spec.endpoint.clone(),
-        region: account.spec.region.clone(),
-        keys,
-        account: Some(account.name_any()),
-    })
-}
 
 /// Resolves the credentials (the Secret and its keys, or the operator's chain being configured)
 /// without a cloud call: an account nobody uses costs the cloud nothing. Returns the account id
@@ -47,7 +24,11 @@ async fn resolve(
     account: &CloudAccount,
     ctx: &Context,
 ) -> Result<(Option<String>, String), ReconcileError> {
-    let plan = plan_of(account)?;
+    let plan = Plan::of_account(account).ok_or_else(|| {
+        ReconcileError::InvalidSpec(
+            "credentials must set exactly one of secretRef or operator".into(),
+        )
+    })?;
     let (endpoint, sts_endpoint) = plan.endpoints(Service::CloudSso)?;
     let source = ctx.cloud.source(&ctx.client, &plan.keys).await?;
     let account_id = ctx.tenancy.known_account_id(&source, &sts_endpoint);

@@ -51,6 +51,26 @@ pub struct Plan {
 }
 
 impl Plan {
+    /// What a CloudAccount says: its endpoint, region and keys; None when it names no
+    /// credentials (the API server refuses such an account; one stored before the rule).
+    pub fn of_account(account: &CloudAccount) -> Option<Self> {
+        let credentials = &account.spec.credentials;
+        let keys = match (&credentials.secret_ref, &credentials.operator) {
+            (Some(secret), _) => Keys::Secret {
+                namespace: secret.namespace.clone(),
+                name: secret.name.clone(),
+            },
+            (None, Some(_)) => Keys::Operator,
+            (None, None) => return None,
+        };
+        Some(Self {
+            endpoint_override: account.spec.endpoint.clone(),
+            region: account.spec.region.clone(),
+            keys,
+            account: Some(account.name_any()),
+        })
+    }
+
     /// The endpoint of `service` and the STS endpoint, from the override or the region.
     pub fn endpoints(&self, service: Service) -> Result<(Endpoint, Endpoint), ReconcileError> {
         let invalid = |error: String| ReconcileError::InvalidSpec(format!("endpoint: {error}"));
@@ -153,23 +173,7 @@ impl Tenancy {
                 "directory {directory_id} is not in its directoryIds"
             )));
         }
-        let keys = match (
-            &account.spec.credentials.secret_ref,
-            &account.spec.credentials.operator,
-        ) {
-            (Some(secret), _) => Keys::Secret {
-                namespace: secret.namespace.clone(),
-                name: secret.name.clone(),
-            },
-            (None, Some(_)) => Keys::Operator,
-            (None, None) => return Err(refused("it names no credentials".into())),
-        };
-        Ok(Plan {
-            endpoint_override: account.spec.endpoint.clone(),
-            region: account.spec.region.clone(),
-            keys,
-            account: Some(name.to_string()),
-        })
+        Plan::of_account(&account).ok_or_else(|| refused("it names no credentials".into()))
     }
 
     /// The CloudAccounts a resource in `namespace` naming `account_ref` (or neither reference)

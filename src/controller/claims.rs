@@ -143,10 +143,17 @@ pub fn check<'a, K: Claimant>(
     known: impl IntoIterator<Item = &'a K>,
     registry: &Registry,
 ) -> Result<Vec<String>, ReconcileError> {
-    let claimants = claimants(me, claim, known, registry);
-    let mine = key_of(me);
+    verdict(me, claim, &claimants(me, claim, known, registry))
+}
+
+/// What `claimants` (owner first) mean for `me`: its contenders when it owns, else `Conflict`.
+fn verdict<K: Resource>(
+    me: &K,
+    claim: &Claim,
+    claimants: &[&K],
+) -> Result<Vec<String>, ReconcileError> {
     match claimants.first().map(|owner| key_of(*owner)) {
-        Some(owner) if owner != mine => Err(ReconcileError::Conflict {
+        Some(owner) if owner != key_of(me) => Err(ReconcileError::Conflict {
             subject: claim.subject(),
             owner,
         }),
@@ -157,8 +164,8 @@ pub fn check<'a, K: Claimant>(
 /// Checks `me`'s claim against the live store of its kind and records it. Wakes only who the
 /// claim can concern: when it is new or moved, the others that claim the same object (ownership
 /// may move to or from `me`) and those of the object it left; and an owner's contenders, so a
-/// younger one learns of its owner at once. Never every resource of a directory: at 10,000 users that would
-/// be 10,000 wakes per pass.
+/// younger one learns of its owner at once. Never every resource of a directory: at 10,000 users
+/// that would be 10,000 wakes per pass.
 pub fn settle<K: Claimant + Clone>(
     me: &K,
     claim: &Claim,
@@ -169,37 +176,38 @@ pub fn settle<K: Claimant + Clone>(
     let known = waker.known();
     let objects = || known.iter().filter_map(|g| g.0.as_ref().ok());
     let sharing = claimants(me, claim, objects(), registry);
-    let mine = key_of(me);
-    let owner = sharing.first().map(|owner| key_of(*owner));
     let moved = before.as_ref() != Some(claim);
-    let owns = owner.as_deref() == Some(mine.as_str());
+    let owns = sharing
+        .first()
+        .is_some_and(|owner| key_of(*owner) == key_of(me));
     // A loser whose claim did not move wakes nobody, so owner and losers never wake each other
     // in a loop.
     if moved || (owns && sharing.len() > 1) {
-        for other in sharing.iter().filter(|other| key_of(**other) != mine) {
-            waker.wake(other);
-        }
+        wake_all_but(waker, me, &sharing);
     }
     if let Some(left) = before.filter(|before| before != claim) {
-        for other in claimants(me, &left, objects(), registry) {
-            if key_of(other) != mine {
-                waker.wake(other);
-            }
-        }
+        wake_all_but(waker, me, &claimants(me, &left, objects(), registry));
     }
-    match owner {
-        Some(owner) if owner != mine => Err(ReconcileError::Conflict {
-            subject: claim.subject(),
-            owner,
-        }),
-        _ => Ok(sharing.iter().skip(1).map(|p| key_of(*p)).collect()),
-    }
+    verdict(me, claim, &sharing)
 }
 
-/// Queues the other resources naming `me`'s directory.
-pub fn wake_others<K: Claimant + Clone>(waker: &Waker<K>, me: &K) {
-    let except = key_of(me);
-    waker.wake_where(|other| other.directory_id() == me.directory_id() && key_of(other) != except);
+/// Queues the others that share `me`'s claim (it is going: ownership may move to one of them);
+/// only they, not every resource of the directory.
+pub fn wake_sharing<K: Claimant + Clone>(waker: &Waker<K>, me: &K, registry: &Registry) {
+    let Some(claim) = registry.claim_of(me) else {
+        return;
+    };
+    let known = waker.known();
+    let objects = known.iter().filter_map(|g| g.0.as_ref().ok());
+    wake_all_but(waker, me, &claimants(me, &claim, objects, registry));
+}
+
+/// Queues every one of `claimants` but `me`.
+fn wake_all_but<K: Claimant + Clone>(waker: &Waker<K>, me: &K, claimants: &[&K]) {
+    let mine = key_of(me);
+    for other in claimants.iter().filter(|other| key_of(**other) != mine) {
+        waker.wake(other);
+    }
 }
 
 /// Before a delete writes back `restoreTo`: `me` may write only if it still owns its claim among

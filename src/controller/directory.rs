@@ -236,7 +236,7 @@ impl Kind for DirectoryMfaPolicy {
 
     async fn cleanup(&self, ctx: &DirectoryContext) -> Result<Action, ReconcileError> {
         let spec = &self.spec;
-        claims::wake_others(&ctx.policies, self);
+        claims::wake_sharing(&ctx.policies, self, &ctx.base.directory_claims);
         let status = self.status.clone().unwrap_or_default();
         // Its share of the directory's gauges, and of the budget, goes with it.
         ctx.base.census.release(&census::counter_key(self));

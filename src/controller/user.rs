@@ -326,7 +326,7 @@ impl Kind for UserMfaSetting {
         let spec = &self.spec;
         ctx.budget.release(&census::counter_key(self));
         if let Some(waker) = ctx.user_waker.get() {
-            claims::wake_others(waker, self);
+            claims::wake_sharing(waker, self, &ctx.user_claims);
         }
         let status = self.status.clone().unwrap_or_default();
         let outcome = match (

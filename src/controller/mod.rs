@@ -191,6 +191,15 @@ where
     })
 }
 
+/// A CloudAccount's spec changes (its generation: not our status writes).
+fn account_changes(
+    accounts: reflector::ReflectHandle<CloudAccount>,
+) -> impl futures::Stream<Item = Arc<CloudAccount>> + Send + 'static {
+    changes_of(accounts, |account: &CloudAccount| {
+        fingerprint(&account.meta().generation)
+    })
+}
+
 /// What wakes a kind's resources besides their own changes: their Secrets, their CloudAccounts
 /// and their Namespaces' labels (tenancy is re-evaluated when any of them changes).
 struct Triggers {
@@ -273,9 +282,7 @@ fn controller_for<K: Kind>(
     // so at the start, with every object new, the two queues do not both hold every object.
     let settled = spec_or_lifecycle_changes(objects)
         .filter(|guard| future::ready(!guard.0.as_ref().is_ok_and(change_pending)));
-    let accounts = changes_of(triggers.accounts, |account: &CloudAccount| {
-        fingerprint(&account.meta().generation)
-    });
+    let accounts = account_changes(triggers.accounts);
     let namespaces = changes_of(
         triggers.namespaces,
         |namespace: &PartialObjectMeta<Namespace>| fingerprint(namespace.labels()),
@@ -738,7 +745,7 @@ async fn run_controllers(
                 policy_accounts,
                 user_accounts,
                 ram_accounts,
-                account_changes,
+                status_accounts,
             ],
         namespaces: namespace_store,
         namespace_handles: [policy_namespaces, user_namespaces, ram_namespaces],
@@ -808,14 +815,12 @@ async fn run_controllers(
         triggers(ram_secrets, ram_accounts, ram_namespaces),
         ctx.clone(),
     );
-    let account_changes = changes_of(account_changes, |account: &CloudAccount| {
-        fingerprint(&account.meta().generation)
-    });
-    let accounts = Controller::for_shared_stream(account_changes, account_store.clone())
-        .with_config(wiring.config.clone())
-        .graceful_shutdown_on(wiring.shutdown.clone())
-        .run(account::reconcile, account::error_policy, ctx)
-        .for_each(|_| future::ready(()));
+    let accounts =
+        Controller::for_shared_stream(account_changes(status_accounts), account_store.clone())
+            .with_config(wiring.config.clone())
+            .graceful_shutdown_on(wiring.shutdown.clone())
+            .run(account::reconcile, account::error_policy, ctx)
+            .for_each(|_| future::ready(()));
 
     tracing::info!(resync = ?options.resync_interval, namespace = ?options.watch_namespace, "controllers started");
     // The Secret, CloudAccount and Namespace watches feed the controllers and go with them.

@@ -361,6 +361,21 @@ impl Context {
         }
     }
 
+    /// Deletion goes on without writing back `restoreTo`: a Warning Event says why.
+    pub async fn skip_restore<K>(
+        &self,
+        object: &K,
+        reason: Reason,
+        why: String,
+    ) -> kube::runtime::controller::Action
+    where
+        K: Resource<DynamicType = ()>,
+    {
+        let note = format!("not restored before deletion: {why}");
+        self.event(object, true, reason, "Delete", note).await;
+        kube::runtime::controller::Action::await_change()
+    }
+
     /// A Warning Event for a failed reconcile, only when Ready did not already say the same.
     pub async fn report_failure<K>(
         &self,

@@ -272,8 +272,9 @@ impl DirectoryMfaPolicy {
             Ok(route) => route,
             // No account admits it any more: nothing may be written, and deletion must not hang.
             Err(error @ ReconcileError::AccountNotAllowed { .. }) => {
-                return Ok(self
-                    .not_restored(ctx, error.reason(), error.to_string())
+                return Ok(ctx
+                    .base
+                    .skip_restore(self, error.reason(), error.to_string())
                     .await);
             }
             Err(error) => return Err(error),
@@ -282,8 +283,9 @@ impl DirectoryMfaPolicy {
         if let Err(why) =
             claims::may_restore(self, &claim, &ctx.policies, &ctx.base.directory_claims)
         {
-            return Ok(self
-                .not_restored(ctx, crate::api::Reason::Conflict, why)
+            return Ok(ctx
+                .base
+                .skip_restore(self, crate::api::Reason::Conflict, why)
                 .await);
         }
         let restored = format!(
@@ -294,18 +296,6 @@ impl DirectoryMfaPolicy {
         ctx.base
             .finish_restore(self, written, directory_id, None, restored)
             .await
-    }
-
-    /// Deletion goes on without writing back: an Event says why.
-    async fn not_restored(
-        &self,
-        ctx: &DirectoryContext,
-        reason: crate::api::Reason,
-        why: String,
-    ) -> Action {
-        let note = format!("not restored before deletion: {why}");
-        ctx.base.event(self, true, reason, "Delete", note).await;
-        Action::await_change()
     }
 }
 

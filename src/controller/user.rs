@@ -361,16 +361,13 @@ impl UserMfaSetting {
         restore: &str,
     ) -> Result<Action, ReconcileError> {
         let directory_id = self.spec.directory_id.as_str();
-        let not_restored = |reason: Reason, why: String| async move {
-            let note = format!("not restored before deletion: {why}");
-            ctx.event(self, true, reason, "Delete", note).await;
-            Ok(Action::await_change())
-        };
         let (_, client, identity) = match ctx.cloudsso_of(self, directory_id).await {
             Ok(route) => route,
             // No account admits it any more: nothing may be written, and deletion must not hang.
             Err(error @ ReconcileError::AccountNotAllowed { .. }) => {
-                return not_restored(error.reason(), error.to_string()).await;
+                return Ok(ctx
+                    .skip_restore(self, error.reason(), error.to_string())
+                    .await);
             }
             Err(error) => return Err(error),
         };
@@ -378,7 +375,7 @@ impl UserMfaSetting {
         if let Some(waker) = ctx.user_waker.get()
             && let Err(why) = claims::may_restore(self, &claim, waker, &ctx.user_claims)
         {
-            return not_restored(Reason::Conflict, why).await;
+            return Ok(ctx.skip_restore(self, Reason::Conflict, why).await);
         }
         let written = client
             .update_user_mfa_setting(directory_id, user_id, restore)

@@ -8,13 +8,12 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use jiff::Timestamp;
-use rand::Rng;
 use serde::de::DeserializeOwned;
 
 use super::credentials::{CredentialSource, Credentials};
 use super::endpoint::Endpoint;
 use super::error::{ApiErrorKind, CloudError, code_label};
-use super::limiter::{Priority, SharedLimiter};
+use super::limiter::{Access, Priority, SharedLimiter};
 use super::signer::{CanonicalHeaders, RequestToSign, redacted_headers, sha256_hex};
 use super::text::one_line;
 use super::wire::{self, USER_AGENT, acs_timestamp, new_nonce};
@@ -223,16 +222,36 @@ impl ApiClient {
         &self.endpoint
     }
 
-    /// Calls `action` with `params`, retrying what is retryable, and decodes the answer.
-    pub async fn call<T: DeserializeOwned>(
+    /// Calls an action that only reads (see `call`).
+    pub async fn read<T: DeserializeOwned>(
         &self,
         action: &str,
+        params: BTreeMap<String, String>,
+    ) -> Result<T, CloudError> {
+        self.call(action, Access::Read, params).await
+    }
+
+    /// Calls an action that changes the cloud (see `call`): its calls go before the reads of
+    /// passes as urgent as its own.
+    pub async fn write<T: DeserializeOwned>(
+        &self,
+        action: &str,
+        params: BTreeMap<String, String>,
+    ) -> Result<T, CloudError> {
+        self.call(action, Access::Write, params).await
+    }
+
+    /// Calls `action` with `params`, retrying what is retryable, and decodes the answer.
+    async fn call<T: DeserializeOwned>(
+        &self,
+        action: &str,
+        access: Access,
         params: BTreeMap<String, String>,
     ) -> Result<T, CloudError> {
         let mut attempt = 1;
         loop {
             let started = Instant::now();
-            let result = self.attempt(action, &params).await;
+            let result = self.attempt(action, access, &params).await;
             // From a fixed set, whatever the endpoint answers: each value is a metric series.
             let outcome = match &result {
                 Ok(_) => "ok",
@@ -284,24 +303,18 @@ impl ApiClient {
         }
     }
 
-    /// Full jitter: a random delay up to base * 2^(attempt-1), capped.
     fn backoff(&self, attempt: u32) -> Duration {
-        let ceiling = self
-            .config
-            .base_backoff
-            .saturating_mul(1u32 << (attempt - 1).min(16))
-            .min(self.config.max_backoff);
-        let millis = ceiling.as_millis().max(1) as u64;
-        Duration::from_millis(rand::rng().random_range(millis / 2..=millis))
+        super::backoff::delay(self.config.base_backoff, self.config.max_backoff, attempt)
     }
 
     async fn attempt<T: DeserializeOwned>(
         &self,
         action: &str,
+        access: Access,
         params: &BTreeMap<String, String>,
     ) -> Result<T, CloudError> {
         let waited = Instant::now();
-        self.limiter.acquire(Priority::of_action(action)).await;
+        self.limiter.acquire(Priority::current(access)).await;
         self.observer.rate_limit_waited(waited.elapsed());
         let credentials = self.credentials.get().await?;
         let prepared = prepare_request(

@@ -215,7 +215,7 @@ impl CloudSsoClient {
     ) -> Result<MfaSettingInfo, CloudError> {
         let response: SettingInfoResponse = self
             .api
-            .call(
+            .read(
                 "GetMFAAuthenticationSettingInfo",
                 params([("DirectoryId", directory_id)]),
             )
@@ -243,7 +243,7 @@ impl CloudSsoClient {
         }
         let _: Acknowledged = self
             .api
-            .call("UpdateMFAAuthenticationSettings", query)
+            .write("UpdateMFAAuthenticationSettings", query)
             .await?;
         Ok(())
     }
@@ -255,7 +255,7 @@ impl CloudSsoClient {
     ) -> Result<Option<String>, CloudError> {
         let response: UserSettingResponse = self
             .api
-            .call(
+            .read(
                 "GetUserMFAAuthenticationSettings",
                 params([("DirectoryId", directory_id), ("UserId", user_id)]),
             )
@@ -271,7 +271,7 @@ impl CloudSsoClient {
     ) -> Result<(), CloudError> {
         let _: Acknowledged = self
             .api
-            .call(
+            .write(
                 "UpdateUserMFAAuthenticationSettings",
                 params([
                     ("DirectoryId", directory_id),
@@ -290,7 +290,7 @@ impl CloudSsoClient {
     ) -> Result<Vec<MfaDevice>, CloudError> {
         let response: DevicesResponse = self
             .api
-            .call(
+            .read(
                 "ListMFADevicesForUser",
                 params([("DirectoryId", directory_id), ("UserId", user_id)]),
             )
@@ -317,7 +317,7 @@ impl CloudSsoClient {
         if let Some(token) = next_token {
             query.insert("NextToken".into(), token.to_string());
         }
-        self.api.call("ListUsers", query).await
+        self.api.read("ListUsers", query).await
     }
 
     /// Every user matching `filter`, following NextToken (at most `MAX_PAGES` pages and
@@ -378,7 +378,7 @@ impl CloudSsoClient {
     pub async fn get_user(&self, directory_id: &str, user_id: &str) -> Result<User, CloudError> {
         let response: UserResponse = self
             .api
-            .call(
+            .read(
                 "GetUser",
                 params([("DirectoryId", directory_id), ("UserId", user_id)]),
             )

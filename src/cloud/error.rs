@@ -146,6 +146,20 @@ impl CloudError {
             _ => None,
         }
     }
+
+    /// Whether the cloud has no such entity as the call named (a user, a directory): the
+    /// `EntityNotExists.*` codes of CloudSSO and the `EntityNotExist.*` of RAM, one test for both
+    /// spellings. RAM's "this user has no MFA device" is an answer about a user that exists.
+    pub fn is_entity_gone(&self) -> bool {
+        self.code().is_some_and(|code| {
+            code.starts_with("EntityNotExist") && !self.is_no_mfa_device()
+        })
+    }
+
+    /// RAM's answer for a user that exists with no MFA device bound.
+    pub fn is_no_mfa_device(&self) -> bool {
+        self.code() == Some("EntityNotExist.User.MFADevice")
+    }
 }
 
 /// The error codes CloudSSO (2021-05-15), RAM IMS (2019-08-15) and STS document for the calls
@@ -281,6 +295,17 @@ pub(crate) fn api_error_for_test(code: &str, http_status: u16) -> CloudError {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn both_spellings_of_a_missing_entity_are_gone_but_a_missing_device_is_not() {
+        for code in ["EntityNotExists.User", "EntityNotExist.User", "EntityNotExists.Directory"] {
+            assert!(api_error_for_test(code, 404).is_entity_gone(), "{code}");
+        }
+        let no_device = api_error_for_test("EntityNotExist.User.MFADevice", 404);
+        assert!(!no_device.is_entity_gone());
+        assert!(no_device.is_no_mfa_device());
+        assert!(!api_error_for_test("Throttling.User", 400).is_entity_gone());
+    }
 
     fn api(code: &str, status: u16) -> CloudError {
         api_error_for_test(code, status)

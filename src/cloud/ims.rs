@@ -46,7 +46,7 @@ impl ImsClient {
             "UserPrincipalName".to_string(),
             user_principal_name.to_string(),
         )]);
-        let mut info: UserMfaInfo = self.api.call("GetUserMFAInfo", params).await?;
+        let mut info: UserMfaInfo = self.api.read("GetUserMFAInfo", params).await?;
         // An empty device object means none is bound.
         if info
             .mfa_device

@@ -1,8 +1,11 @@
 //! The client-side rate limit shared by every client that signs with one credential: it adapts
-//! to the cloud's quota (AIMD on `Throttling*` answers) and serves waiting writes before reads.
+//! to the cloud's quota (AIMD on `Throttling*` answers) and serves the most urgent caller first.
 //!
 //! Callers are paced one slot at a time and nobody books a slot in the future: a caller takes
-//! the slot only once it is due, so a write that arrives behind a queue of reads still goes next.
+//! the slot only once it is due, so an urgent call that arrives behind a queue of others still
+//! goes next. Urgency is the class of the pass that makes the call (`with_urgency`: a spec
+//! change or deletion, a new resource's first pass, a resync) and, within a class, writes before
+//! reads: the scarce thing is the quota, so that is where priority goes.
 
 use std::num::NonZeroU32;
 use std::pin::pin;
@@ -41,32 +44,72 @@ pub fn rate_limiter(qps: NonZeroU32) -> SharedLimiter {
     Arc::new(Limiter::new(qps))
 }
 
-/// Which queue a call waits in.
+/// How soon the pass that makes a call needs it, least urgent first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Urgency {
+    /// A resync (or a census): the cloud is read again, and nobody waits for it.
+    Resync,
+    /// A new resource's first pass: its user waits for it to turn Ready.
+    Initial,
+    /// A spec change or deletion of a resource the operator already handled: a person just
+    /// asked for it.
+    Interactive,
+}
+
+/// What a typed operation does to the cloud (each says so itself, not by its name).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Priority {
-    /// Reads can wait: the next resync asks again.
+pub enum Access {
     Read,
-    /// A write is what a reconcile exists for, and a read queued ahead of it only delays it.
     Write,
 }
 
+/// Which queue a call waits in: its pass's urgency, then writes before reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Priority {
+    pub urgency: Urgency,
+    pub access: Access,
+}
+
+/// The queues, one per (urgency, access).
+const LEVELS: usize = 6;
+
 impl Priority {
-    /// CloudSSO and RAM name their writes `Update*`; everything the operator sends otherwise reads.
-    pub fn of_action(action: &str) -> Self {
-        if action.starts_with("Update") {
-            Priority::Write
-        } else {
-            Priority::Read
-        }
+    pub const fn new(urgency: Urgency, access: Access) -> Self {
+        Self { urgency, access }
+    }
+
+    /// A call of the current task's pass (see `with_urgency`).
+    pub fn current(access: Access) -> Self {
+        Self::new(current_urgency(), access)
+    }
+
+    fn level(self) -> usize {
+        self.urgency as usize * 2 + usize::from(self.access == Access::Write)
     }
 }
 
-/// An adaptive, write-first rate limiter. See the module note.
+tokio::task_local! {
+    static URGENCY: Urgency;
+}
+
+/// Runs `pass` with every cloud call it makes at `urgency` (a task-local: the calls are made
+/// deep inside typed operations, which need not carry it).
+pub async fn with_urgency<F: std::future::Future>(urgency: Urgency, pass: F) -> F::Output {
+    URGENCY.scope(urgency, pass).await
+}
+
+/// The urgency of the pass running on this task; a call made outside any pass (a census in the
+/// background) is a resync's.
+pub fn current_urgency() -> Urgency {
+    URGENCY.try_with(|urgency| *urgency).unwrap_or(Urgency::Resync)
+}
+
+/// An adaptive, most-urgent-first rate limiter. See the module note.
 #[derive(Debug)]
 pub struct Limiter {
     max_qps: f64,
     state: Mutex<State>,
-    /// Woken when a write stops waiting or the rate climbs, so sleepers look again.
+    /// Woken when a caller stops waiting or the rate climbs, so sleepers look again.
     changed: Notify,
 }
 
@@ -74,7 +117,8 @@ pub struct Limiter {
 struct State {
     qps: f64,
     last_grant: Option<Instant>,
-    writes_waiting: usize,
+    /// Callers waiting, by priority level.
+    waiting: [usize; LEVELS],
     last_decrease: Option<Instant>,
     last_throttled: Option<Instant>,
     /// The last change of the rate, up or down; the climb is measured from it.
@@ -113,7 +157,7 @@ impl Limiter {
             state: Mutex::new(State {
                 qps: max_qps,
                 last_grant: None,
-                writes_waiting: 0,
+                waiting: [0; LEVELS],
                 last_decrease: None,
                 last_throttled: None,
                 last_change: Instant::now(),
@@ -133,11 +177,12 @@ impl Limiter {
         self.lock().qps
     }
 
-    /// Waits for a slot. A read never takes one while a write is waiting.
+    /// Waits for a slot. A caller never takes one while a more urgent one is waiting.
     pub async fn acquire(&self, priority: Priority) {
-        // Held for the whole wait, and released on cancellation too, so reads never wait on a
-        // write that gave up.
-        let _write = (priority == Priority::Write).then(|| WriteWaiting::register(self));
+        let level = priority.level();
+        // Held for the whole wait, and released on cancellation too, so nobody waits on a
+        // caller that gave up.
+        let _waiting = Waiting::register(self, level);
         loop {
             // Registered before looking at the state, so a wake-up between the look and the
             // sleep is not lost.
@@ -145,7 +190,7 @@ impl Limiter {
             changed.as_mut().enable();
             let due = {
                 let mut state = self.lock();
-                if priority == Priority::Read && state.writes_waiting > 0 {
+                if state.waiting[level + 1..].iter().any(|waiting| *waiting > 0) {
                     None
                 } else {
                     let now = Instant::now();
@@ -242,20 +287,26 @@ impl Limiter {
     }
 }
 
-/// A write waiting in [`Limiter::acquire`], counted while it lives.
-struct WriteWaiting<'a>(&'a Limiter);
+/// A caller waiting in [`Limiter::acquire`] at one level, counted while it lives.
+struct Waiting<'a>(&'a Limiter, usize);
 
-impl<'a> WriteWaiting<'a> {
-    fn register(limiter: &'a Limiter) -> Self {
-        limiter.lock().writes_waiting += 1;
-        Self(limiter)
+impl<'a> Waiting<'a> {
+    fn register(limiter: &'a Limiter, level: usize) -> Self {
+        limiter.lock().waiting[level] += 1;
+        Self(limiter, level)
     }
 }
 
-impl Drop for WriteWaiting<'_> {
+impl Drop for Waiting<'_> {
     fn drop(&mut self) {
-        self.0.lock().writes_waiting -= 1;
-        self.0.changed.notify_waiters();
+        let mut state = self.0.lock();
+        state.waiting[self.1] -= 1;
+        // Only a caller that held others back needs to wake them.
+        let held_back = state.waiting[..self.1].iter().any(|waiting| *waiting > 0);
+        drop(state);
+        if held_back {
+            self.0.changed.notify_waiters();
+        }
     }
 }
 
@@ -279,21 +330,28 @@ mod tests {
         );
     }
 
-    #[test]
-    fn update_actions_are_writes() {
-        assert_eq!(
-            Priority::of_action("UpdateMFAAuthenticationSettings"),
-            Priority::Write
-        );
-        assert_eq!(
-            Priority::of_action("UpdateUserMFAAuthenticationSettings"),
-            Priority::Write
-        );
-        assert_eq!(
-            Priority::of_action("GetMFAAuthenticationSettingInfo"),
-            Priority::Read
-        );
-        assert_eq!(Priority::of_action("ListUsers"), Priority::Read);
+    const READ: Priority = Priority::new(Urgency::Resync, Access::Read);
+    const WRITE: Priority = Priority::new(Urgency::Resync, Access::Write);
+
+    #[tokio::test]
+    async fn a_pass_gives_its_calls_its_urgency() {
+        assert_eq!(current_urgency(), Urgency::Resync, "outside any pass");
+        let inside = with_urgency(Urgency::Interactive, async {
+            Priority::current(Access::Write)
+        })
+        .await;
+        assert_eq!(inside, Priority::new(Urgency::Interactive, Access::Write));
+        // Every write of a class goes before its reads, every call of a class before a lesser's.
+        let order = [
+            Priority::new(Urgency::Resync, Access::Read),
+            Priority::new(Urgency::Resync, Access::Write),
+            Priority::new(Urgency::Initial, Access::Read),
+            Priority::new(Urgency::Initial, Access::Write),
+            Priority::new(Urgency::Interactive, Access::Read),
+            Priority::new(Urgency::Interactive, Access::Write),
+        ];
+        let levels: Vec<usize> = order.iter().map(|p| p.level()).collect();
+        assert_eq!(levels, (0..LEVELS).collect::<Vec<_>>());
     }
 
     #[tokio::test(start_paused = true)]
@@ -423,14 +481,14 @@ mod tests {
         let limiter = limiter(5);
         let start = Instant::now();
         for _ in 0..11 {
-            limiter.acquire(Priority::Read).await;
+            limiter.acquire(READ).await;
         }
         assert_eq!(start.elapsed(), Duration::from_secs(2));
 
         limiter.on_throttled();
         let start = Instant::now();
         for _ in 0..5 {
-            limiter.acquire(Priority::Read).await;
+            limiter.acquire(READ).await;
         }
         assert_eq!(start.elapsed(), Duration::from_millis(5 * 400));
     }
@@ -442,7 +500,7 @@ mod tests {
         let mut grants: Vec<Duration> = futures::future::join_all((0..9).map(|_| {
             let limiter = limiter.clone();
             async move {
-                limiter.acquire(Priority::Read).await;
+                limiter.acquire(READ).await;
                 start.elapsed()
             }
         }))
@@ -456,7 +514,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn a_write_goes_before_reads_that_were_waiting_first() {
         let limiter = limiter(1);
-        limiter.acquire(Priority::Read).await;
+        limiter.acquire(READ).await;
         let (sender, mut grants) = tokio::sync::mpsc::unbounded_channel();
         let start = Instant::now();
         let spawn = |priority: Priority, name: &'static str| {
@@ -469,10 +527,10 @@ mod tests {
         };
         let reads: Vec<_> = ["read 1", "read 2", "read 3"]
             .into_iter()
-            .map(|name| spawn(Priority::Read, name))
+            .map(|name| spawn(READ, name))
             .collect();
         advance(100).await;
-        let write = spawn(Priority::Write, "write");
+        let write = spawn(WRITE, "write");
         for task in reads.into_iter().chain([write]) {
             task.await.unwrap();
         }
@@ -493,16 +551,16 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn a_write_that_gives_up_does_not_hold_reads_back() {
         let limiter = limiter(1);
-        limiter.acquire(Priority::Read).await;
+        limiter.acquire(READ).await;
         let write = tokio::spawn({
             let limiter = limiter.clone();
-            async move { limiter.acquire(Priority::Write).await }
+            async move { limiter.acquire(WRITE).await }
         });
         advance(100).await;
         write.abort();
         let _ = write.await;
         let start = Instant::now();
-        limiter.acquire(Priority::Read).await;
+        limiter.acquire(READ).await;
         assert_eq!(start.elapsed(), Duration::from_millis(900));
     }
 
@@ -514,11 +572,11 @@ mod tests {
             advance(1000).await;
         }
         assert_qps(&limiter, 0.625);
-        limiter.acquire(Priority::Read).await;
+        limiter.acquire(READ).await;
         let start = Instant::now();
         let waiting = tokio::spawn({
             let limiter = limiter.clone();
-            async move { limiter.acquire(Priority::Read).await }
+            async move { limiter.acquire(READ).await }
         });
         advance(1000).await;
         // Two seconds since the last cut: 2.625/s, a slot 381 ms after the last grant, long past.

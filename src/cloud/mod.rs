@@ -1,6 +1,7 @@
 //! The Alibaba Cloud client: signer, credentials, endpoints, transport, typed operations. Knows
 //! nothing of Kubernetes.
 
+pub mod backoff;
 pub mod client;
 pub mod cloudsso;
 pub mod credentials;
@@ -19,7 +20,7 @@ pub use credentials::{CredentialSource, Credentials};
 pub use endpoint::Endpoint;
 pub use error::{ApiErrorKind, CloudError, CredentialsError, ErrorClass};
 pub use ims::ImsClient;
-pub use limiter::{Limiter, Priority, SharedLimiter, rate_limiter};
+pub use limiter::{Access, Limiter, Priority, SharedLimiter, Urgency, rate_limiter, with_urgency};
 
 /// Installs ring as the process's TLS crypto provider (kube and reqwest share it). Idempotent.
 pub fn install_crypto_provider() {

@@ -33,7 +33,7 @@ pub struct CallerIdentity {
 /// Asks STS who `client`'s credential is. `client` must be built for `VERSION` at an STS endpoint
 /// (`Endpoint::sts`, or an override such as the emulator's).
 pub async fn get_caller_identity(client: &ApiClient) -> Result<CallerIdentity, CloudError> {
-    let identity: CallerIdentity = client.call(ACTION, BTreeMap::new()).await?;
+    let identity: CallerIdentity = client.read(ACTION, BTreeMap::new()).await?;
     // The account id keys ownership: an answer without a plausible one must not become a key.
     let plausible = !identity.account_id.is_empty()
         && identity.account_id.len() <= 64

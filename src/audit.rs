@@ -75,7 +75,7 @@ pub async fn collect_users(
         .map(|read| UserReport {
             user_name: read.user.user_name,
             user_id: read.user.user_id,
-            user_mfa_authentication_settings: read.setting,
+            user_mfa_authentication_settings: read.settings.user_mfa_authentication_settings,
             bound_device_count: read.devices.len(),
             devices: read.devices.into_iter().map(DeviceReport::from).collect(),
         })

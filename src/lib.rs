@@ -8,4 +8,5 @@ pub mod controller;
 #[cfg(feature = "emulator")]
 pub mod emulator;
 pub mod leader;
+pub mod operator;
 pub mod telemetry;

@@ -10,7 +10,7 @@ use cloudsso_mfa_operator::cloud::{
     self, ApiClient, ClientConfig, CloudSsoClient, CredentialSource, Endpoint, cloudsso,
 };
 use cloudsso_mfa_operator::leader::LeaseSettings;
-use cloudsso_mfa_operator::{api, audit, controller, telemetry};
+use cloudsso_mfa_operator::{api, audit, controller, operator, telemetry};
 
 #[derive(Parser)]
 #[command(
@@ -70,9 +70,10 @@ struct RunArgs {
     /// write and spec change, and by the census.
     #[arg(long, env = "DEVICE_RESYNC_INTERVAL", value_parser = parse_duration)]
     device_resync_interval: Option<Duration>,
-    /// Reconciles that may run at once, per kind.
-    #[arg(long, env = "MAX_CONCURRENT_RECONCILES", default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..=256))]
-    max_concurrent_reconciles: u16,
+    /// Passes that may make cloud calls at once, per urgency (spec changes and deletions, new
+    /// resources, resyncs each have their own); default: --cloud-qps / 4, from 4 to 64.
+    #[arg(long, env = "MAX_CONCURRENT_RECONCILES", value_parser = clap::value_parser!(u16).range(1..=256))]
+    max_concurrent_reconciles: Option<u16>,
     /// Client-side limit of cloud API calls per second, per credential and endpoint.
     #[arg(long, env = "CLOUD_QPS", default_value_t = 20, value_parser = clap::value_parser!(u32).range(1..=100))]
     cloud_qps: u32,
@@ -240,13 +241,15 @@ fn main() -> ExitCode {
         Command::Run(args) => {
             telemetry::init_logging();
             lease_settings(&args).and_then(|leader_election| {
-                runtime.block_on(controller::run(controller::RunOptions {
-                    resync_interval: args.resync_interval,
-                    device_resync_interval: args.device_resync_interval,
-                    max_concurrent_reconciles: args.max_concurrent_reconciles,
-                    cloud_qps: std::num::NonZeroU32::new(args.cloud_qps)
-                        .unwrap_or(ClientConfig::default().qps),
-                    watch_namespace: args.watch_namespace,
+                runtime.block_on(operator::run(operator::RunOptions {
+                    controllers: controller::ControllerOptions {
+                        resync_interval: args.resync_interval,
+                        device_resync_interval: args.device_resync_interval,
+                        max_concurrent_reconciles: args.max_concurrent_reconciles,
+                        cloud_qps: std::num::NonZeroU32::new(args.cloud_qps)
+                            .unwrap_or(ClientConfig::default().qps),
+                        watch_namespace: args.watch_namespace,
+                    },
                     metrics_addr: args.metrics_addr,
                     leader_election,
                 }))

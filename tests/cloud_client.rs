@@ -9,6 +9,7 @@ use std::num::NonZeroU32;
 use std::sync::Arc;
 use std::time::Duration;
 
+use cloudsso_mfa_operator::cloud::cloudsso::UserMfaUpdate;
 use cloudsso_mfa_operator::cloud::{
     self, ApiClient, ApiErrorKind, ClientConfig, CloudSsoClient, CredentialSource, Credentials,
     Endpoint, ErrorClass, ImsClient, cloudsso, ims,
@@ -84,13 +85,18 @@ async fn typed_calls_read_and_write_the_cloud() {
             .unwrap()
             .is_none()
     );
-    sso.update_user_mfa_setting(DIRECTORY, &bob.user_id, "Enabled")
-        .await
-        .unwrap();
+    sso.update_user_mfa_setting(&UserMfaUpdate {
+        directory_id: DIRECTORY.into(),
+        user_id: bob.user_id.clone(),
+        user_mfa_authentication_settings: "Enabled".into(),
+    })
+    .await
+    .unwrap();
     assert_eq!(
         sso.get_user_mfa_setting(DIRECTORY, &bob.user_id)
             .await
             .unwrap()
+            .user_mfa_authentication_settings
             .as_deref(),
         Some("Enabled")
     );
@@ -332,20 +338,21 @@ async fn rrsa_exchanges_the_oidc_token_once_and_signs_with_sts_credentials() {
 
 #[tokio::test]
 async fn a_name_asked_while_a_listing_runs_is_resolved_not_reported_missing() {
-    use cloudsso_mfa_operator::controller::users::NameResolver;
+    use cloudsso_mfa_operator::controller::keys::DirectoryKey;
+    use cloudsso_mfa_operator::controller::state::NameResolver;
     use std::collections::HashSet;
     let (url, _state) = start_emulator_with(large_seed(300)).await;
     // Slow answers, so the second name is asked while the first batch is listing.
     set_faults(&url, json!({"latencyMs": 100})).await;
     let sso = client(&url, ACCESS_KEY_SECRET, config(50));
-    let endpoint = Endpoint::parse(&url).unwrap();
+    let directory = DirectoryKey::new(&Endpoint::parse(&url).unwrap(), DIRECTORY);
     let resolver = NameResolver::default();
     let ten: HashSet<String> = (0..10).map(|i| format!("user{i}")).collect();
-    let batch = resolver.resolve(&sso, &endpoint, DIRECTORY, "user1", || ten.clone());
+    let batch = resolver.resolve(&sso, &directory, "user1", || ten.clone());
     let late = async {
         tokio::time::sleep(Duration::from_millis(30)).await;
         resolver
-            .resolve(&sso, &endpoint, DIRECTORY, "user250", HashSet::new)
+            .resolve(&sso, &directory, "user250", HashSet::new)
             .await
     };
     let (batch, late) = tokio::join!(batch, late);
@@ -353,14 +360,14 @@ async fn a_name_asked_while_a_listing_runs_is_resolved_not_reported_missing() {
     assert_eq!(late.unwrap().as_deref(), Some("u-large250"));
     // The batch's ten names came from the listing's first page; the late one from its own call.
     assert_eq!(
-        resolver.known(&endpoint, DIRECTORY, "user9").as_deref(),
+        resolver.known(&directory, "user9").as_deref(),
         Some("u-large9")
     );
     assert_eq!(all_calls(&url, "ListUsers").await, 2);
     // A name the directory lacks is missing, and not asked again at once.
-    let nobody = resolver.resolve(&sso, &endpoint, DIRECTORY, "nobody", HashSet::new);
+    let nobody = resolver.resolve(&sso, &directory, "nobody", HashSet::new);
     assert_eq!(nobody.await.unwrap(), None);
-    let again = resolver.resolve(&sso, &endpoint, DIRECTORY, "nobody", HashSet::new);
+    let again = resolver.resolve(&sso, &directory, "nobody", HashSet::new);
     assert_eq!(again.await.unwrap(), None);
     assert_eq!(all_calls(&url, "ListUsers").await, 3);
 }

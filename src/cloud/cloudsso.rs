@@ -49,6 +49,40 @@ pub struct MfaDevice {
     pub user_id: Option<String>,
 }
 
+/// A user's own MFA setting, as GetUserMFAAuthenticationSettings reports it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+pub struct UserMfaSettings {
+    #[serde(
+        rename = "UserMFAAuthenticationSettings",
+        default,
+        deserialize_with = "text::de::option"
+    )]
+    pub user_mfa_authentication_settings: Option<String>,
+}
+
+/// A user's own setting to write (UpdateUserMFAAuthenticationSettings).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UserMfaUpdate {
+    pub directory_id: String,
+    pub user_id: String,
+    pub user_mfa_authentication_settings: String,
+}
+
+/// The user named `name` among `users`: the exact name first, else the only one that differs
+/// in case alone (the API's name filter ignores case; names are unique).
+pub fn pick_by_name<'a>(users: impl IntoIterator<Item = &'a User>, name: &str) -> Option<&'a User> {
+    let mut folded = None;
+    for user in users {
+        if user.user_name == name {
+            return Some(user);
+        }
+        if folded.is_none() && user.user_name.eq_ignore_ascii_case(name) {
+            folded = Some(user);
+        }
+    }
+    folded
+}
+
 /// A user as ListUsers and GetUser describe one (the fields the operator needs).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "PascalCase")]
@@ -90,16 +124,6 @@ pub struct UserPage {
 struct SettingInfoResponse {
     #[serde(rename = "MFAAuthenticationSettingInfo", default)]
     info: MfaSettingInfo,
-}
-
-#[derive(Deserialize)]
-struct UserSettingResponse {
-    #[serde(
-        rename = "UserMFAAuthenticationSettings",
-        default,
-        deserialize_with = "text::de::option"
-    )]
-    setting: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -188,7 +212,7 @@ const CONCURRENT_USERS: usize = 8;
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct UserMfa {
     pub user: User,
-    pub setting: Option<String>,
+    pub settings: UserMfaSettings,
     pub devices: Vec<MfaDevice>,
 }
 
@@ -252,31 +276,27 @@ impl CloudSsoClient {
         &self,
         directory_id: &str,
         user_id: &str,
-    ) -> Result<Option<String>, CloudError> {
-        let response: UserSettingResponse = self
-            .api
+    ) -> Result<UserMfaSettings, CloudError> {
+        self.api
             .read(
                 "GetUserMFAAuthenticationSettings",
                 params([("DirectoryId", directory_id), ("UserId", user_id)]),
             )
-            .await?;
-        Ok(response.setting)
+            .await
     }
 
-    pub async fn update_user_mfa_setting(
-        &self,
-        directory_id: &str,
-        user_id: &str,
-        setting: &str,
-    ) -> Result<(), CloudError> {
+    pub async fn update_user_mfa_setting(&self, update: &UserMfaUpdate) -> Result<(), CloudError> {
         let _: Acknowledged = self
             .api
             .write(
                 "UpdateUserMFAAuthenticationSettings",
                 params([
-                    ("DirectoryId", directory_id),
-                    ("UserId", user_id),
-                    ("UserMFAAuthenticationSettings", setting),
+                    ("DirectoryId", update.directory_id.as_str()),
+                    ("UserId", update.user_id.as_str()),
+                    (
+                        "UserMFAAuthenticationSettings",
+                        update.user_mfa_authentication_settings.as_str(),
+                    ),
                 ]),
             )
             .await?;
@@ -363,16 +383,7 @@ impl CloudSsoClient {
     ) -> Result<Option<User>, CloudError> {
         let filter = format!("UserName eq {user_name}");
         let users = self.list_all_users(directory_id, Some(&filter)).await?;
-        // The filter is case-insensitive; user names are unique but compared as given first.
-        let exact = users
-            .iter()
-            .find(|user| user.user_name == user_name)
-            .cloned();
-        Ok(exact.or_else(|| {
-            users
-                .into_iter()
-                .find(|user| user.user_name.eq_ignore_ascii_case(user_name))
-        }))
+        Ok(pick_by_name(&users, user_name).cloned())
     }
 
     pub async fn get_user(&self, directory_id: &str, user_id: &str) -> Result<User, CloudError> {
@@ -395,13 +406,13 @@ impl CloudSsoClient {
         let users = self.list_all_users(directory_id, None).await?;
         let mut read: Vec<UserMfa> = futures::stream::iter(users)
             .map(|user| async move {
-                let (setting, devices) = tokio::try_join!(
+                let (settings, devices) = tokio::try_join!(
                     self.get_user_mfa_setting(directory_id, &user.user_id),
                     self.list_mfa_devices(directory_id, &user.user_id),
                 )?;
                 Ok::<_, CloudError>(UserMfa {
                     user,
-                    setting,
+                    settings,
                     devices,
                 })
             })

@@ -151,9 +151,8 @@ impl CloudError {
     /// `EntityNotExists.*` codes of CloudSSO and the `EntityNotExist.*` of RAM, one test for both
     /// spellings. RAM's "this user has no MFA device" is an answer about a user that exists.
     pub fn is_entity_gone(&self) -> bool {
-        self.code().is_some_and(|code| {
-            code.starts_with("EntityNotExist") && !self.is_no_mfa_device()
-        })
+        self.code()
+            .is_some_and(|code| code.starts_with("EntityNotExist") && !self.is_no_mfa_device())
     }
 
     /// RAM's answer for a user that exists with no MFA device bound.
@@ -298,7 +297,11 @@ mod tests {
 
     #[test]
     fn both_spellings_of_a_missing_entity_are_gone_but_a_missing_device_is_not() {
-        for code in ["EntityNotExists.User", "EntityNotExist.User", "EntityNotExists.Directory"] {
+        for code in [
+            "EntityNotExists.User",
+            "EntityNotExist.User",
+            "EntityNotExists.Directory",
+        ] {
             assert!(api_error_for_test(code, 404).is_entity_gone(), "{code}");
         }
         let no_device = api_error_for_test("EntityNotExist.User.MFADevice", 404);

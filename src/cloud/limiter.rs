@@ -101,7 +101,9 @@ pub async fn with_urgency<F: std::future::Future>(urgency: Urgency, pass: F) -> 
 /// The urgency of the pass running on this task; a call made outside any pass (a census in the
 /// background) is a resync's.
 pub fn current_urgency() -> Urgency {
-    URGENCY.try_with(|urgency| *urgency).unwrap_or(Urgency::Resync)
+    URGENCY
+        .try_with(|urgency| *urgency)
+        .unwrap_or(Urgency::Resync)
 }
 
 /// An adaptive, most-urgent-first rate limiter. See the module note.
@@ -190,7 +192,10 @@ impl Limiter {
             changed.as_mut().enable();
             let due = {
                 let mut state = self.lock();
-                if state.waiting[level + 1..].iter().any(|waiting| *waiting > 0) {
+                if state.waiting[level + 1..]
+                    .iter()
+                    .any(|waiting| *waiting > 0)
+                {
                     None
                 } else {
                     let now = Instant::now();

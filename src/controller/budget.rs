@@ -1,14 +1,16 @@
 //! The cloud-call budget: from the users the operator manages, the censuses asked for and
 //! `--cloud-qps`, the calls one resync needs, and the resync interval that fits them. When the
 //! interval asked for cannot be met, the effective interval is stretched (and said once: a log
-//! line, the `effective_resync_seconds` gauge and each policy's `status.resync`), and every
-//! resource's resync is given a fixed phase within the interval, so reads spread evenly instead
-//! of arriving in bursts. The arithmetic is pure (`plan`) and unit-tested; `Budget` keeps the
-//! demand as resources come and go.
+//! line, the `effective_resync_seconds` gauge and each policy's `status.resync`). Each resource
+//! is read again a little under one interval after its last pass began, so reads keep the
+//! spread they were first made with. The arithmetic is pure (`plan`) and unit-tested; `Budget`
+//! keeps the demand as the watches see resources come and go.
 
 use std::collections::{HashMap, HashSet};
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
+
+use parking_lot::Mutex;
 use std::time::{Duration, Instant};
 
 use super::keys::fingerprint;
@@ -21,6 +23,16 @@ pub const UTILIZATION: f64 = 0.8;
 
 /// ListUsers' page size (the census pages at its largest).
 const PAGE: u64 = 100;
+
+/// What one resource reads each resync.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Calls {
+    /// A UserMfaSetting: its user (setting, devices), and its directory's setting once per
+    /// directory, whoever asks.
+    User { directory_id: String },
+    /// One read (a policy's directory, a RAM user); a policy's census is counted by its pass.
+    Single,
+}
 
 /// One directory's census as the budget sees it.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -116,19 +128,6 @@ pub fn plan(demand: &Demand, limits: &Limits) -> Plan {
     }
 }
 
-/// The delay until `key`'s next resync: at its fixed phase within `period` (a hash of the key),
-/// at least half a period away, so resources spread evenly over the interval.
-pub fn phased_delay(key: &str, period: Duration, since_start: Duration) -> Duration {
-    let period_ms = period.as_millis().max(1) as u64;
-    let phase = fingerprint(key) % period_ms;
-    let now = since_start.as_millis() as u64 % period_ms;
-    let mut delay = (phase + period_ms - now) % period_ms;
-    if delay < period_ms / 2 {
-        delay += period_ms;
-    }
-    Duration::from_millis(delay)
-}
-
 fn shown(duration: Duration) -> String {
     let seconds = duration.as_secs();
     match (seconds / 3600, seconds % 3600 / 60, seconds % 60) {
@@ -161,7 +160,6 @@ impl Registry {
 /// The demand of every resource, and the plan that follows from it.
 pub struct Budget {
     limits: Limits,
-    started: Instant,
     registry: Mutex<Registry>,
     metrics: Arc<Metrics>,
 }
@@ -174,14 +172,13 @@ impl Budget {
                 device_interval: limits.device_interval.max(limits.resync),
                 ..limits
             },
-            started: Instant::now(),
             registry: Mutex::default(),
             metrics,
         }
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, Registry> {
-        self.registry.lock().unwrap_or_else(|p| p.into_inner())
+    fn lock(&self) -> parking_lot::MutexGuard<'_, Registry> {
+        self.registry.lock()
     }
 
     /// Re-plans after a change of demand; a new effective interval is said once.
@@ -233,24 +230,26 @@ impl Budget {
         }
     }
 
-    /// A UserMfaSetting (`key`) reads its user each resync, and its directory's setting.
-    pub fn count_user(&self, key: &str, directory: &str) {
-        self.update(|registry| {
-            let added = registry.users.insert(fingerprint(key));
-            let directory = format!("directory {directory}");
-            added | (!registry.singles.contains(&directory) && registry.singles.insert(directory))
+    /// Resource `key` reads `calls` each resync (counted again: no change).
+    pub fn count(&self, key: &str, calls: Calls) {
+        self.update(|registry| match calls {
+            Calls::User { directory_id } => {
+                let added = registry.users.insert(fingerprint(key));
+                let directory = format!("directory {directory_id}");
+                added
+                    | (!registry.singles.contains(&directory) && registry.singles.insert(directory))
+            }
+            Calls::Single => {
+                !registry.singles.contains(key) && registry.singles.insert(key.to_string())
+            }
         });
     }
 
-    /// A DirectoryMfaPolicy (`key`) reads its directory each resync, and its census if asked.
-    pub fn count_policy(&self, key: &str, census: Option<CensusDemand>) {
-        self.update(|registry| {
-            let added = !registry.singles.contains(key) && registry.singles.insert(key.to_string());
-            let census_changed = match census {
-                Some(census) => registry.censuses.insert(key.to_string(), census) != Some(census),
-                None => registry.censuses.remove(key).is_some(),
-            };
-            added | census_changed
+    /// A DirectoryMfaPolicy (`key`) reads its census too, when asked (None: no census).
+    pub fn count_census(&self, key: &str, census: Option<CensusDemand>) {
+        self.update(|registry| match census {
+            Some(census) => registry.censuses.insert(key.to_string(), census) != Some(census),
+            None => registry.censuses.remove(key).is_some(),
         });
     }
 
@@ -285,9 +284,12 @@ impl Budget {
         self.limits.device_interval.mul_f64(stretch.max(1.0))
     }
 
-    /// When `key` resyncs next (its phase in the effective interval).
-    pub fn next_resync(&self, key: &str) -> Duration {
-        phased_delay(key, self.effective(), self.started.elapsed())
+    /// When a resource whose pass began at `started` is read next: a little under one
+    /// (effective) interval after that, so every read comes within an interval of the last.
+    pub fn next_resync(&self, started: Instant) -> Duration {
+        self.effective()
+            .mul_f64(super::passes::RESYNC_SHARE)
+            .saturating_sub(started.elapsed())
     }
 
     /// What a policy shows in `status.resync`.
@@ -397,30 +399,13 @@ mod tests {
     }
 
     #[test]
-    fn phases_spread_resources_evenly_and_keep_the_period() {
-        let period = Duration::from_secs(100);
-        let mut buckets = [0u32; 10];
-        for i in 0..10_000 {
-            let delay = phased_delay(&format!("ns/user{i}"), period, Duration::ZERO);
-            assert!(delay >= period / 2 && delay < period * 3 / 2, "{delay:?}");
-            buckets[(delay.as_secs() % 100 / 10) as usize] += 1;
-        }
-        // Evenly: each tenth of the period gets about a tenth of the resources.
-        assert!(
-            buckets.iter().all(|&n| (800..1200).contains(&n)),
-            "{buckets:?}"
-        );
-        // One resource, asked again a period later, lands on the same phase.
-        let first = phased_delay("ns/a", period, Duration::from_secs(7));
-        let again = phased_delay("ns/a", period, Duration::from_secs(7) + first);
-        assert_eq!(again, period);
-    }
-
-    #[test]
     fn the_budget_says_why_it_stretched() {
         let budget = Budget::new(limits(60, 60, 10.0), Arc::new(Metrics::new()));
         for i in 0..1000 {
-            budget.count_user(&format!("ns/u{i}"), "d-1");
+            let calls = Calls::User {
+                directory_id: "d-1".into(),
+            };
+            budget.count(&format!("ns/u{i}"), calls);
         }
         // 1,000 x 2 + 1 directory = 2,001 calls at 8/s: 250 s.
         let status = budget.status();

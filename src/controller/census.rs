@@ -9,18 +9,17 @@
 //! change the operator makes shows at once. A directory's gauges go with its last census owner.
 
 use std::collections::{HashMap, HashSet};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
+
+use parking_lot::Mutex;
 use std::time::{Duration, Instant};
 
-use super::keys::key_of;
-use super::users::UserView;
+use super::keys::DirectoryKey;
+use super::state::UserView;
 use crate::api::DirectoryUserSummary;
 use crate::cloud::cloudsso::User;
-use crate::cloud::{CloudError, CloudSsoClient, Endpoint};
+use crate::cloud::{CloudError, CloudSsoClient};
 use crate::telemetry::{DirectoryCompliance, Metrics};
-
-/// (endpoint URL, directory id)
-type DirectoryKey = (String, String);
 
 /// What the census knows of one user: its MFA setting and how many devices it has bound.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -68,15 +67,6 @@ pub fn fresh_for(every: Duration) -> Duration {
     every.mul_f64(0.9)
 }
 
-/// How a resource is known to the census: `Kind/namespace/name`.
-pub fn counter_key<K: kube::Resource<DynamicType = ()>>(resource: &K) -> String {
-    format!("{}/{}", K::kind(&()), key_of(resource))
-}
-
-fn key(endpoint: &Endpoint, directory_id: &str) -> DirectoryKey {
-    (endpoint.url(), directory_id.to_string())
-}
-
 pub fn summarize<'a>(users: impl IntoIterator<Item = &'a UserState>) -> DirectoryUserSummary {
     let mut summary = DirectoryUserSummary::default();
     for user in users {
@@ -93,8 +83,8 @@ pub fn summarize<'a>(users: impl IntoIterator<Item = &'a UserState>) -> Director
 fn publish(metrics: &Metrics, key: &DirectoryKey, taken: &Taken) {
     let summary = summarize(taken.users.values());
     metrics.set_compliance(
-        &key.0,
-        &key.1,
+        &key.endpoint,
+        &key.directory_id,
         DirectoryCompliance {
             users: summary.total,
             mfa_disabled: summary.mfa_disabled,
@@ -106,7 +96,7 @@ fn publish(metrics: &Metrics, key: &DirectoryKey, taken: &Taken) {
 /// What one census run needs.
 struct Run {
     client: CloudSsoClient,
-    endpoint: Endpoint,
+    directory: DirectoryKey,
     view: Arc<UserView>,
     /// The census interval: reads younger than most of it are reused.
     every: Duration,
@@ -118,8 +108,9 @@ struct Run {
 
 impl Run {
     /// Every user of the directory with its setting and device count, through the view.
-    async fn read(&self, directory_id: &str) -> Result<HashMap<String, UserState>, CloudError> {
+    async fn read(&self) -> Result<HashMap<String, UserState>, CloudError> {
         use futures::{StreamExt, TryStreamExt};
+        let directory_id = self.directory.directory_id.as_str();
         let users = self.client.list_all_users(directory_id, None).await?;
         (self.listed)(users.len() as u64);
         let fresh = Some(fresh_for(self.every));
@@ -144,30 +135,19 @@ impl Run {
         );
         paced
             .map(|user| async move {
+                let key = self.directory.user(&user.user_id);
                 let read = tokio::try_join!(
-                    self.view.setting(
-                        &self.client,
-                        &self.endpoint,
-                        directory_id,
-                        &user.user_id,
-                        fresh
-                    ),
-                    self.view.devices(
-                        &self.client,
-                        &self.endpoint,
-                        directory_id,
-                        &user.user_id,
-                        fresh
-                    ),
+                    self.view.settings(&self.client, &key, fresh),
+                    self.view.devices(&self.client, &key, fresh),
                 );
-                let (setting, devices) = match read {
+                let (settings, devices) = match read {
                     Ok(read) => read,
                     // Deleted since the listing: no longer a user of the directory.
-                    Err(error) if error.code() == Some("EntityNotExists.User") => return Ok(None),
+                    Err(error) if error.is_entity_gone() => return Ok(None),
                     Err(error) => return Err(error),
                 };
                 let state = UserState {
-                    setting,
+                    setting: settings.user_mfa_authentication_settings,
                     devices: devices.len(),
                 };
                 Ok::<_, CloudError>(Some((user.user_id, state)))
@@ -189,8 +169,8 @@ async fn take(
     // Dated from its start, so the next census is due one interval after this one began, not
     // one interval after its spread-out reads ended.
     let started = Instant::now();
-    let result = run.read(&key.1).await;
-    let mut directories = directories.lock().unwrap_or_else(|p| p.into_inner());
+    let result = run.read().await;
+    let mut directories = directories.lock();
     // Nobody counts the directory any more: its gauges are gone and stay gone.
     let Some(directory) = directories.get_mut(&key) else {
         return;
@@ -201,7 +181,7 @@ async fn take(
         Err(error) => {
             // Kept for a later census they would be older than its reads.
             directory.observed_meanwhile.clear();
-            tracing::warn!(directory = %key.1, %error, "census of the directory's users failed; the compliance gauges keep their last values and it is retried at the next reconcile");
+            tracing::warn!(directory = %key.directory_id, %error, "census of the directory's users failed; the compliance gauges keep their last values and it is retried at the next reconcile");
             return;
         }
     };
@@ -234,8 +214,8 @@ impl Census {
         }
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<DirectoryKey, Directory>> {
-        self.directories.lock().unwrap_or_else(|p| p.into_inner())
+    fn lock(&self) -> parking_lot::MutexGuard<'_, HashMap<DirectoryKey, Directory>> {
+        self.directories.lock()
     }
 
     /// Removes `resource` from the directories it counted; a directory nobody counts goes.
@@ -255,7 +235,8 @@ impl Census {
             .collect();
         for key in emptied {
             directories.remove(&key);
-            self.metrics.forget_directory(&key.0, &key.1);
+            self.metrics
+                .forget_directory(&key.endpoint, &key.directory_id);
         }
     }
 
@@ -265,13 +246,12 @@ impl Census {
     pub fn refresh(
         &self,
         client: &CloudSsoClient,
-        endpoint: &Endpoint,
-        directory_id: &str,
+        key: &DirectoryKey,
         resource: &str,
         on_change: Option<OnChange>,
         every: Duration,
     ) -> Option<DirectoryUserSummary> {
-        let key = key(endpoint, directory_id);
+        let key = key.clone();
         let mut directories = self.lock();
         // An endpoint that changed moves the resource to the new directory key.
         self.uncount(&mut directories, resource, Some(&key));
@@ -292,7 +272,7 @@ impl Census {
             directory.in_flight = true;
             let run = Run {
                 client: client.clone(),
-                endpoint: endpoint.clone(),
+                directory: key.clone(),
                 view: self.view.clone(),
                 every,
                 paced: directory.taken.is_some(),
@@ -306,15 +286,9 @@ impl Census {
 
     /// A fresher observation of one user (its UserMfaSetting just read it) replaces what the
     /// census has, and the gauges follow at once.
-    pub fn observe_user(
-        &self,
-        endpoint: &Endpoint,
-        directory_id: &str,
-        user_id: &str,
-        state: UserState,
-    ) {
+    pub fn observe_user(&self, key: &DirectoryKey, user_id: &str, state: UserState) {
         let mut directories = self.lock();
-        let Some(directory) = directories.get_mut(&key(endpoint, directory_id)) else {
+        let Some(directory) = directories.get_mut(key) else {
             return;
         };
         if directory.in_flight || directory.taken.is_none() {
@@ -329,7 +303,7 @@ impl Census {
             return;
         }
         taken.users.insert(user_id.to_string(), state);
-        publish(&self.metrics, &key(endpoint, directory_id), taken);
+        publish(&self.metrics, key, taken);
         let on_change = directory.on_change.clone();
         drop(directories);
         if let Some(on_change) = on_change {
@@ -341,7 +315,7 @@ impl Census {
     fn on_listed(&self, key: DirectoryKey) -> Box<dyn Fn(u64) + Send + Sync> {
         let directories = self.directories.clone();
         Box::new(move |users| {
-            let mut directories = directories.lock().unwrap_or_else(|p| p.into_inner());
+            let mut directories = directories.lock();
             let Some(directory) = directories.get_mut(&key) else {
                 return;
             };
@@ -355,8 +329,15 @@ impl Census {
     }
 
     /// How many users the directory has, as its last listing found.
-    pub fn size(&self, endpoint: &Endpoint, directory_id: &str) -> Option<u64> {
-        self.lock().get(&key(endpoint, directory_id))?.listed
+    pub fn size(&self, key: &DirectoryKey) -> Option<u64> {
+        self.lock().get(key)?.listed
+    }
+
+    /// Whether `resource` counts a directory in this process (its census runs here).
+    pub fn counts(&self, resource: &str) -> bool {
+        self.lock()
+            .values()
+            .any(|directory| directory.counted_by.contains(resource))
     }
 
     /// `resource` was deleted (or no longer asks for the census): it no longer counts its

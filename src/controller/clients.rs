@@ -4,7 +4,9 @@
 //! (from the shared metadata-only watch) stays the same, rebuilt when its keys change.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
+
+use parking_lot::Mutex;
 
 use k8s_openapi::api::core::v1::Secret;
 use kube::Api;
@@ -77,10 +79,7 @@ impl CloudClients {
         let index = self.secret_index.as_ref()?;
         let current = index.get(&ObjectRef::new(&slot.1).within(&slot.0))?;
         let current = current.metadata.resource_version.as_deref()?;
-        let sources = self
-            .secret_sources
-            .lock()
-            .unwrap_or_else(|p| p.into_inner());
+        let sources = self.secret_sources.lock();
         let known = sources.get(slot)?;
         (known.resource_version.as_deref() == Some(current)).then(|| known.source.clone())
     }
@@ -147,10 +146,7 @@ impl CloudClients {
                     secret_ref.name
                 ))
             })?;
-        let mut sources = self
-            .secret_sources
-            .lock()
-            .unwrap_or_else(|p| p.into_inner());
+        let mut sources = self.secret_sources.lock();
         if let Some(known) = sources.get_mut(&slot)
             && known.fingerprint == key
         {
@@ -173,7 +169,6 @@ impl CloudClients {
             let rotated = Arc::as_ptr(&rotated) as usize;
             self.clients
                 .lock()
-                .unwrap_or_else(|p| p.into_inner())
                 .retain(|(_, _, source), _| *source != rotated);
         }
         Ok(source)
@@ -187,7 +182,7 @@ impl CloudClients {
     ) -> ApiClient {
         let limiter_key = format!("{} {}", source.identity(), endpoint.url());
         let key = (endpoint.url(), version, Arc::as_ptr(&source) as usize);
-        let mut clients = self.clients.lock().unwrap_or_else(|p| p.into_inner());
+        let mut clients = self.clients.lock();
         clients
             .entry(key)
             .or_insert_with(|| {
@@ -197,7 +192,6 @@ impl CloudClients {
                 let limiter = self
                     .limiters
                     .lock()
-                    .unwrap_or_else(|p| p.into_inner())
                     .entry(limiter_key)
                     .or_insert_with(|| cloud::rate_limiter(self.config.qps))
                     .clone();

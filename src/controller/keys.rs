@@ -37,3 +37,46 @@ pub fn fingerprint<T: std::hash::Hash + ?Sized>(value: &T) -> u64 {
     value.hash(&mut hasher);
     hasher.finish()
 }
+
+/// One directory at one endpoint: what the caches, the census and the gauges are keyed by (the
+/// same directory id at another endpoint is another directory).
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct DirectoryKey {
+    pub endpoint: String,
+    pub directory_id: String,
+}
+
+impl DirectoryKey {
+    pub fn new(endpoint: &crate::cloud::Endpoint, directory_id: &str) -> Self {
+        Self {
+            endpoint: endpoint.url(),
+            directory_id: directory_id.to_string(),
+        }
+    }
+
+    pub fn user(&self, user_id: &str) -> UserKey {
+        UserKey {
+            directory: self.clone(),
+            user_id: user_id.to_string(),
+        }
+    }
+}
+
+impl std::fmt::Display for DirectoryKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}", self.endpoint, self.directory_id)
+    }
+}
+
+/// One user of one directory at one endpoint.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct UserKey {
+    pub directory: DirectoryKey,
+    pub user_id: String,
+}
+
+/// How the budget, the census and the pass bookkeeping know a resource: `Kind/namespace/name`
+/// (two kinds may hold one name).
+pub fn counter_key<K: Resource<DynamicType = ()>>(resource: &K) -> String {
+    format!("{}/{}", K::kind(&()), key_of(resource))
+}

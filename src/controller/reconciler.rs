@@ -1,10 +1,11 @@
-//! The one reconcile every kind runs: the finalizer, then observe, plan and act (act only under
-//! `Enforce`), the conditions and Events that follow, one status built and written from one
-//! place, and the requeue. A kind says only what differs: `Kind` for every kind, `Writable` for
-//! the kinds that write to the cloud.
+//! The one reconcile every kind runs: the current-status shortcut, admission at the pass's
+//! urgency, the finalizer, then observe, plan and act (act only under `Enforce`), the conditions
+//! and Events that follow, one status built and written from one place, and the requeue. A kind
+//! says only what differs: `Kind` for every kind, `Writable` for the kinds that write.
 
 use std::future::Future;
 use std::sync::Arc;
+use std::time::Instant;
 
 use kube::api::Api;
 use kube::core::NamespaceResourceScope;
@@ -15,14 +16,17 @@ use kube::{Resource, ResourceExt};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
+use super::budget::{Budget, Calls};
 use super::clock;
 use super::conditions::{self, DesiredCondition, READY, SYNCED};
-use super::context::{Context, Handled};
+use super::context::Context;
 use super::error::ReconcileError;
-use super::keys::{FINALIZER, key_of};
+use super::keys::{FINALIZER, counter_key, key_of};
+use super::passes::{current_for, urgency_of};
 use super::plan::{FieldChange, Plan, describe};
 use super::status::{self, StatusWriter};
 use crate::api::{CloudSpec, CommonStatus, HasCommonStatus, ManagementPolicy, Reason};
+use crate::cloud::{self, Urgency};
 
 /// What one kind brings to the shared reconcile (its spec names the cloud and the credentials;
 /// its status carries the common fields).
@@ -38,87 +42,98 @@ pub trait Kind:
     + Sync
     + 'static
 {
-    /// What its reconciles share: the `Context`, or one that wraps it.
-    type Ctx: AsRef<Context> + Send + Sync + 'static;
-    /// What a successful pass learned, kept for `report`.
+    /// What a successful pass learned, kept for `publish` and `project`.
     type Synced: Send;
 
     /// Whether it holds a finalizer (to write back on delete what it changed).
     const FINALIZES: bool;
 
-    /// One pass against the cloud: the conditions to set and what to report.
+    /// What one resource costs each resync, for the budget (counted as the watch sees it).
+    fn calls(&self) -> Calls;
+
+    /// One pass against the cloud: the conditions to set and what it learned. `status` is the
+    /// one the pass will write: what the pass records before a write (`restoreTo`) goes there,
+    /// so a failure after it keeps it.
     fn sync(
         &self,
-        ctx: &Self::Ctx,
-        previous: &Self::Status,
+        ctx: &Context,
+        status: &mut Self::Status,
         writer: &StatusWriter<Self>,
     ) -> impl Future<Output = Result<(Vec<DesiredCondition>, Self::Synced), ReconcileError>> + Send;
 
-    /// Puts what the pass learned into the kind's own status fields (and shares it: caches,
-    /// census, other controllers).
-    fn report(
+    /// What a successful pass tells the rest of the operator (caches, census, budget, other
+    /// resources to wake); it may add to `synced` what the status shows of that.
+    fn publish(
         &self,
-        ctx: &Self::Ctx,
-        synced: Self::Synced,
-        status: &mut Self::Status,
-    ) -> impl Future<Output = ()> + Send;
+        _ctx: &Context,
+        _synced: &mut Self::Synced,
+    ) -> impl Future<Output = ()> + Send {
+        async {}
+    }
+
+    /// Puts what the pass learned into the kind's own status fields; pure.
+    fn project(&self, synced: Self::Synced, status: &mut Self::Status);
 
     /// Clears the fields a failure makes meaningless (a user that does not exist has no devices).
     fn forget(_status: &mut Self::Status, _error: &ReconcileError) {}
 
+    /// Whether a current status lets a pass be skipped (false while this process lacks
+    /// something only a pass builds, e.g. a census that is asked for and not running).
+    fn may_skip(&self, _ctx: &Context) -> bool {
+        true
+    }
+
     /// On delete (kinds that finalize): undo what the deletion policy asks.
     fn cleanup(
         &self,
-        _ctx: &Self::Ctx,
+        _ctx: &Context,
     ) -> impl Future<Output = Result<Action, ReconcileError>> + Send {
         async { Ok(Action::await_change()) }
     }
 }
 
-/// The reconcile of every kind: the finalizer splits apply from cleanup for kinds that hold one.
+/// Counts `object`'s calls in the budget as the watch delivers it (the budget follows the store
+/// as it fills, not the passes that have run).
+pub fn count<K: Kind>(budget: &Budget, object: &K) {
+    budget.count(&counter_key(object), object.calls());
+}
+
+/// The reconcile of every kind. A resource whose status is current returns at once with its
+/// next requeue (no cloud call, no slot); the rest wait for admission at their urgency, and
+/// every cloud call of the pass waits at the limiter at that urgency.
 pub async fn reconcile<K: Kind>(
     object: Arc<K>,
-    ctx: Arc<K::Ctx>,
+    ctx: Arc<Context>,
 ) -> Result<Action, ReconcileError> {
-    let base: &Context = (*ctx).as_ref();
-    let key = key_of(object.as_ref());
-    // The main controller and the fast lane (see `controller::fast_lane`) share objects: one
-    // pass at a time per object. The lock also keeps the generation the last full pass handled.
-    let mut handled = base.passes.lock(&key).await;
-    let this = object.meta().uid.clone().zip(object.meta().generation);
-    let seen = object.status().and_then(|s| s.common().observed_generation);
-    if object.meta().deletion_timestamp.is_none()
-        && this.is_some()
-        && *handled == this
-        && seen != this.as_ref().map(|(_, generation)| *generation)
-    {
-        // This generation of this object was handled, and the copy is from before that pass
-        // wrote its status (the watch has not caught up): nothing to do, and a pass would read
-        // again.
-        return Ok(Action::requeue(base.budget.next_resync(&key)));
-    }
-    let api: Api<K> = Api::namespaced(base.client.clone(), &object.namespace().unwrap_or_default());
-    let applied = |result: Result<Action, ReconcileError>, handled: &mut Handled| {
-        if result.is_ok() {
-            *handled = this.clone();
+    let marked = ctx.passes.marks.take(object.as_ref());
+    let urgency = urgency_of(object.as_ref(), object.status());
+    let finalized = !K::FINALIZES || object.finalizers().iter().any(|f| f == FINALIZER);
+    if urgency == Urgency::Resync && !marked && finalized && object.may_skip(&ctx) {
+        let interval = ctx.budget.effective();
+        if let Some(left) = current_for(
+            object.as_ref(),
+            object.status(),
+            interval,
+            jiff::Timestamp::now(),
+        ) {
+            return Ok(Action::requeue(left));
         }
-        result
-    };
-    if !K::FINALIZES {
-        let result = apply(object, &ctx, &api).await;
-        return applied(result, &mut handled);
     }
-    let handled = &mut *handled;
+    let _admitted = ctx.passes.admit(urgency).await;
+    // Boxed only once admitted: a pass still waiting holds a small future, not the whole pass.
+    cloud::with_urgency(urgency, Box::pin(run(object, &ctx))).await
+}
+
+/// A pass: the finalizer splits apply from cleanup for kinds that hold one.
+async fn run<K: Kind>(object: Arc<K>, ctx: &Context) -> Result<Action, ReconcileError> {
+    let api: Api<K> = Api::namespaced(ctx.client.clone(), &object.namespace().unwrap_or_default());
+    if !K::FINALIZES {
+        return apply(object, ctx, &api).await;
+    }
     finalizer(&api, FINALIZER, object, |event| async {
         match event {
-            FinalizerEvent::Apply(object) => applied(apply(object, &ctx, &api).await, handled),
-            FinalizerEvent::Cleanup(object) => {
-                let cleaned = object.cleanup(&ctx).await;
-                if cleaned.is_ok() {
-                    base.passes.forget(&key);
-                }
-                cleaned
-            }
+            FinalizerEvent::Apply(object) => apply(object, ctx, &api).await,
+            FinalizerEvent::Cleanup(object) => object.cleanup(ctx).await,
         }
     })
     .await
@@ -129,38 +144,36 @@ pub async fn reconcile<K: Kind>(
 }
 
 /// One pass: sync, then the status (common fields, the kind's own, or what a failure voids),
-/// a Warning Event for a new failure, and the requeue.
+/// a Warning Event for a new failure, and the requeue one resync after this pass began.
 async fn apply<K: Kind>(
     object: Arc<K>,
-    ctx: &K::Ctx,
+    ctx: &Context,
     api: &Api<K>,
 ) -> Result<Action, ReconcileError> {
-    let base: &Context = ctx.as_ref();
-    let now = clock::now();
+    let (started, now) = (Instant::now(), clock::now());
     let writer = StatusWriter::new(api.clone(), object.name_any());
     let previous = object.status().cloned().unwrap_or_default();
-    let outcome = object.sync(ctx, &previous, &writer).await;
+    let mut status = previous.clone();
+    let outcome = object.sync(ctx, &mut status, &writer).await;
     let desired = match &outcome {
         Ok((desired, _)) => desired.clone(),
         Err(error) => conditions::failed(error).to_vec(),
     };
-    let mut status = previous.clone();
     *status.common_mut() =
         status::common_status(previous.common(), &desired, object.meta().generation, &now);
     match outcome {
-        Ok((_, synced)) => {
-            base.failures.clear(&key_of(object.as_ref()));
-            object.report(ctx, synced, &mut status).await;
-            let resync = base.budget.effective();
+        Ok((_, mut synced)) => {
+            ctx.passes.failures.clear(&key_of(object.as_ref()));
+            object.publish(ctx, &mut synced).await;
+            object.project(synced, &mut status);
+            let resync = ctx.budget.effective();
             writer.write_synced(&previous, status, resync, &now).await?;
-            // Each resource at its own phase of the (budgeted) interval: reads spread evenly.
-            Ok(Action::requeue(
-                base.budget.next_resync(&key_of(object.as_ref())),
-            ))
+            Ok(Action::requeue(ctx.budget.next_resync(started)))
         }
         Err(error) => {
             K::forget(&mut status, &error);
-            base.report_failure(object.as_ref(), &previous.common().conditions, &error)
+            ctx.events
+                .failure(object.as_ref(), &previous.common().conditions, &error)
                 .await;
             writer.apply_changed(&previous, &status).await?;
             Err(error)
@@ -184,7 +197,7 @@ pub trait Writable: Kind {
     /// Finds what to work on and reads it.
     fn observe(
         &self,
-        ctx: &Self::Ctx,
+        ctx: &Context,
     ) -> impl Future<Output = Result<(Self::Target, Self::Observed), ReconcileError>> + Send;
 
     /// What differs and the write that fixes it (None under Observe); pure.
@@ -193,6 +206,7 @@ pub trait Writable: Kind {
     /// Makes the write, then reads back what the cloud now has.
     fn act(
         &self,
+        ctx: &Context,
         target: &Self::Target,
         write: &Self::Write,
     ) -> impl Future<Output = Result<Self::Observed, ReconcileError>> + Send;
@@ -233,17 +247,19 @@ pub struct Converged<K: Writable> {
 }
 
 /// Observe, plan, and act only under `Enforce`: writes the plan (after recording
-/// `status.restoreTo`), confirms the cloud kept it, and says so in conditions and Events.
+/// `status.restoreTo`, which stays in `status` through a failure that follows), confirms the
+/// cloud kept it, and says so in conditions and Events.
 pub async fn sync_writable<K: Writable>(
     object: &K,
-    ctx: &K::Ctx,
-    previous: &K::Status,
+    ctx: &Context,
+    status: &mut K::Status,
     writer: &StatusWriter<K>,
 ) -> Result<Converged<K>, ReconcileError> {
-    let base: &Context = ctx.as_ref();
     let (target, mut observed) = object.observe(ctx).await?;
     let plan = object.plan(&observed);
-    let mut restore_to = K::restore_to(previous).filter(|_| !object.moved(&target));
+    // The object the status recorded is not this one: its restore point is not this one's.
+    let mut restore_to = K::restore_to(status).filter(|_| !object.moved(&target));
+    K::set_restore_to(status, restore_to.clone());
     let subject = object.subject(&target);
     let wrote = object.management_policy() == ManagementPolicy::Enforce && plan.write.is_some();
     let conditions = match (object.management_policy(), &plan.write) {
@@ -251,19 +267,18 @@ pub async fn sync_writable<K: Writable>(
             if restore_to.is_none() {
                 // Recorded before the first write, so a crash in between loses nothing.
                 restore_to = Some(K::restore_point(&observed));
-                let mut recorded = previous.clone();
-                K::set_restore_to(&mut recorded, restore_to.clone());
-                writer.apply(&recorded).await?;
+                K::set_restore_to(status, restore_to.clone());
+                writer.apply(status).await?;
             }
-            observed = object.act(&target, write).await?;
+            observed = object.act(ctx, &target, write).await?;
             let still = object.plan(&observed).changes;
             if !still.is_empty() {
                 return Err(ReconcileError::Cloud(object.not_kept(&still)));
             }
-            updated(base, object, previous.common(), &subject, &plan.changes).await
+            updated(ctx, object, status.common(), &subject, &plan.changes).await
         }
         (ManagementPolicy::Observe, _) if !plan.changes.is_empty() => {
-            drifted(base, object, previous.common(), &plan.changes).await
+            drifted(ctx, object, status.common(), &plan.changes).await
         }
         (mode, _) => in_sync(mode, object.ready_message(&target, mode)),
     };
@@ -279,7 +294,7 @@ pub async fn sync_writable<K: Writable>(
 /// After a write: `DriftRepaired` when the spec had been in force (someone changed the cloud),
 /// else `Updated`; an Event says what changed.
 async fn updated<K: Kind>(
-    base: &Context,
+    ctx: &Context,
     object: &K,
     previous: &CommonStatus,
     subject: &str,
@@ -296,7 +311,9 @@ async fn updated<K: Kind>(
     } else {
         (Reason::Updated, format!("{subject}: {described}"))
     };
-    base.event(object, false, reason, "Update", note).await;
+    ctx.events
+        .publish(object, false, reason, "Update", note)
+        .await;
     vec![
         DesiredCondition::new(
             READY,
@@ -310,7 +327,7 @@ async fn updated<K: Kind>(
 
 /// Observe found a difference: not written; a Warning Event the first time it reads so.
 async fn drifted<K: Kind>(
-    base: &Context,
+    ctx: &Context,
     object: &K,
     previous: &CommonStatus,
     changes: &[FieldChange],
@@ -320,7 +337,8 @@ async fn drifted<K: Kind>(
         describe(changes)
     );
     if !conditions::says(&previous.conditions, SYNCED, Reason::Drifted, &message) {
-        base.event(object, true, Reason::Drifted, "Observe", message.clone())
+        ctx.events
+            .publish(object, true, Reason::Drifted, "Observe", message.clone())
             .await;
     }
     vec![

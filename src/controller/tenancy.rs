@@ -5,7 +5,9 @@
 //! GetCallerIdentity, once per credential and endpoint), the first part of every ownership claim.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
+
+use parking_lot::Mutex;
 
 use k8s_openapi::api::core::v1::Namespace;
 use kube::core::PartialObjectMeta;
@@ -32,6 +34,22 @@ pub struct Route {
     pub source: Arc<CredentialSource>,
     /// The CloudAccount the route goes through; None for the namespace's own Secret.
     pub account: Option<String>,
+}
+
+/// Who a pass acts as and where, as its status records it (and its claims are keyed by).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Identity {
+    pub account_id: String,
+    pub endpoint: String,
+    pub cloud_account: Option<String>,
+}
+
+impl Identity {
+    pub fn record(&self, common: &mut crate::api::CommonStatus) {
+        common.account_id = Some(self.account_id.clone());
+        common.endpoint = Some(self.endpoint.clone());
+        common.cloud_account = self.cloud_account.clone();
+    }
 }
 
 /// How a route's credentials are found: a Secret by (namespace, name), or the operator's chain.
@@ -107,6 +125,11 @@ impl Tenancy {
             namespaces,
             identities: Mutex::default(),
         }
+    }
+
+    /// The CloudAccounts the operator sees.
+    pub fn accounts(&self) -> &Store<CloudAccount> {
+        &self.accounts
     }
 
     /// What `object` may use: its own Secret, or the CloudAccount it names (or `default`) if that
@@ -197,11 +220,7 @@ impl Tenancy {
         sts_endpoint: &Endpoint,
     ) -> Option<String> {
         let key = (Arc::as_ptr(source) as usize, sts_endpoint.url());
-        self.identities
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(&key)
-            .cloned()
+        self.identities.lock().get(&key).cloned()
     }
 
     /// The account id the credentials belong to, asked once per credential and STS endpoint.
@@ -218,12 +237,7 @@ impl Tenancy {
         Fut: std::future::Future<Output = Result<String, CloudError>>,
     {
         let key = (Arc::as_ptr(source) as usize, sts_endpoint.url());
-        if let Some(known) = self
-            .identities
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(&key)
-        {
+        if let Some(known) = self.identities.lock().get(&key) {
             return Ok(known.clone());
         }
         let account_id = match ask().await {
@@ -238,10 +252,7 @@ impl Tenancy {
             }
             Err(error) => return Err(ReconcileError::from_cloud(error, "-", None)),
         };
-        self.identities
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(key, account_id.clone());
+        self.identities.lock().insert(key, account_id.clone());
         Ok(account_id)
     }
 }

@@ -8,14 +8,15 @@ use kube::api::Api;
 use kube::runtime::controller::Action;
 use kube::{Resource, ResourceExt};
 
-use super::clock;
-use super::conditions::{DesiredCondition, READY};
-use super::context::{Context, backoff};
-use super::error::ReconcileError;
-use super::keys::key_of;
-use super::status::{self, StatusWriter};
-use super::tenancy::{Plan, Service};
 use crate::api::{CloudAccount, CloudAccountStatus, Reason};
+use crate::controller::clock;
+use crate::controller::conditions::{DesiredCondition, READY};
+use crate::controller::context::Context;
+use crate::controller::error::ReconcileError;
+use crate::controller::keys::key_of;
+use crate::controller::retry;
+use crate::controller::status::{self, StatusWriter};
+use crate::controller::tenancy::{Plan, Service};
 
 /// Resolves the credentials (the Secret and its keys, or the operator's chain being configured)
 /// without a cloud call: an account nobody uses costs the cloud nothing. Returns the account id
@@ -68,7 +69,7 @@ pub async fn reconcile(
     );
     match outcome {
         Ok((account_id, endpoint)) => {
-            ctx.failures.clear(&key_of(account.as_ref()));
+            ctx.passes.failures.clear(&key_of(account.as_ref()));
             status.common.account_id = account_id.or(previous.common.account_id.clone());
             status.common.endpoint = Some(endpoint);
             let resync = ctx.budget.effective();
@@ -89,8 +90,8 @@ pub fn error_policy(
     ctx: Arc<Context>,
 ) -> Action {
     let key = key_of(account.as_ref());
-    let attempt = ctx.failures.record(&key);
-    let delay = backoff(error.is_retryable(), attempt);
+    let attempt = ctx.passes.failures.record(&key);
+    let delay = retry::delay(error.is_retryable(), attempt);
     tracing::warn!(account = %key, reason = error.reason().as_str(), %error, attempt, ?delay, "CloudAccount not ready");
     Action::requeue(delay)
 }

@@ -8,15 +8,16 @@
 //! last wrote (`accountId`, `endpoint`, and the resolved `userId`), so a restart keeps the owner.
 
 use std::collections::HashMap;
-use std::sync::Mutex;
+
+use parking_lot::Mutex;
 
 use kube::{Resource, ResourceExt};
 
-use super::conditions::{self, READY};
-use super::error::ReconcileError;
-use super::keys::key_of;
-use super::wake::Waker;
 use crate::api::{CommonStatus, Reason};
+use crate::controller::conditions::{self, READY};
+use crate::controller::error::ReconcileError;
+use crate::controller::keys::key_of;
+use crate::controller::wake::Waker;
 
 /// What a resource claims in the cloud.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
@@ -81,7 +82,7 @@ pub struct Registry(Mutex<HashMap<String, (Option<String>, Claim)>>);
 impl Registry {
     /// Records `object`'s claim; returns the one recorded before (None when it is new).
     pub fn record<K: Resource>(&self, object: &K, claim: &Claim) -> Option<Claim> {
-        let mut claims = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        let mut claims = self.0.lock();
         let entry = (object.meta().uid.clone(), claim.clone());
         claims
             .insert(key_of(object), entry)
@@ -90,15 +91,12 @@ impl Registry {
     }
 
     pub fn forget<K: Resource>(&self, object: &K) {
-        self.0
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .remove(&key_of(object));
+        self.0.lock().remove(&key_of(object));
     }
 
     /// The claim of `object`: this process's record of it, else its status.
     pub fn claim_of<K: Claimant>(&self, object: &K) -> Option<Claim> {
-        let claims = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        let claims = self.0.lock();
         match claims.get(&key_of(object)) {
             Some((uid, claim)) if *uid == object.meta().uid => Some(claim.clone()),
             _ => object.recorded_claim(),

@@ -5,21 +5,23 @@ use std::sync::Arc;
 
 use kube::runtime::controller::Action;
 
-use super::budget::CensusDemand;
-use super::census;
-use super::claims::{self, Claim, Claimant};
-use super::conditions::DesiredCondition;
-use super::context::{DirectoryContext, Identity};
-use super::error::ReconcileError;
-use super::plan::{FieldChange, Plan, shown};
-use super::reconciler::{Converged, Kind, Writable, sync_writable};
-use super::status::StatusWriter;
 use crate::api::{
-    DeletionPolicy, DirectoryMfaPolicy, DirectoryMfaPolicySpec, ManagementPolicy,
-    ObservedDirectoryMfa,
+    DeletionPolicy, DirectoryMfaPolicy, DirectoryMfaPolicySpec, DirectoryUserSummary,
+    ManagementPolicy, ObservedDirectoryMfa, ResyncBudget,
 };
 use crate::cloud::cloudsso::{MfaSettingInfo, MfaSettingUpdate};
 use crate::cloud::{CloudSsoClient, Endpoint};
+use crate::controller::budget::{Calls, CensusDemand};
+use crate::controller::conditions::DesiredCondition;
+use crate::controller::context::Context;
+use crate::controller::error::ReconcileError;
+use crate::controller::keys::{DirectoryKey, counter_key};
+use crate::controller::plan::{FieldChange, Plan, shown};
+use crate::controller::reconciler::{Converged, Kind, Writable, sync_writable};
+use crate::controller::restore;
+use crate::controller::state::claims::{self, Claim, Claimant};
+use crate::controller::status::StatusWriter;
+use crate::controller::tenancy::Identity;
 
 fn sorted(types: Option<&Vec<String>>) -> Vec<String> {
     let mut types = types.cloned().unwrap_or_default();
@@ -144,103 +146,92 @@ impl DirectoryMfaPolicy {
     }
 }
 
+/// What a pass of a policy learned: the directory as converged, and what the pass published of
+/// it (the census's summary, the budget).
+pub struct Synced {
+    converged: Converged<DirectoryMfaPolicy>,
+    users: Option<DirectoryUserSummary>,
+    resync: Option<ResyncBudget>,
+}
+
 impl Kind for DirectoryMfaPolicy {
-    type Ctx = DirectoryContext;
-    type Synced = Converged<Self>;
+    type Synced = Synced;
     const FINALIZES: bool = true;
+
+    fn calls(&self) -> Calls {
+        Calls::Single
+    }
 
     async fn sync(
         &self,
-        ctx: &DirectoryContext,
-        previous: &Self::Status,
+        ctx: &Context,
+        status: &mut Self::Status,
         writer: &StatusWriter<Self>,
-    ) -> Result<(Vec<DesiredCondition>, Self::Synced), ReconcileError> {
-        let converged = sync_writable(self, ctx, previous, writer).await?;
-        Ok((converged.conditions.clone(), converged))
+    ) -> Result<(Vec<DesiredCondition>, Synced), ReconcileError> {
+        let converged = sync_writable(self, ctx, status, writer).await?;
+        let conditions = converged.conditions.clone();
+        let synced = Synced {
+            converged,
+            users: None,
+            resync: None,
+        };
+        Ok((conditions, synced))
     }
 
-    async fn report(
-        &self,
-        ctx: &DirectoryContext,
-        synced: Self::Synced,
-        status: &mut Self::Status,
-    ) {
+    /// Shares the directory's setting (users' Effective follows it), and runs its census.
+    async fn publish(&self, ctx: &Context, synced: &mut Synced) {
         let directory_id = &self.spec.directory_id;
-        let Converged {
-            target,
-            observed,
-            restore_to,
-            ..
-        } = synced;
-        ctx.base
+        let converged = &synced.converged;
+        let directory = DirectoryKey::new(&converged.target.endpoint, directory_id);
+        ctx.state
             .directories
-            .store(&target.endpoint, directory_id, observed.clone())
+            .record(&directory, converged.observed.clone())
             .await;
-        let setting_before = status
-            .observed
+        let setting_before = self
+            .status
             .as_ref()
+            .and_then(|status| status.observed.as_ref())
             .and_then(|observed| observed.mfa_authentication_settings.as_deref());
-        if setting_before != observed.mfa_authentication_advance_settings.as_deref() {
-            // Users' Effective condition follows the directory's setting.
-            ctx.users
+        if setting_before
+            != converged
+                .observed
+                .mfa_authentication_advance_settings
+                .as_deref()
+        {
+            ctx.wakers
+                .users
                 .wake_where(|user| user.spec.directory_id == *directory_id);
         }
-        let key = census::counter_key(self);
-        let census = self.spec.census.as_ref().filter(|census| census.enabled);
-        status.users = match census {
-            Some(census) => {
-                // Never more often than the (budgeted) resync.
-                let every = census
-                    .interval()
-                    .unwrap_or_default()
-                    .max(ctx.base.budget.effective());
-                let managed = ctx
-                    .users
-                    .known()
-                    .iter()
-                    .filter_map(|guard| guard.0.as_ref().ok())
-                    .filter(|user| user.spec.directory_id == *directory_id)
-                    .count() as u64;
-                let users = ctx.base.census.size(&target.endpoint, directory_id);
-                ctx.base.budget.count_policy(
-                    &key,
-                    Some(CensusDemand {
-                        users: users.unwrap_or(0),
-                        managed,
-                        interval: census.interval(),
-                    }),
-                );
-                // When the directory's summary changes, this policy is woken to show it.
-                ctx.base.census.refresh(
-                    &target.client,
-                    &target.endpoint,
-                    directory_id,
-                    &key,
-                    Some(Arc::new(ctx.policies.wake_later(self))),
-                    every,
-                )
-            }
-            None => {
-                // Not asked for (or no longer): no census, no gauges.
-                ctx.base.budget.count_policy(&key, None);
-                ctx.base.census.release(&key);
-                None
-            }
-        };
-        status.resync = Some(ctx.base.budget.status());
-        status.observed = Some(observed_of(&observed));
-        status.restore_to = restore_to;
-        status.contenders = target.contenders;
-        target.identity.record(&mut status.common);
+        synced.users = self.census(ctx, &converged.target.client, &directory);
+        synced.resync = Some(ctx.budget.status());
     }
 
-    async fn cleanup(&self, ctx: &DirectoryContext) -> Result<Action, ReconcileError> {
+    fn project(&self, synced: Synced, status: &mut Self::Status) {
+        let Synced {
+            converged,
+            users,
+            resync,
+        } = synced;
+        status.users = users;
+        status.resync = resync;
+        status.observed = Some(observed_of(&converged.observed));
+        status.restore_to = converged.restore_to;
+        status.contenders = converged.target.contenders;
+        converged.target.identity.record(&mut status.common);
+    }
+
+    /// Not while a census is asked for and does not run in this process (after a restart).
+    fn may_skip(&self, ctx: &Context) -> bool {
+        !self.census_enabled() || ctx.census.counts(&counter_key(self))
+    }
+
+    async fn cleanup(&self, ctx: &Context) -> Result<Action, ReconcileError> {
         let spec = &self.spec;
-        claims::wake_sharing(&ctx.policies, self, &ctx.base.directory_claims);
+        claims::wake_sharing(&ctx.wakers.policies, self, &ctx.state.directory_claims);
         let status = self.status.clone().unwrap_or_default();
         // Its share of the directory's gauges, and of the budget, goes with it.
-        ctx.base.census.release(&census::counter_key(self));
-        ctx.base.budget.release(&census::counter_key(self));
+        ctx.census.release(&counter_key(self));
+        ctx.budget.release(&counter_key(self));
         let restore = status
             .restore_to
             .as_ref()
@@ -253,49 +244,83 @@ impl Kind for DirectoryMfaPolicy {
             Some(update) => self.restore(ctx, update).await,
         };
         if outcome.is_ok() {
-            ctx.base.directory_claims.forget(self);
+            ctx.state.directory_claims.forget(self);
         }
         outcome
     }
 }
 
 impl DirectoryMfaPolicy {
+    fn census_enabled(&self) -> bool {
+        self.spec
+            .census
+            .as_ref()
+            .is_some_and(|census| census.enabled)
+    }
+
+    /// The census of the directory's users when asked for (its summary so far), counted in the
+    /// budget; none, and no gauges, when not (or no longer) asked for.
+    fn census(
+        &self,
+        ctx: &Context,
+        client: &crate::cloud::CloudSsoClient,
+        directory: &DirectoryKey,
+    ) -> Option<DirectoryUserSummary> {
+        let key = counter_key(self);
+        let Some(census) = self.spec.census.as_ref().filter(|census| census.enabled) else {
+            ctx.budget.count_census(&key, None);
+            ctx.census.release(&key);
+            return None;
+        };
+        // Never more often than the (budgeted) resync.
+        let every = census
+            .interval()
+            .unwrap_or_default()
+            .max(ctx.budget.effective());
+        let managed = ctx
+            .wakers
+            .users
+            .known()
+            .iter()
+            .filter_map(|guard| guard.0.as_ref().ok())
+            .filter(|user| user.spec.directory_id == directory.directory_id)
+            .count() as u64;
+        let demand = CensusDemand {
+            users: ctx.census.size(directory).unwrap_or(0),
+            managed,
+            interval: census.interval(),
+        };
+        ctx.budget.count_census(&key, Some(demand));
+        // When the directory's summary changes, this policy is woken to show it.
+        let on_change = Arc::new(ctx.wakers.policies.wake_later(self));
+        ctx.census
+            .refresh(client, directory, &key, Some(on_change), every)
+    }
+
     /// Writes back `restoreTo` on delete, only while this policy still owns the directory it
     /// changed, through the same account and endpoint (re-checked from the live store).
     async fn restore(
         &self,
-        ctx: &DirectoryContext,
+        ctx: &Context,
         update: MfaSettingUpdate,
     ) -> Result<Action, ReconcileError> {
         let directory_id = &self.spec.directory_id;
-        let (_, client, identity) = match ctx.base.cloudsso_of(self, directory_id).await {
+        let route = ctx.cloudsso_of(self, directory_id).await;
+        let (_, client, identity) = match restore::skip_unless_routed(ctx, self, route).await? {
             Ok(route) => route,
-            // No account admits it any more: nothing may be written, and deletion must not hang.
-            Err(error @ ReconcileError::AccountNotAllowed { .. }) => {
-                return Ok(ctx
-                    .base
-                    .skip_restore(self, error.reason(), error.to_string())
-                    .await);
-            }
-            Err(error) => return Err(error),
+            Err(skipped) => return Ok(skipped),
         };
         let claim = claim_of(&identity, directory_id);
-        if let Err(why) =
-            claims::may_restore(self, &claim, &ctx.policies, &ctx.base.directory_claims)
-        {
-            return Ok(ctx
-                .base
-                .skip_restore(self, crate::api::Reason::Conflict, why)
-                .await);
+        let (policies, registry) = (&ctx.wakers.policies, &ctx.state.directory_claims);
+        if let Err(why) = claims::may_restore(self, &claim, policies, registry) {
+            return Ok(restore::skip(ctx, self, crate::api::Reason::Conflict, why).await);
         }
         let restored = format!(
             "directory {} set back to {}",
             directory_id, update.mfa_authentication_settings
         );
         let written = client.update_mfa_settings(&update).await;
-        ctx.base
-            .finish_restore(self, written, directory_id, None, restored)
-            .await
+        restore::finish(ctx, self, written, directory_id, None, restored).await
     }
 }
 
@@ -309,14 +334,12 @@ impl Writable for DirectoryMfaPolicy {
         self.spec.management_policy
     }
 
-    async fn observe(
-        &self,
-        ctx: &DirectoryContext,
-    ) -> Result<(Target, MfaSettingInfo), ReconcileError> {
+    async fn observe(&self, ctx: &Context) -> Result<(Target, MfaSettingInfo), ReconcileError> {
         let directory_id = &self.spec.directory_id;
-        let (endpoint, client, identity) = ctx.base.cloudsso_of(self, directory_id).await?;
+        let (endpoint, client, identity) = ctx.cloudsso_of(self, directory_id).await?;
         let claim = claim_of(&identity, directory_id);
-        let contenders = claims::settle(self, &claim, &ctx.policies, &ctx.base.directory_claims)?;
+        let registry = &ctx.state.directory_claims;
+        let contenders = claims::settle(self, &claim, &ctx.wakers.policies, registry)?;
         let observed = client
             .get_mfa_setting_info(&self.spec.directory_id)
             .await
@@ -341,6 +364,7 @@ impl Writable for DirectoryMfaPolicy {
 
     async fn act(
         &self,
+        _ctx: &Context,
         target: &Target,
         write: &MfaSettingUpdate,
     ) -> Result<MfaSettingInfo, ReconcileError> {

@@ -1,13 +1,15 @@
 //! RamUserMfaStatus: an observe-only report of a RAM user's MFA (IMS GetUserMFAInfo). Never
 //! writes, so it holds no finalizer and has no plan.
 
-use super::conditions::{DesiredCondition, READY, SYNCED};
-use super::context::{Context, Identity};
-use super::error::ReconcileError;
-use super::reconciler::Kind;
-use super::status::StatusWriter;
 use crate::api::{RamMfaDevice, RamUserMfaStatus, Reason};
 use crate::cloud::ims::UserMfaInfo;
+use crate::controller::budget::Calls;
+use crate::controller::conditions::{DesiredCondition, READY, SYNCED};
+use crate::controller::context::Context;
+use crate::controller::error::ReconcileError;
+use crate::controller::reconciler::Kind;
+use crate::controller::status::StatusWriter;
+use crate::controller::tenancy::Identity;
 
 /// The report a RAM user's MFA info makes.
 pub fn report(info: &UserMfaInfo) -> (bool, Option<RamMfaDevice>) {
@@ -38,34 +40,29 @@ impl RamUserMfaStatus {
         match client.get_user_mfa_info(principal).await {
             Ok(info) => Ok((info, identity)),
             // RAM answers this when the user exists but has no device bound.
-            Err(error) if error.code() == Some("EntityNotExist.User.MFADevice") => {
-                Ok((UserMfaInfo::default(), identity))
-            }
-            Err(error)
-                if error
-                    .code()
-                    .is_some_and(|code| code.starts_with("EntityNotExist.User")) =>
-            {
-                Err(ReconcileError::UserNotFound {
-                    user: principal.to_string(),
-                    directory_id: "RAM".into(),
-                    detail: format!(": {error}"),
-                })
-            }
+            Err(error) if error.is_no_mfa_device() => Ok((UserMfaInfo::default(), identity)),
+            Err(error) if error.is_entity_gone() => Err(ReconcileError::UserNotFound {
+                user: principal.to_string(),
+                directory_id: "RAM".into(),
+                detail: format!(": {error}"),
+            }),
             Err(error) => Err(ReconcileError::from_cloud(error, "RAM", Some(principal))),
         }
     }
 }
 
 impl Kind for RamUserMfaStatus {
-    type Ctx = Context;
     type Synced = (bool, Option<RamMfaDevice>, Identity);
     const FINALIZES: bool = false;
+
+    fn calls(&self) -> Calls {
+        Calls::Single
+    }
 
     async fn sync(
         &self,
         ctx: &Context,
-        _previous: &Self::Status,
+        _status: &mut Self::Status,
         _writer: &StatusWriter<Self>,
     ) -> Result<(Vec<DesiredCondition>, Self::Synced), ReconcileError> {
         let (info, identity) = self.read(ctx).await?;
@@ -88,7 +85,7 @@ impl Kind for RamUserMfaStatus {
         Ok((conditions, (enabled, device, identity)))
     }
 
-    async fn report(&self, _ctx: &Context, synced: Self::Synced, status: &mut Self::Status) {
+    fn project(&self, synced: Self::Synced, status: &mut Self::Status) {
         let (enabled, device, identity) = synced;
         identity.record(&mut status.common);
         status.mfa_enabled = Some(enabled);

@@ -33,6 +33,31 @@ struct SecretSource {
     source: Arc<CredentialSource>,
 }
 
+/// The three keys of a credentials Secret: access key id and secret (required), security token.
+fn keys_of(
+    secret: Secret,
+    namespace: &str,
+) -> Result<(String, String, Option<String>), ReconcileError> {
+    let name = secret.metadata.name.clone().unwrap_or_default();
+    let data = secret.data.unwrap_or_default();
+    let read = |key: &str| -> Result<Option<String>, ReconcileError> {
+        match data.get(key) {
+            None => Ok(None),
+            Some(bytes) => String::from_utf8(bytes.0.clone()).map(Some).map_err(|_| {
+                ReconcileError::CredentialsInvalid(format!(
+                    "Secret {namespace}/{name}: key {key} is not UTF-8"
+                ))
+            }),
+        }
+    };
+    let missing = |key: &str| {
+        ReconcileError::CredentialsMissing(format!("Secret {namespace}/{name} has no key {key}"))
+    };
+    let access_key_id = read("accessKeyId")?.ok_or_else(|| missing("accessKeyId"))?;
+    let access_key_secret = read("accessKeySecret")?.ok_or_else(|| missing("accessKeySecret"))?;
+    Ok((access_key_id, access_key_secret, read("securityToken")?))
+}
+
 /// Cloud clients, built once per (endpoint, API version, credential) and shared.
 pub struct CloudClients {
     http: reqwest::Client,
@@ -116,28 +141,7 @@ impl CloudClients {
             ))
         })?;
         let resource_version = secret.metadata.resource_version.clone();
-        let data = secret.data.unwrap_or_default();
-        let read = |key: &str| -> Result<Option<String>, ReconcileError> {
-            match data.get(key) {
-                None => Ok(None),
-                Some(bytes) => String::from_utf8(bytes.0.clone()).map(Some).map_err(|_| {
-                    ReconcileError::CredentialsInvalid(format!(
-                        "Secret {namespace}/{}: key {key} is not UTF-8",
-                        secret_ref.name
-                    ))
-                }),
-            }
-        };
-        let missing = |key: &str| {
-            ReconcileError::CredentialsMissing(format!(
-                "Secret {namespace}/{} has no key {key}",
-                secret_ref.name
-            ))
-        };
-        let access_key_id = read("accessKeyId")?.ok_or_else(|| missing("accessKeyId"))?;
-        let access_key_secret =
-            read("accessKeySecret")?.ok_or_else(|| missing("accessKeySecret"))?;
-        let token = read("securityToken")?;
+        let (access_key_id, access_key_secret, token) = keys_of(secret, namespace)?;
         let key = fingerprint(&(&access_key_id, &access_key_secret, &token));
         let credentials =
             Credentials::new(access_key_id, access_key_secret, token).map_err(|error| {
@@ -146,13 +150,25 @@ impl CloudClients {
                     secret_ref.name
                 ))
             })?;
+        Ok(self.keep(slot, resource_version, key, credentials))
+    }
+
+    /// Keeps the source of a Secret just read: the one it had when its keys did not change
+    /// (another field did), else a new one, dropping the clients that signed with the old keys
+    /// so rotations do not accumulate clients.
+    fn keep(
+        &self,
+        slot: SecretKey,
+        resource_version: Option<String>,
+        key: u64,
+        credentials: Credentials,
+    ) -> Arc<CredentialSource> {
         let mut sources = self.secret_sources.lock();
         if let Some(known) = sources.get_mut(&slot)
             && known.fingerprint == key
         {
-            // Same keys (another field changed): the clients built on them stay.
             known.resource_version = resource_version;
-            return Ok(known.source.clone());
+            return known.source.clone();
         }
         let source = Arc::new(CredentialSource::Static(credentials));
         let kept = SecretSource {
@@ -164,14 +180,12 @@ impl CloudClients {
             source: rotated, ..
         }) = sources.insert(slot, kept)
         {
-            // The Secret's keys changed: the clients that signed with the old ones go, so
-            // rotations do not accumulate clients.
             let rotated = Arc::as_ptr(&rotated) as usize;
             self.clients
                 .lock()
                 .retain(|(_, _, source), _| *source != rotated);
         }
-        Ok(source)
+        source
     }
 
     fn api_client(

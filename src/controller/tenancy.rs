@@ -175,28 +175,34 @@ impl Tenancy {
                     "no credentialsSecretRef or accountRef, and there is no CloudAccount {name}"
                 )),
             })?;
+        self.admitted(&account, &namespace, directory_id)
+            .map_err(refused)?;
+        Plan::of_account(&account).ok_or_else(|| refused("it names no credentials".into()))
+    }
+
+    /// Why `account` does not admit `namespace` (its labels) and `directory_id`, if it does not.
+    fn admitted(
+        &self,
+        account: &CloudAccount,
+        namespace: &str,
+        directory_id: Option<&str>,
+    ) -> Result<(), String> {
         let labels = self
             .namespaces
-            .get(&ObjectRef::new(&namespace))
+            .get(&ObjectRef::new(namespace))
             .map(|ns| ns.labels().clone())
-            .ok_or_else(|| refused(format!("namespace {namespace} is not known yet")))?;
-        match account.admits(&labels) {
-            Ok(true) => {}
-            Ok(false) => {
-                return Err(refused(format!(
-                    "its namespaceSelector does not admit namespace {namespace}"
-                )));
-            }
-            Err(error) => return Err(refused(error)),
+            .ok_or_else(|| format!("namespace {namespace} is not known yet"))?;
+        if !account.admits(&labels)? {
+            return Err(format!(
+                "its namespaceSelector does not admit namespace {namespace}"
+            ));
         }
-        if let Some(directory_id) = directory_id
-            && !account.allows_directory(directory_id)
-        {
-            return Err(refused(format!(
+        match directory_id {
+            Some(directory_id) if !account.allows_directory(directory_id) => Err(format!(
                 "directory {directory_id} is not in its directoryIds"
-            )));
+            )),
+            _ => Ok(()),
         }
-        Plan::of_account(&account).ok_or_else(|| refused("it names no credentials".into()))
     }
 
     /// The CloudAccounts a resource in `namespace` naming `account_ref` (or neither reference)

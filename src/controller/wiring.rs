@@ -1,0 +1,296 @@
+//! How the controllers are started: the watches, the stores, the context, and one kube-runtime
+//! Controller per kind, each built by `start` (the one place a Controller is configured).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::{FutureExt, StreamExt, future};
+use kube::api::Api;
+use kube::core::DeserializeGuard;
+use kube::runtime::controller::{Action, Config as ControllerConfig, Controller};
+use kube::runtime::reflector::{self, ObjectRef};
+use serde::de::DeserializeOwned;
+
+use super::clients::CloudClients;
+use super::context::{Context, Settings, Stores};
+use super::error::ReconcileError;
+use super::reconciler::{self, Kind};
+use super::tenancy::Tenancy;
+use super::triggers::Triggers;
+use super::watches::{self, Reflector, SHARED_BUFFER, TenancyWatches};
+use super::{instrument, kinds};
+use k8s_openapi::api::core::v1::{Namespace, Secret};
+use kube::core::PartialObjectMeta;
+use kube::runtime::reflector::ReflectHandle;
+
+use super::wake::Woken;
+use crate::api::{CloudAccount, DirectoryMfaPolicy, RamUserMfaStatus, UserMfaSetting};
+use crate::cloud::{ClientConfig, CredentialSource};
+use crate::telemetry::Metrics;
+
+/// What the controllers need from the command line.
+#[derive(Debug, Clone)]
+pub struct ControllerOptions {
+    pub resync_interval: Duration,
+    /// How often users' device lists are read (None: every resync).
+    pub device_resync_interval: Option<Duration>,
+    /// Passes making cloud calls at once, per urgency (None: sized from `cloud_qps`).
+    pub max_concurrent_reconciles: Option<u16>,
+    pub cloud_qps: std::num::NonZeroU32,
+    pub watch_namespace: Option<String>,
+}
+
+/// Passes at once when not asked: a quarter second of calls at `--cloud-qps` (40 ms a call, a
+/// few calls a pass), so the quota is reached, not exceeded by a crowd waiting at the limiter.
+pub fn default_concurrency(cloud_qps: u32) -> usize {
+    (cloud_qps as usize / 4).clamp(4, 64)
+}
+
+/// The API of a namespaced kind: in the watched namespace, or in all.
+pub fn api_for<K>(client: &kube::Client, namespace: &Option<String>) -> Api<K>
+where
+    K: kube::Resource<Scope = kube::core::NamespaceResourceScope, DynamicType = ()>
+        + Clone
+        + DeserializeOwned
+        + std::fmt::Debug,
+{
+    match namespace {
+        Some(namespace) => Api::namespaced(client.clone(), namespace),
+        None => Api::all(client.clone()),
+    }
+}
+
+/// Runs `controller` until shutdown: the one place a Controller gets its configuration (no
+/// slot limit: admission is the passes', see `passes`) and its reconcile.
+fn start<T, R, Fut>(
+    controller: Controller<T>,
+    shutdown: future::Shared<future::BoxFuture<'static, ()>>,
+    reconcile: R,
+    error_policy: impl Fn(Arc<T>, &ReconcileError, Arc<Context>) -> Action + Send + Sync + 'static,
+    ctx: Arc<Context>,
+) -> impl std::future::Future<Output = ()>
+where
+    T: kube::Resource<DynamicType = ()>
+        + Clone
+        + DeserializeOwned
+        + std::fmt::Debug
+        + Send
+        + Sync
+        + 'static,
+    R: FnMut(Arc<T>, Arc<Context>) -> Fut,
+    Fut: std::future::Future<Output = Result<Action, ReconcileError>> + Send + 'static,
+{
+    controller
+        .with_config(ControllerConfig::default().concurrency(0))
+        .graceful_shutdown_on(shutdown)
+        .run(reconcile, error_policy, ctx)
+        .for_each(|_| future::ready(()))
+}
+
+/// Kind `K`'s controller and its watch, until shutdown; `woken`: what other passes queue for it.
+fn run_kind<K: Kind>(
+    ctx: &Arc<Context>,
+    namespace: &Option<String>,
+    (store, writer): Reflector<K>,
+    woken: impl futures::Stream<Item = ObjectRef<DeserializeGuard<K>>> + Send + 'static,
+    triggers: Triggers,
+    shutdown: future::Shared<future::BoxFuture<'static, ()>>,
+) -> impl std::future::Future<Output = ()> {
+    let (changes, watch) =
+        watches::kind_watch(api_for(&ctx.client, namespace), writer, ctx.clone());
+    let controller = Controller::for_shared_stream(changes, store.clone()).reconcile_on(woken);
+    let controller = triggers.attach(controller, store, ctx.passes.marks.clone());
+    let run = start(
+        controller,
+        shutdown,
+        instrument::measured(reconciler::reconcile::<K>),
+        instrument::error_policy,
+        ctx.clone(),
+    );
+    // The watch feeds the controller and goes with it.
+    async move {
+        future::select(Box::pin(run), watch).await;
+    }
+}
+
+/// Every controller, until `shutdown`; every reconcile in flight finishes first.
+pub async fn run_controllers(
+    client: kube::Client,
+    http: reqwest::Client,
+    options: &ControllerOptions,
+    metrics: Arc<Metrics>,
+    shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static,
+) {
+    let namespace = &options.watch_namespace;
+    let (secret_index, [policy_secrets, user_secrets, ram_secrets], secret_watch) =
+        watches::secret_watch(api_for(&client, namespace));
+    let TenancyWatches {
+        accounts,
+        account_handles:
+            [
+                policy_accounts,
+                user_accounts,
+                ram_accounts,
+                status_accounts,
+            ],
+        namespaces,
+        namespace_handles: [policy_namespaces, user_namespaces, ram_namespaces],
+        watch: tenancy_watch,
+    } = watches::tenancy_watches(&client, namespace);
+    let (policies, users, rams): Reflectors = (
+        reflector::store_shared(SHARED_BUFFER),
+        reflector::store_shared(SHARED_BUFFER),
+        reflector::store_shared(SHARED_BUFFER),
+    );
+    let stores = Stores {
+        policies: policies.0.clone(),
+        users: users.0.clone(),
+    };
+    let cloud = cloud_clients(http, options, &metrics).with_secret_index(secret_index);
+    let tenancy = Tenancy::new(accounts.clone(), namespaces);
+    let (ctx, woken_policies, woken_users) =
+        Context::new(client, cloud, settings(options), metrics, tenancy, stores);
+    let ctx = Arc::new(ctx);
+    let handles = Handles {
+        secrets: [policy_secrets, user_secrets, ram_secrets],
+        accounts: [policy_accounts, user_accounts, ram_accounts],
+        namespaces: [policy_namespaces, user_namespaces, ram_namespaces],
+    };
+    let kinds = (policies, users, rams);
+    let shutdown = shutdown.boxed().shared();
+    let namespaced = run_kinds(
+        &ctx,
+        namespace,
+        kinds,
+        (woken_policies, woken_users),
+        handles,
+        shutdown.clone(),
+    );
+    let accounts = run_accounts(&ctx, status_accounts, accounts, shutdown);
+    tracing::info!(resync = ?options.resync_interval, namespace = ?options.watch_namespace, "controllers started");
+    // The Secret, CloudAccount and Namespace watches feed the controllers and go with them.
+    let controllers = async { futures::join!(namespaced, accounts) };
+    let watches = async { futures::join!(secret_watch, tenancy_watch) };
+    future::select(Box::pin(controllers), Box::pin(watches)).await;
+    tracing::info!("controllers stopped; every reconcile in flight finished");
+}
+
+/// The shared watches' handles for the three namespaced kinds, in the order policies, users,
+/// RAM users.
+struct Handles {
+    secrets: [ReflectHandle<PartialObjectMeta<Secret>>; 3],
+    accounts: [ReflectHandle<CloudAccount>; 3],
+    namespaces: [ReflectHandle<PartialObjectMeta<Namespace>>; 3],
+}
+
+/// The controllers of the three namespaced kinds, until shutdown.
+fn run_kinds(
+    ctx: &Arc<Context>,
+    namespace: &Option<String>,
+    (policies, users, rams): Reflectors,
+    (woken_policies, woken_users): (Woken<DirectoryMfaPolicy>, Woken<UserMfaSetting>),
+    handles: Handles,
+    shutdown: future::Shared<future::BoxFuture<'static, ()>>,
+) -> impl std::future::Future<Output = ()> {
+    let Handles {
+        secrets: [policy_secrets, user_secrets, ram_secrets],
+        accounts: [policy_accounts, user_accounts, ram_accounts],
+        namespaces: [policy_namespaces, user_namespaces, ram_namespaces],
+    } = handles;
+    let triggers = |secrets, accounts, namespaces| Triggers {
+        secrets,
+        accounts,
+        namespaces,
+        account_store: ctx.tenancy.accounts().clone(),
+    };
+    let policy_triggers = triggers(policy_secrets, policy_accounts, policy_namespaces);
+    let user_triggers = triggers(user_secrets, user_accounts, user_namespaces);
+    let ram_triggers = triggers(ram_secrets, ram_accounts, ram_namespaces);
+    let directories = run_kind(
+        ctx,
+        namespace,
+        policies,
+        woken_policies,
+        policy_triggers,
+        shutdown.clone(),
+    );
+    let users = run_kind(
+        ctx,
+        namespace,
+        users,
+        woken_users,
+        user_triggers,
+        shutdown.clone(),
+    );
+    let rams = run_kind(
+        ctx,
+        namespace,
+        rams,
+        futures::stream::pending(),
+        ram_triggers,
+        shutdown,
+    );
+    async {
+        futures::join!(directories, users, rams);
+    }
+}
+
+/// The CloudAccount controller (its status only), until shutdown.
+fn run_accounts(
+    ctx: &Arc<Context>,
+    changes: ReflectHandle<CloudAccount>,
+    store: reflector::Store<CloudAccount>,
+    shutdown: future::Shared<future::BoxFuture<'static, ()>>,
+) -> impl std::future::Future<Output = ()> {
+    let controller = Controller::for_shared_stream(watches::account_changes(changes), store);
+    start(
+        controller,
+        shutdown,
+        kinds::account::reconcile,
+        kinds::account::error_policy,
+        ctx.clone(),
+    )
+}
+
+/// The stores of the three namespaced kinds and the writers their watches fill them through.
+type Reflectors = (
+    Reflector<DirectoryMfaPolicy>,
+    Reflector<UserMfaSetting>,
+    Reflector<RamUserMfaStatus>,
+);
+
+/// What the options say of the controllers' settings.
+fn settings(options: &ControllerOptions) -> Settings {
+    let qps = options.cloud_qps.get();
+    Settings {
+        resync_interval: options.resync_interval,
+        device_resync_interval: options
+            .device_resync_interval
+            .unwrap_or(options.resync_interval)
+            .max(options.resync_interval),
+        cloud_qps: qps,
+        concurrency: options
+            .max_concurrent_reconciles
+            .map_or_else(|| default_concurrency(qps), usize::from),
+    }
+}
+
+/// The cloud clients: the operator's own credential chain (reached only through a CloudAccount)
+/// and the client-side rate.
+fn cloud_clients(
+    http: reqwest::Client,
+    options: &ControllerOptions,
+    metrics: &Arc<Metrics>,
+) -> CloudClients {
+    let default_source =
+        CredentialSource::from_env(http.clone()).map_err(|error| error.to_string());
+    if let Err(error) = &default_source {
+        tracing::info!(%error, "no operator credentials; only CloudAccounts with a secretRef and namespaces' own Secrets work");
+    }
+    metrics.set_cloud_rate(f64::from(options.cloud_qps.get()));
+    let config = ClientConfig {
+        qps: options.cloud_qps,
+        ..ClientConfig::default()
+    };
+    CloudClients::new(http, default_source, config, metrics.clone())
+}

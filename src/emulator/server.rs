@@ -78,11 +78,15 @@ pub struct WriteRecord {
     pub directory_id: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub user_id: Option<String>,
+    /// The RAM user an IMS write names (UpdateLoginProfile).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user_principal_name: Option<String>,
 }
 
-/// The calls that change the cloud: every CloudSSO write the emulator serves is an `Update…`.
+/// The calls that change the cloud: every write the emulator serves is an `Update…` or a
+/// `Set…` (IMS SetSecurityPreference, CloudSSO SetMFAAuthenticationStatus).
 fn is_write(action: &str) -> bool {
-    action.starts_with("Update")
+    action.starts_with("Update") || action.starts_with("Set")
 }
 
 struct StsKey {
@@ -145,7 +149,7 @@ fn caller_identity(state: &EmulatorState, access_key_id: &str) -> Result<Value, 
 }
 
 /// A RAM user's id: 16 digits, stable for one user of one account (as the real ids are).
-fn ram_user_id(account_id: &str, user_name: &str) -> String {
+pub(super) fn ram_user_id(account_id: &str, user_name: &str) -> String {
     let digest = ring::digest::digest(
         &ring::digest::SHA256,
         format!("{account_id}/{user_name}").as_bytes(),
@@ -393,6 +397,7 @@ async fn api_call(
             outcome: outcome.to_string(),
             directory_id: params.get("DirectoryId").cloned(),
             user_id: params.get("UserId").cloned(),
+            user_principal_name: params.get("UserPrincipalName").cloned(),
         })
     };
     if drop_now {
@@ -1337,6 +1342,7 @@ mod tests {
                 outcome: "ok".into(),
                 directory_id: Some("d-1".into()),
                 user_id: Some(format!("u-{i}")),
+                user_principal_name: None,
             });
         }
         assert_eq!(state.writes.len(), WRITES_KEPT);

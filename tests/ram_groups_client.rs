@@ -211,6 +211,13 @@ async fn login_profiles_tell_no_console_logon_from_no_such_user() {
         timeout: false,
     };
     assert_eq!(MissingLogin::of(&throttled), None);
+    // The calls that name a RAM user count for that user, as CloudSSO's count by UserId.
+    let by_user = reqwest_get(&format!("{url}/_emulator/calls/users")).await;
+    assert_eq!(by_user["GetLoginProfile"]["bob@example.onaliyun.com"], 1);
+    assert_eq!(
+        by_user["UpdateLoginProfile"]["carol@example.onaliyun.com"],
+        1
+    );
 }
 
 #[tokio::test]

@@ -810,6 +810,49 @@ mod tests {
         }
     }
 
+    /// What GET /_emulator/state sends back parses as a seed again, unchanged (the new fields
+    /// included), and a seed without them sends none of them.
+    #[test]
+    fn the_state_round_trips() {
+        let text = GOOD
+            .replace(
+                "\"users\": [",
+                r#""groups": [{"groupId": "g-1", "groupName": "eng", "members": ["u-00q8wbq42wiltcrk0001"]}], "users": ["#,
+            )
+            .replace(
+                "\"type\": \"VMFA\"}",
+                r#""type": "VMFA"}, "loginProfile": {"passwordResetRequired": true}"#,
+            )
+            .replacen(
+                "{",
+                r#"{"ramSecurityPreference": {"enableSaveMfaTicket": true, "loginSessionDuration": 12}, "accountMfaEnabled": true,"#,
+                1,
+            );
+        let seed = Seed::parse(&text, "seed.json").unwrap();
+        let state = serde_json::to_string(&seed).unwrap();
+        assert_eq!(Seed::parse(&state, "state").unwrap(), seed);
+        let value: serde_json::Value = serde_json::from_str(&state).unwrap();
+        assert_eq!(
+            value["ramSecurityPreference"]["mfaOperationForLogin"],
+            "independent"
+        );
+        assert_eq!(value["ramSecurityPreference"]["loginSessionDuration"], 12);
+        assert_eq!(
+            value["ramUsers"][0]["loginProfile"]["mfaBindRequired"],
+            false
+        );
+        let plain: serde_json::Value =
+            serde_json::to_value(Seed::parse(GOOD, "seed.json").unwrap()).unwrap();
+        for absent in ["ramSecurityPreference", "accountMfaEnabled"] {
+            assert!(plain.get(absent).is_none(), "{plain}");
+        }
+        assert!(plain["directories"][0].get("groups").is_none(), "{plain}");
+        assert!(
+            plain["ramUsers"][0].get("loginProfile").is_none(),
+            "{plain}"
+        );
+    }
+
     #[test]
     fn a_third_device_is_rejected() {
         let device = r#"{"deviceId": "mfa-X", "deviceName": "n", "deviceType": "TOTP", "effectiveTime": "2021-10-29T09:14:06Z"}"#;

@@ -89,6 +89,13 @@ fn is_write(action: &str) -> bool {
     action.starts_with("Update") || action.starts_with("Set")
 }
 
+/// The user a call names: CloudSSO's UserId, or IMS's UserPrincipalName.
+fn named_user(params: &Params) -> Option<&String> {
+    params
+        .get("UserId")
+        .or_else(|| params.get("UserPrincipalName"))
+}
+
 struct StsKey {
     secret: String,
     token: String,
@@ -166,7 +173,8 @@ pub struct EmulatorState {
     faults: Faults,
     /// action -> outcome (`ok` or an error code) -> count.
     calls: BTreeMap<String, BTreeMap<String, u64>>,
-    /// action -> UserId -> count, for the calls that name a user (any outcome).
+    /// action -> UserId (or, for IMS, UserPrincipalName) -> count, for the calls that name a
+    /// user (any outcome).
     user_calls: BTreeMap<String, BTreeMap<String, u64>>,
     /// The last `WRITES_KEPT` write calls, oldest first.
     writes: VecDeque<WriteRecord>,
@@ -403,7 +411,7 @@ async fn api_call(
     if drop_now {
         let mut state = lock(&state);
         state.count(&action, "dropped");
-        if let Some(user_id) = params.get("UserId") {
+        if let Some(user_id) = named_user(&params) {
             state.count_user(&action, user_id);
         }
         if let Some(record) = write("dropped") {
@@ -460,7 +468,7 @@ async fn api_call(
             Err(fault) => fault.code.clone(),
         };
         state.count(&action, &outcome);
-        if let Some(user_id) = params.get("UserId") {
+        if let Some(user_id) = named_user(&params) {
             state.count_user(&action, user_id);
         }
         if let Some(record) = write(&outcome) {

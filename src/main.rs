@@ -7,7 +7,8 @@ use std::time::Duration;
 use clap::{Parser, Subcommand, ValueEnum};
 
 use cloudsso_mfa_operator::cloud::{
-    self, ApiClient, ClientConfig, CloudSsoClient, CredentialSource, Endpoint, cloudsso,
+    self, ApiClient, ClientConfig, CloudSsoClient, CredentialSource, Endpoint, ImsClient, cloudsso,
+    ims,
 };
 use cloudsso_mfa_operator::leader::LeaseSettings;
 use cloudsso_mfa_operator::{api, audit, controller, operator, telemetry};
@@ -29,7 +30,8 @@ enum Command {
     Run(RunArgs),
     /// Print every CRD as YAML (what crds/ holds).
     Crd,
-    /// Read a directory's MFA posture from the cloud and print it (no cluster needed).
+    /// Read a directory's (or, with --ram, the RAM account's) MFA posture from the cloud and
+    /// print it (no cluster needed).
     Audit(AuditArgs),
 }
 
@@ -117,8 +119,12 @@ enum OutputFormat {
 #[derive(clap::Args, Debug)]
 struct AuditArgs {
     /// The CloudSSO directory (d-...).
-    #[arg(long)]
-    directory_id: String,
+    #[arg(long, required_unless_present = "ram")]
+    directory_id: Option<String>,
+    /// Audit the RAM account instead: every RAM user, whether MFA is required at logon, the
+    /// bound device, and the account's security preference (IMS).
+    #[arg(long, conflicts_with = "directory_id")]
+    ram: bool,
     /// Region of the CloudSSO endpoint.
     #[arg(long, default_value = api::DEFAULT_REGION, conflicts_with = "endpoint")]
     region: String,
@@ -137,7 +143,11 @@ async fn run_audit(args: AuditArgs) -> Result<(), String> {
     let http =
         cloud::http_client().map_err(|error| format!("cannot build an HTTP client: {error}"))?;
     let endpoint = Endpoint::resolve(args.endpoint.as_deref(), || {
-        Endpoint::cloudsso(&args.region)
+        if args.ram {
+            Ok(Endpoint::ims())
+        } else {
+            Endpoint::cloudsso(&args.region)
+        }
     })
     .map_err(|error| format!("--endpoint/--region: {error}"))?;
     let credentials =
@@ -146,23 +156,42 @@ async fn run_audit(args: AuditArgs) -> Result<(), String> {
         qps: std::num::NonZeroU32::new(args.cloud_qps).unwrap_or(ClientConfig::default().qps),
         ..ClientConfig::default()
     };
-    let client = CloudSsoClient::new(ApiClient::new(
+    let version = if args.ram {
+        ims::VERSION
+    } else {
+        cloudsso::VERSION
+    };
+    let api = ApiClient::new(
         http,
         endpoint,
-        cloudsso::VERSION,
+        version,
         Arc::new(credentials),
         cloud::rate_limiter(config.qps),
         config,
-    ));
-    let report = audit::collect(&client, &args.directory_id)
-        .await
-        .map_err(|error| error.to_string())?;
+    );
+    let (table, json) = match &args.directory_id {
+        Some(directory_id) if !args.ram => {
+            let report = audit::collect(&CloudSsoClient::new(api), directory_id)
+                .await
+                .map_err(|error| error.to_string())?;
+            (
+                audit::render_table(&report),
+                serde_json::to_string_pretty(&report),
+            )
+        }
+        _ => {
+            let report = audit::collect_ram(&ImsClient::new(api))
+                .await
+                .map_err(|error| error.to_string())?;
+            (
+                audit::render_ram_table(&report),
+                serde_json::to_string_pretty(&report),
+            )
+        }
+    };
     match args.output {
-        OutputFormat::Table => print!("{}", audit::render_table(&report)),
-        OutputFormat::Json => println!(
-            "{}",
-            serde_json::to_string_pretty(&report).map_err(|error| error.to_string())?
-        ),
+        OutputFormat::Table => print!("{table}"),
+        OutputFormat::Json => println!("{}", json.map_err(|error| error.to_string())?),
     }
     Ok(())
 }

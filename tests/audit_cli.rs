@@ -197,3 +197,123 @@ async fn bad_flags_are_rejected_by_the_parser() {
         assert!(!stderr.contains("panicked"));
     }
 }
+
+async fn audit_ram(url: &str, extra: &[&str]) -> Output {
+    let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_cloudsso-mfa-operator"));
+    command
+        .args(["audit", "--ram", "--endpoint", url])
+        .args(extra)
+        .env_clear()
+        .env("ALIBABA_CLOUD_ACCESS_KEY_ID", ACCESS_KEY_ID)
+        .env("ALIBABA_CLOUD_ACCESS_KEY_SECRET", ACCESS_KEY_SECRET);
+    command.output().await.expect("audit runs")
+}
+
+/// Three RAM users: bob must bind MFA (and has a device), carol has no console logon, dave has
+/// a console logon that does not ask for MFA.
+async fn start_ram_emulator() -> String {
+    let (url, _state) = start_emulator().await;
+    change_state(&url, |s| {
+        s["ramUsers"][0]["loginProfile"] = serde_json::json!({"mfaBindRequired": true});
+        s["ramUsers"].as_array_mut().unwrap().extend([
+            serde_json::json!({"userPrincipalName": "carol@example.onaliyun.com"}),
+            serde_json::json!({"userPrincipalName": "dave@example.onaliyun.com",
+                                   "loginProfile": {}}),
+        ]);
+    })
+    .await;
+    url
+}
+
+#[tokio::test]
+async fn ram_table_shows_every_ram_user_and_the_account_preference() {
+    let url = start_ram_emulator().await;
+    let output = audit_ram(&url, &[]).await;
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(
+        stdout.starts_with(
+            "RAM account: MFA at logon independent, risky logons: autonomous, MFA remembered 7 days: no, users manage MFA devices: yes\n3 RAM users\n"
+        ),
+        "{stdout}"
+    );
+    let rows: Vec<&str> = stdout
+        .lines()
+        .skip_while(|line| !line.starts_with("USER"))
+        .skip(1)
+        .collect();
+    assert_eq!(rows.len(), 3, "{stdout}");
+    assert!(rows[0].starts_with("bob@example.onaliyun.com"), "{stdout}");
+    assert!(
+        rows[0].contains("required") && rows[0].ends_with("VMFA acs:ram::1234:mfa/bob"),
+        "{stdout}"
+    );
+    assert!(
+        rows[1].contains("no console logon") && rows[1].ends_with('-'),
+        "{stdout}"
+    );
+    assert!(rows[2].contains("not required"), "{stdout}");
+
+    change_state(&url, |s| {
+        s["ramSecurityPreference"] = serde_json::json!({"mfaOperationForLogin": "mandatory"});
+    })
+    .await;
+    let stdout = String::from_utf8_lossy(&audit_ram(&url, &[]).await.stdout).to_string();
+    let dave = stdout.lines().find(|l| l.starts_with("dave@")).unwrap();
+    assert!(dave.contains("required (account)"), "{stdout}");
+}
+
+#[tokio::test]
+async fn ram_json_output_is_machine_readable() {
+    let url = start_ram_emulator().await;
+    let output = audit_ram(&url, &["-o", "json"]).await;
+    assert!(output.status.success());
+    let report: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(
+        report["securityPreference"]["mfaOperationForLogin"],
+        "independent"
+    );
+    assert_eq!(
+        report["securityPreference"]["allowUserToManageMfaDevices"],
+        true
+    );
+    let users = report["users"].as_array().unwrap();
+    assert_eq!(users.len(), 3);
+    assert_eq!(users[0]["mfaRequiredAtLogon"], true);
+    assert_eq!(users[0]["device"]["type"], "VMFA");
+    assert_eq!(users[1]["consoleLogon"], false);
+    assert!(users[1].get("mfaBindRequired").is_none());
+    assert_eq!(users[2]["mfaBindRequired"], false);
+    assert_eq!(users[2]["mfaRequiredAtLogon"], false);
+    assert!(users[2]["userId"].as_str().unwrap().len() == 16);
+}
+
+#[tokio::test]
+async fn ram_audit_errors_and_flags() {
+    let url = start_ram_emulator().await;
+    let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_cloudsso-mfa-operator"));
+    let wrong = command
+        .args(["audit", "--ram", "--endpoint", &url])
+        .env_clear()
+        .env("ALIBABA_CLOUD_ACCESS_KEY_ID", ACCESS_KEY_ID)
+        .env("ALIBABA_CLOUD_ACCESS_KEY_SECRET", "wrong")
+        .output()
+        .await
+        .unwrap();
+    let stderr = one_error_line(&wrong);
+    assert!(
+        stderr.contains("GetSecurityPreference") && stderr.contains("SignatureDoesNotMatch"),
+        "{stderr}"
+    );
+    let both = tokio::process::Command::new(env!("CARGO_BIN_EXE_cloudsso-mfa-operator"))
+        .args(["audit", "--ram", "--directory-id", DIRECTORY])
+        .output()
+        .await
+        .unwrap();
+    assert_eq!(both.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&both.stderr).starts_with("error:"));
+}

@@ -16,7 +16,8 @@ struct Args {
     /// Address to listen on, e.g. 127.0.0.1:8600 (port 0 picks a free one).
     #[arg(long, default_value = "127.0.0.1:8600")]
     listen: std::net::SocketAddr,
-    /// The seed file (JSON): access keys, directories with users and devices, RAM users.
+    /// The seed file (JSON): access keys, directories with users, devices and groups, RAM users
+    /// with their login profiles, the RAM account's security preference.
     #[arg(long)]
     seed: String,
 }

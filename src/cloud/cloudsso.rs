@@ -233,6 +233,11 @@ impl CloudSsoClient {
         Self { api }
     }
 
+    /// The group operations over the same endpoint, credential and rate limit.
+    pub fn groups(&self) -> super::groups::GroupsClient {
+        super::groups::GroupsClient::new(self.api.clone())
+    }
+
     pub async fn get_mfa_setting_info(
         &self,
         directory_id: &str,

@@ -7,6 +7,7 @@ pub mod cloudsso;
 pub mod credentials;
 pub mod endpoint;
 pub mod error;
+pub mod groups;
 pub mod ims;
 pub mod limiter;
 pub mod signer;

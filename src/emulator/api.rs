@@ -40,7 +40,7 @@ impl ApiFault {
         self
     }
 
-    fn missing(name: &str) -> Self {
+    pub(super) fn missing(name: &str) -> Self {
         Self::new(
             400,
             "MissingParameter",
@@ -50,7 +50,7 @@ impl ApiFault {
         )
     }
 
-    fn invalid(name: &str, detail: &str) -> Self {
+    pub(super) fn invalid(name: &str, detail: &str) -> Self {
         Self::new(
             400,
             format!("InvalidParameter.{name}"),
@@ -58,7 +58,7 @@ impl ApiFault {
         )
     }
 
-    fn directory_not_found() -> Self {
+    pub(super) fn directory_not_found() -> Self {
         Self::new(
             404,
             "EntityNotExists.Directory",
@@ -66,7 +66,7 @@ impl ApiFault {
         )
     }
 
-    fn user_not_found() -> Self {
+    pub(super) fn user_not_found() -> Self {
         Self::new(
             404,
             "EntityNotExists.User",
@@ -77,7 +77,7 @@ impl ApiFault {
 
 pub type Params = BTreeMap<String, String>;
 
-fn required<'a>(params: &'a Params, name: &str) -> Result<&'a str, ApiFault> {
+pub(super) fn required<'a>(params: &'a Params, name: &str) -> Result<&'a str, ApiFault> {
     params
         .get(name)
         .map(String::as_str)
@@ -85,7 +85,7 @@ fn required<'a>(params: &'a Params, name: &str) -> Result<&'a str, ApiFault> {
         .ok_or_else(|| ApiFault::missing(name))
 }
 
-fn directory_mut<'a>(
+pub(super) fn directory_mut<'a>(
     seed: &'a mut Seed,
     params: &Params,
 ) -> Result<&'a mut SeedDirectory, ApiFault> {
@@ -96,7 +96,7 @@ fn directory_mut<'a>(
         .ok_or_else(ApiFault::directory_not_found)
 }
 
-fn user_mut<'a>(
+pub(super) fn user_mut<'a>(
     directory: &'a mut SeedDirectory,
     params: &Params,
 ) -> Result<&'a mut SeedUser, ApiFault> {
@@ -109,13 +109,13 @@ fn user_mut<'a>(
 }
 
 /// A fixed creation time keeps answers stable across runs.
-const USER_CREATE_TIME: &str = "2021-10-26T03:13:43Z";
+pub(super) const USER_CREATE_TIME: &str = "2021-10-26T03:13:43Z";
 /// The region the emulator poses as (the operator's default region).
 const REGION: &str = "cn-shanghai";
 /// Where CloudSSO's SAML service provider lives for a directory in that region.
 const SIGNIN_HOST: &str = "https://signin-cn-shanghai.alibabacloudsso.com";
 
-fn provision_type(user: &SeedUser) -> &'static str {
+pub(super) fn provision_type(user: &SeedUser) -> &'static str {
     // Users with an external identity came through SCIM; the rest were made by hand.
     if user.external_id.is_some() {
         "Synchronized"
@@ -124,7 +124,7 @@ fn provision_type(user: &SeedUser) -> &'static str {
     }
 }
 
-fn user_json(user: &SeedUser) -> Value {
+pub(super) fn user_json(user: &SeedUser) -> Value {
     json!({
         "UserId": user.user_id,
         "UserName": user.user_name,
@@ -137,10 +137,15 @@ fn user_json(user: &SeedUser) -> Value {
 }
 
 /// GetUser's fuller shape: the documented fields, empty where the seed has nothing.
-fn user_detail_json(user: &SeedUser) -> Value {
+pub(super) fn user_detail_json(user: &SeedUser) -> Value {
     let mut detail = user_json(user);
-    for field in ["Email", "Description", "FirstName", "LastName"] {
-        detail[field] = json!("");
+    for (field, value) in [
+        ("Email", &user.email),
+        ("Description", &user.description),
+        ("FirstName", &user.first_name),
+        ("LastName", &user.last_name),
+    ] {
+        detail[field] = json!(value.clone().unwrap_or_default());
     }
     detail["Tags"] = json!([]);
     if let Some(external) = &user.external_id {
@@ -222,6 +227,13 @@ pub fn dispatch(
     action: &str,
     params: &Params,
 ) -> Result<Value, ApiFault> {
+    // The actions kept in files of their own answer first; None: not one of theirs.
+    let answered = super::ram_login::dispatch(seed, version, action, params)
+        .or_else(|| super::groups::dispatch(seed, version, action, params))
+        .or_else(|| super::directory_admin::dispatch(seed, version, action, params));
+    if let Some(answer) = answered {
+        return answer;
+    }
     match (version, action) {
         (CLOUDSSO_VERSION, "GetMFAAuthenticationSettingInfo") => {
             let directory = directory_mut(seed, params)?;
@@ -485,21 +497,24 @@ fn parse_verification_types(raw: &str) -> Result<Vec<String>, ApiFault> {
     Ok(types)
 }
 
-/// `UserName eq alice` / `UserName sw al` (attribute and operator case-insensitive).
-fn parse_filter(raw: &str) -> Result<(bool, String), ApiFault> {
+/// `UserName eq alice` / `UserName sw al` (attribute and operator case-insensitive), with
+/// `attribute` the one name the action filters on; `(true, prefix)` for `sw`.
+pub(super) fn parse_filter(raw: &str, attribute: &str) -> Result<(bool, String), ApiFault> {
     let bad = || {
         ApiFault::invalid(
             "Filter",
-            "Format: <Attribute> <Operator> <Value>; Attribute UserName, Operator eq or sw.",
+            &format!(
+                "Format: <Attribute> <Operator> <Value>; Attribute {attribute}, Operator eq or sw."
+            ),
         )
     };
     let mut parts = raw.trim().splitn(3, ' ');
-    let (attribute, operator, value) = (
+    let (named, operator, value) = (
         parts.next().ok_or_else(bad)?,
         parts.next().ok_or_else(bad)?,
         parts.next().ok_or_else(bad)?,
     );
-    if !attribute.eq_ignore_ascii_case("UserName") {
+    if !named.eq_ignore_ascii_case(attribute) {
         return Err(bad());
     }
     let prefix = match operator.to_ascii_lowercase().as_str() {
@@ -510,7 +525,20 @@ fn parse_filter(raw: &str) -> Result<(bool, String), ApiFault> {
     Ok((prefix, value.trim().trim_matches('"').to_string()))
 }
 
-fn list_users(seed: &mut Seed, params: &Params) -> Result<Value, ApiFault> {
+/// Whether `name` passes a parsed filter (names compare without case, as the API documents).
+pub(super) fn filter_matches(filter: Option<&(bool, String)>, name: &str) -> bool {
+    match filter {
+        None => true,
+        Some((false, value)) => name.eq_ignore_ascii_case(value),
+        Some((true, value)) => name
+            .to_ascii_lowercase()
+            .starts_with(&value.to_ascii_lowercase()),
+    }
+}
+
+/// CloudSSO's paging parameters: MaxResults (1 to 100, default 10) and the offset a NextToken
+/// this emulator sent stands for.
+pub(super) fn paging(params: &Params) -> Result<(usize, usize), ApiFault> {
     let max_results = match params.get("MaxResults").filter(|v| !v.is_empty()) {
         Some(raw) => raw
             .parse::<usize>()
@@ -518,10 +546,6 @@ fn list_users(seed: &mut Seed, params: &Params) -> Result<Value, ApiFault> {
             .filter(|n| (1..=100).contains(n))
             .ok_or_else(|| ApiFault::invalid("MaxResults", "Valid values: 1 to 100."))?,
         None => 10,
-    };
-    let filter = match params.get("Filter").filter(|v| !v.is_empty()) {
-        Some(raw) => Some(parse_filter(raw)?),
-        None => None,
     };
     let offset = match params.get("NextToken").filter(|v| !v.is_empty()) {
         Some(token) => token
@@ -531,6 +555,33 @@ fn list_users(seed: &mut Seed, params: &Params) -> Result<Value, ApiFault> {
                 ApiFault::invalid("NextToken", "The token is not one this API returned.")
             })?,
         None => 0,
+    };
+    Ok((max_results, offset))
+}
+
+/// One page of `items` from `offset`, in CloudSSO's shape: `field` holds the page, with
+/// IsTruncated, MaxResults, TotalCounts and, when more follow, NextToken.
+pub(super) fn page_of(field: &str, items: Vec<Value>, max_results: usize, offset: usize) -> Value {
+    let total = items.len();
+    let page: Vec<Value> = items.into_iter().skip(offset).take(max_results).collect();
+    let truncated = offset + page.len() < total;
+    let mut answer = json!({
+        field: page,
+        "IsTruncated": truncated,
+        "MaxResults": max_results,
+        "TotalCounts": total,
+    });
+    if truncated {
+        answer["NextToken"] = json!(format!("nt-{}", offset + max_results));
+    }
+    answer
+}
+
+fn list_users(seed: &mut Seed, params: &Params) -> Result<Value, ApiFault> {
+    let (max_results, offset) = paging(params)?;
+    let filter = match params.get("Filter").filter(|v| !v.is_empty()) {
+        Some(raw) => Some(parse_filter(raw, "UserName")?),
+        None => None,
     };
     if let Some(status) = params.get("Status").filter(|v| !v.is_empty())
         && !["Enabled", "Disabled"].contains(&status.as_str())
@@ -557,33 +608,10 @@ fn list_users(seed: &mut Seed, params: &Params) -> Result<Value, ApiFault> {
         // Every seeded user is Enabled.
         .filter(|_| !only_disabled)
         .filter(|user| provision.is_none_or(|wanted| wanted == provision_type(user)))
-        .filter(|user| match &filter {
-            None => true,
-            Some((false, value)) => user.user_name.eq_ignore_ascii_case(value),
-            Some((true, value)) => user
-                .user_name
-                .to_ascii_lowercase()
-                .starts_with(&value.to_ascii_lowercase()),
-        })
+        .filter(|user| filter_matches(filter.as_ref(), &user.user_name))
         .collect();
-    let total = matching.len();
-    let page: Vec<Value> = matching
-        .iter()
-        .skip(offset)
-        .take(max_results)
-        .map(|user| user_json(user))
-        .collect();
-    let truncated = offset + page.len() < total;
-    let mut answer = json!({
-        "Users": page,
-        "IsTruncated": truncated,
-        "MaxResults": max_results,
-        "TotalCounts": total,
-    });
-    if truncated {
-        answer["NextToken"] = json!(format!("nt-{}", offset + max_results));
-    }
-    Ok(answer)
+    let users = matching.iter().map(|user| user_json(user)).collect();
+    Ok(page_of("Users", users, max_results, offset))
 }
 
 #[cfg(test)]

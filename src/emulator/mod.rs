@@ -2,6 +2,9 @@
 //! used by the operator itself.
 
 pub mod api;
+pub mod directory_admin;
+pub mod groups;
+pub mod ram_login;
 pub mod rpc;
 pub mod seed;
 pub mod server;

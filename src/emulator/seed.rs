@@ -22,6 +22,13 @@ pub struct Seed {
     pub directories: Vec<SeedDirectory>,
     #[serde(default)]
     pub ram_users: Vec<SeedRamUser>,
+    /// The RAM account's security preference (IMS Get/SetSecurityPreference); the documented
+    /// defaults when left out.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ram_security_preference: Option<SeedRamSecurityPreference>,
+    /// Whether the account's own (root) logon has an MFA device (IMS GetAccountMFAInfo).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub account_mfa_enabled: bool,
 }
 
 /// The account a key without `accountId` belongs to: one for all of them, so a seed that names no
@@ -81,6 +88,22 @@ pub struct SeedDirectory {
     pub allowed_verification_types: Option<Vec<String>>,
     #[serde(default)]
     pub users: Vec<SeedUser>,
+    /// CloudSSO groups of the directory (ListGroups, GetGroup, ListGroupMembers,
+    /// ListJoinedGroupsForUser).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub groups: Vec<SeedGroup>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct SeedGroup {
+    pub group_id: String,
+    pub group_name: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    /// User ids of the directory, in the order they joined.
+    #[serde(default)]
+    pub members: Vec<String>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -96,6 +119,15 @@ pub struct SeedUser {
     /// The identity of a user synchronized by SCIM from an external IdP (GetUserId looks it up).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub external_id: Option<SeedExternalId>,
+    /// Shown by GetUser and written by UpdateUser; empty when left out.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub email: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub first_name: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_name: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -122,7 +154,100 @@ pub struct SeedRamUser {
     pub user_principal_name: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mfa_device: Option<SeedRamDevice>,
+    /// The user's console logon (IMS Get/UpdateLoginProfile); absent: no console logon.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub login_profile: Option<SeedLoginProfile>,
 }
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct SeedLoginProfile {
+    #[serde(default)]
+    pub mfa_bind_required: bool,
+    #[serde(default)]
+    pub password_reset_required: bool,
+    /// `Active` (console logon on, the default) or `Inactive`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status: Option<String>,
+}
+
+/// The RAM account's security preference. The four MFA fields are always held (their documented
+/// defaults when left out); the others only once a seed or SetSecurityPreference names them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct SeedRamSecurityPreference {
+    #[serde(default = "default_mfa_operation_for_login")]
+    pub mfa_operation_for_login: String,
+    #[serde(default = "default_ram_operation_for_risk_login")]
+    pub operation_for_risk_login: String,
+    #[serde(default)]
+    pub enable_save_mfa_ticket: bool,
+    #[serde(default = "yes")]
+    pub allow_user_to_manage_mfa_devices: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub allow_user_to_change_password: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub allow_user_to_login_with_passkey: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub allow_user_to_manage_access_keys: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub allow_user_to_manage_personal_ding_talk: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub allow_user_to_manage_service_credentials: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub login_session_duration: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub login_network_masks: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_idle_days_for_access_keys: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_idle_days_for_users: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub verification_types: Option<Vec<String>>,
+}
+
+fn default_mfa_operation_for_login() -> String {
+    "independent".into()
+}
+
+fn default_ram_operation_for_risk_login() -> String {
+    "autonomous".into()
+}
+
+fn yes() -> bool {
+    true
+}
+
+impl Default for SeedRamSecurityPreference {
+    fn default() -> Self {
+        Self {
+            mfa_operation_for_login: default_mfa_operation_for_login(),
+            operation_for_risk_login: default_ram_operation_for_risk_login(),
+            enable_save_mfa_ticket: false,
+            allow_user_to_manage_mfa_devices: true,
+            allow_user_to_change_password: None,
+            allow_user_to_login_with_passkey: None,
+            allow_user_to_manage_access_keys: None,
+            allow_user_to_manage_personal_ding_talk: None,
+            allow_user_to_manage_service_credentials: None,
+            login_session_duration: None,
+            login_network_masks: None,
+            max_idle_days_for_access_keys: None,
+            max_idle_days_for_users: None,
+            verification_types: None,
+        }
+    }
+}
+
+/// IMS SetSecurityPreference's MFAOperationForLogin.
+pub const MFA_OPERATIONS_FOR_LOGIN: [&str; 3] = ["mandatory", "independent", "adaptive"];
+/// IMS SetSecurityPreference's OperationForRiskLogin (lower camel case, unlike CloudSSO's).
+pub const RAM_RISK_LOGIN_OPERATIONS: [&str; 2] = ["autonomous", "enforceVerify"];
+/// IMS LoginProfile Status.
+pub const LOGIN_PROFILE_STATUSES: [&str; 2] = ["Active", "Inactive"];
+/// Valid LoginSessionDuration hours, and the idle periods MaxIdleDays* accept.
+pub const LOGIN_SESSION_HOURS: std::ops::RangeInclusive<u32> = 1..=24;
+pub const MAX_IDLE_DAYS: [u32; 4] = [90, 180, 365, 730];
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
@@ -242,6 +367,7 @@ impl Seed {
         let mut directory_ids = HashSet::new();
         let mut user_ids = HashSet::new();
         let mut device_ids = HashSet::new();
+        let mut group_ids = HashSet::new();
         for (d, directory) in self.directories.iter().enumerate() {
             let at = format!("directories[{d}]");
             prefixed_id(&directory.directory_id, "d-", "directoryId")
@@ -328,6 +454,7 @@ impl Seed {
                     }
                 }
             }
+            validate_groups(directory, &at, &mut group_ids)?;
         }
         let mut principals = HashSet::new();
         for (r, ram_user) in self.ram_users.iter().enumerate() {
@@ -357,9 +484,107 @@ impl Seed {
                 one_of(&device.device_type, &RAM_DEVICE_TYPES, "mfaDevice.type")
                     .map_err(|e| (at.clone(), e))?;
             }
+            if let Some(status) = ram_user
+                .login_profile
+                .as_ref()
+                .and_then(|profile| profile.status.as_deref())
+            {
+                one_of(status, &LOGIN_PROFILE_STATUSES, "loginProfile.status")
+                    .map_err(|e| (at.clone(), e))?;
+            }
+        }
+        if let Some(preference) = &self.ram_security_preference {
+            preference
+                .validate()
+                .map_err(|e| ("ramSecurityPreference".to_string(), e))?;
         }
         Ok(())
     }
+
+    /// The account's security preference: the seeded one, or the documented defaults.
+    pub fn security_preference(&self) -> SeedRamSecurityPreference {
+        self.ram_security_preference.clone().unwrap_or_default()
+    }
+}
+
+impl SeedRamSecurityPreference {
+    /// Checks the values IMS SetSecurityPreference would refuse.
+    pub fn validate(&self) -> Result<(), String> {
+        one_of(
+            &self.mfa_operation_for_login,
+            &MFA_OPERATIONS_FOR_LOGIN,
+            "mfaOperationForLogin",
+        )?;
+        one_of(
+            &self.operation_for_risk_login,
+            &RAM_RISK_LOGIN_OPERATIONS,
+            "operationForRiskLogin",
+        )?;
+        if let Some(hours) = self.login_session_duration
+            && !LOGIN_SESSION_HOURS.contains(&hours)
+        {
+            return Err(format!(
+                "loginSessionDuration {hours} is not from 1 to 24 (hours)"
+            ));
+        }
+        for (name, days) in [
+            (
+                "maxIdleDaysForAccessKeys",
+                self.max_idle_days_for_access_keys,
+            ),
+            ("maxIdleDaysForUsers", self.max_idle_days_for_users),
+        ] {
+            if let Some(days) = days
+                && !MAX_IDLE_DAYS.contains(&days)
+            {
+                return Err(format!("{name} {days} is not one of 90, 180, 365, 730"));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A directory's groups: `g-` ids unique across the seed, names unique in the directory (case
+/// aside), members that are users of the same directory, each once.
+fn validate_groups<'a>(
+    directory: &'a SeedDirectory,
+    at: &str,
+    group_ids: &mut HashSet<&'a str>,
+) -> Result<(), (String, String)> {
+    let user_ids: HashSet<&str> = directory.users.iter().map(|u| u.user_id.as_str()).collect();
+    let mut names = HashSet::new();
+    for (g, group) in directory.groups.iter().enumerate() {
+        let at = format!("{at}.groups[{g}]");
+        prefixed_id(&group.group_id, "g-", "groupId").map_err(|e| (at.clone(), e))?;
+        if !group_ids.insert(&group.group_id) {
+            return Err((at, format!("duplicate groupId '{}'", group.group_id)));
+        }
+        if group.group_name.trim().is_empty() {
+            return Err((at, "groupName must not be empty".into()));
+        }
+        if !names.insert(group.group_name.to_ascii_lowercase()) {
+            return Err((
+                at,
+                format!(
+                    "duplicate groupName '{}' in the directory",
+                    group.group_name
+                ),
+            ));
+        }
+        let mut members = HashSet::new();
+        for member in &group.members {
+            if !user_ids.contains(member.as_str()) {
+                return Err((
+                    at,
+                    format!("member '{member}' is not a user of the directory"),
+                ));
+            }
+            if !members.insert(member) {
+                return Err((at, format!("member '{member}' is listed twice")));
+            }
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -471,6 +696,161 @@ mod tests {
         let state = serde_json::to_value(&seed).unwrap();
         assert!(state["accessKeys"][1].get("accountId").is_none(), "{state}");
         assert_eq!(state["accessKeys"][0]["accountId"], "5012345678901234");
+    }
+
+    #[test]
+    fn groups_login_profiles_and_the_preference_are_checked() {
+        let with = |directory_extra: &str, ram_extra: &str, top_extra: &str| {
+            GOOD.replace(
+                "\"operationForRiskLogin\": \"Autonomous\",",
+                &format!("\"operationForRiskLogin\": \"Autonomous\", {directory_extra}"),
+            )
+            .replace(
+                "\"type\": \"VMFA\"}",
+                &format!("\"type\": \"VMFA\"}}{ram_extra}"),
+            )
+            .replacen("{", &format!("{{{top_extra}"), 1)
+        };
+        let good = with(
+            r#""groups": [{"groupId": "g-eng1", "groupName": "eng", "members": ["u-00q8wbq42wiltcrk0001"]}],"#,
+            r#", "loginProfile": {"mfaBindRequired": true}"#,
+            r#""ramSecurityPreference": {"mfaOperationForLogin": "mandatory"},"#,
+        );
+        let seed = Seed::parse(&good, "seed.json").unwrap();
+        assert_eq!(seed.directories[0].groups[0].members.len(), 1);
+        let preference = seed.security_preference();
+        assert_eq!(preference.mfa_operation_for_login, "mandatory");
+        assert_eq!(preference.operation_for_risk_login, "autonomous");
+        assert!(preference.allow_user_to_manage_mfa_devices);
+        assert!(!preference.enable_save_mfa_ticket);
+        let profile = seed.ram_users[0].login_profile.clone().unwrap();
+        assert!(profile.mfa_bind_required && !profile.password_reset_required);
+        assert_eq!(
+            Seed::default().security_preference(),
+            SeedRamSecurityPreference::default()
+        );
+
+        let cases = [
+            (
+                with(
+                    r#""groups": [{"groupId": "grp-1", "groupName": "eng"}],"#,
+                    "",
+                    "",
+                ),
+                "groups[0]",
+                "groupId 'grp-1'",
+            ),
+            (
+                with(
+                    r#""groups": [{"groupId": "g-1", "groupName": "eng", "members": ["u-nobody"]}],"#,
+                    "",
+                    "",
+                ),
+                "groups[0]",
+                "'u-nobody' is not a user",
+            ),
+            (
+                with(
+                    r#""groups": [{"groupId": "g-1", "groupName": "eng"}, {"groupId": "g-2", "groupName": "ENG"}],"#,
+                    "",
+                    "",
+                ),
+                "groups[1]",
+                "duplicate groupName",
+            ),
+            (
+                with("", r#", "loginProfile": {"status": "Frozen"}"#, ""),
+                "ramUsers[0]",
+                "loginProfile.status 'Frozen'",
+            ),
+            (
+                with("", r#", "loginProfile": {"mfaBindRequired": "yes"}"#, ""),
+                "invalid JSON",
+                "expected a boolean",
+            ),
+            (
+                with(
+                    "",
+                    "",
+                    r#""ramSecurityPreference": {"mfaOperationForLogin": "always"},"#,
+                ),
+                "ramSecurityPreference",
+                "mfaOperationForLogin 'always'",
+            ),
+            (
+                with(
+                    "",
+                    "",
+                    r#""ramSecurityPreference": {"operationForRiskLogin": "EnforceVerify"},"#,
+                ),
+                "ramSecurityPreference",
+                "operationForRiskLogin 'EnforceVerify'",
+            ),
+            (
+                with(
+                    "",
+                    "",
+                    r#""ramSecurityPreference": {"loginSessionDuration": 48},"#,
+                ),
+                "ramSecurityPreference",
+                "loginSessionDuration 48",
+            ),
+            (
+                with("", "", r#""ramSecurityPreference": {"mfa": true},"#),
+                "unknown field",
+                "mfa",
+            ),
+        ];
+        for (text, location, detail) in cases {
+            let error = Seed::parse(&text, "seed.json").unwrap_err().to_string();
+            assert!(
+                error.contains(location) && error.contains(detail),
+                "{error}"
+            );
+        }
+    }
+
+    /// What GET /_emulator/state sends back parses as a seed again, unchanged (the new fields
+    /// included), and a seed without them sends none of them.
+    #[test]
+    fn the_state_round_trips() {
+        let text = GOOD
+            .replace(
+                "\"users\": [",
+                r#""groups": [{"groupId": "g-1", "groupName": "eng", "members": ["u-00q8wbq42wiltcrk0001"]}], "users": ["#,
+            )
+            .replace(
+                "\"type\": \"VMFA\"}",
+                r#""type": "VMFA"}, "loginProfile": {"passwordResetRequired": true}"#,
+            )
+            .replacen(
+                "{",
+                r#"{"ramSecurityPreference": {"enableSaveMfaTicket": true, "loginSessionDuration": 12}, "accountMfaEnabled": true,"#,
+                1,
+            );
+        let seed = Seed::parse(&text, "seed.json").unwrap();
+        let state = serde_json::to_string(&seed).unwrap();
+        assert_eq!(Seed::parse(&state, "state").unwrap(), seed);
+        let value: serde_json::Value = serde_json::from_str(&state).unwrap();
+        assert_eq!(
+            value["ramSecurityPreference"]["mfaOperationForLogin"],
+            "independent"
+        );
+        assert_eq!(value["ramSecurityPreference"]["loginSessionDuration"], 12);
+        assert_eq!(
+            value["ramUsers"][0]["loginProfile"]["mfaBindRequired"],
+            false
+        );
+        let plain: serde_json::Value =
+            serde_json::to_value(Seed::parse(GOOD, "seed.json").unwrap()).unwrap();
+        for absent in ["ramSecurityPreference", "accountMfaEnabled"] {
+            assert!(plain.get(absent).is_none(), "{plain}");
+        }
+        assert!(plain["directories"][0].get("groups").is_none(), "{plain}");
+        assert!(
+            plain["ramUsers"][0].get("loginProfile").is_none(),
+            "{plain}"
+        );
     }
 
     #[test]

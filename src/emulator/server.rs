@@ -78,11 +78,22 @@ pub struct WriteRecord {
     pub directory_id: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub user_id: Option<String>,
+    /// The RAM user an IMS write names (UpdateLoginProfile).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user_principal_name: Option<String>,
 }
 
-/// The calls that change the cloud: every CloudSSO write the emulator serves is an `Update…`.
+/// The calls that change the cloud: every write the emulator serves is an `Update…` or a
+/// `Set…` (IMS SetSecurityPreference, CloudSSO SetMFAAuthenticationStatus).
 fn is_write(action: &str) -> bool {
-    action.starts_with("Update")
+    action.starts_with("Update") || action.starts_with("Set")
+}
+
+/// The user a call names: CloudSSO's UserId, or IMS's UserPrincipalName.
+fn named_user(params: &Params) -> Option<&String> {
+    params
+        .get("UserId")
+        .or_else(|| params.get("UserPrincipalName"))
 }
 
 struct StsKey {
@@ -145,7 +156,7 @@ fn caller_identity(state: &EmulatorState, access_key_id: &str) -> Result<Value, 
 }
 
 /// A RAM user's id: 16 digits, stable for one user of one account (as the real ids are).
-fn ram_user_id(account_id: &str, user_name: &str) -> String {
+pub(super) fn ram_user_id(account_id: &str, user_name: &str) -> String {
     let digest = ring::digest::digest(
         &ring::digest::SHA256,
         format!("{account_id}/{user_name}").as_bytes(),
@@ -162,7 +173,8 @@ pub struct EmulatorState {
     faults: Faults,
     /// action -> outcome (`ok` or an error code) -> count.
     calls: BTreeMap<String, BTreeMap<String, u64>>,
-    /// action -> UserId -> count, for the calls that name a user (any outcome).
+    /// action -> UserId (or, for IMS, UserPrincipalName) -> count, for the calls that name a
+    /// user (any outcome).
     user_calls: BTreeMap<String, BTreeMap<String, u64>>,
     /// The last `WRITES_KEPT` write calls, oldest first.
     writes: VecDeque<WriteRecord>,
@@ -393,12 +405,13 @@ async fn api_call(
             outcome: outcome.to_string(),
             directory_id: params.get("DirectoryId").cloned(),
             user_id: params.get("UserId").cloned(),
+            user_principal_name: params.get("UserPrincipalName").cloned(),
         })
     };
     if drop_now {
         let mut state = lock(&state);
         state.count(&action, "dropped");
-        if let Some(user_id) = params.get("UserId") {
+        if let Some(user_id) = named_user(&params) {
             state.count_user(&action, user_id);
         }
         if let Some(record) = write("dropped") {
@@ -455,7 +468,7 @@ async fn api_call(
             Err(fault) => fault.code.clone(),
         };
         state.count(&action, &outcome);
-        if let Some(user_id) = params.get("UserId") {
+        if let Some(user_id) = named_user(&params) {
             state.count_user(&action, user_id);
         }
         if let Some(record) = write(&outcome) {
@@ -1337,6 +1350,7 @@ mod tests {
                 outcome: "ok".into(),
                 directory_id: Some("d-1".into()),
                 user_id: Some(format!("u-{i}")),
+                user_principal_name: None,
             });
         }
         assert_eq!(state.writes.len(), WRITES_KEPT);

@@ -32,6 +32,20 @@ if ((${#missing[@]})); then
   command -v apt-get >/dev/null || fail "missing ${missing[*]} and no apt-get to install them"
   apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${pkgs[@]}" >/dev/null || fail "apt-get install ${pkgs[*]}"
 fi
+# promtool and a Prometheus server (Debian's prometheus) for tests/e2e_prometheus.rs, which runs
+# its own on loopback: without recommends (node-exporter), and the package's own service (all
+# interfaces, :9090) neither started by the install (policy-rc.d) nor enabled for the next boot.
+if ! command -v promtool >/dev/null; then
+  command -v apt-get >/dev/null || fail "missing promtool and no apt-get to install prometheus"
+  policy_rc=/usr/sbin/policy-rc.d; own_policy_rc=false
+  [[ -e $policy_rc ]] || { printf '#!/bin/sh\nexit 101\n' >"$policy_rc" && chmod +x "$policy_rc" && own_policy_rc=true; } || fail "cannot write $policy_rc (root?)"
+  apt_status=0
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus >/dev/null || apt_status=$?
+  ! $own_policy_rc || rm -f "$policy_rc"
+  ((apt_status == 0)) || fail "apt-get install prometheus"
+  ! command -v systemctl >/dev/null || systemctl disable --quiet prometheus 2>/dev/null || true
+  command -v promtool >/dev/null && command -v prometheus >/dev/null || fail "the prometheus package gave no promtool or prometheus"
+fi
 command -v cargo >/dev/null || fail "cargo (Rust) is required: https://rustup.rs"
 # The node: its Debian packages (containerd, runc, CNI plugins, iptables) need root.
 node=false

@@ -183,10 +183,10 @@ async fn chart_lints_renders_every_option_and_refuses_bad_values() {
             .cloud_observer("cloudsso")
             .call_finished("ListUsers", "Throttling.User", true, Duration::from_millis(1));
         let exported = metrics.encode().unwrap();
-        let mut alerts = 0;
+        let (mut alerts, mut records) = (0, 0);
         for group in rule["spec"]["groups"].as_array().unwrap() {
             for alert in group["rules"].as_array().unwrap() {
-                alerts += 1;
+                if alert.get("alert").is_some() { alerts += 1 } else { records += 1 }
                 let expr = alert["expr"].as_str().unwrap();
                 for word in expr.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_')) {
                     if let Some(name) = word.strip_prefix("cloudsso_mfa_operator_") {
@@ -200,7 +200,10 @@ async fn chart_lints_renders_every_option_and_refuses_bad_values() {
                 }
             }
         }
-        assert_eq!(alerts, 5);
+        // Alerts: 2 on the census, 1 on UserMfaPolicy (its gauge cloudsso_mfa_policy_users is
+        // not exported yet: tests/e2e_prometheus.rs tests it with promtool), 3 on the operator;
+        // 2 recording rules on the policy gauge.
+        assert_eq!((alerts, records), (6, 2));
 
         // Values that cannot work are refused with the reason.
         for (sets, reason) in [

@@ -57,6 +57,15 @@ pub const KNOWN_ACTIONS: &[&str] = &[
     "GetUserMFAInfo",
     "AssumeRoleWithOIDC",
     "GetCallerIdentity",
+    "GetSecurityPreference",
+    "SetSecurityPreference",
+    "GetLoginProfile",
+    "UpdateLoginProfile",
+    "GetAccountMFAInfo",
+    "ListGroups",
+    "GetGroup",
+    "ListGroupMembers",
+    "ListJoinedGroupsForUser",
 ];
 
 /// The metric label for an action: itself when known, else `other`.

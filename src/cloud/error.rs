@@ -149,10 +149,14 @@ impl CloudError {
 
     /// Whether the cloud has no such entity as the call named (a user, a directory): the
     /// `EntityNotExists.*` codes of CloudSSO and the `EntityNotExist.*` of RAM, one test for both
-    /// spellings. RAM's "this user has no MFA device" is an answer about a user that exists.
+    /// spellings. RAM's "this user has no MFA device" and "no login profile" are answers about a
+    /// user that exists.
     pub fn is_entity_gone(&self) -> bool {
-        self.code()
-            .is_some_and(|code| code.starts_with("EntityNotExist") && !self.is_no_mfa_device())
+        self.code().is_some_and(|code| {
+            code.starts_with("EntityNotExist")
+                && !self.is_no_mfa_device()
+                && code != "EntityNotExist.User.LoginProfile"
+        })
     }
 
     /// RAM's answer for a user that exists with no MFA device bound.
@@ -308,6 +312,11 @@ mod tests {
         ] {
             assert!(api_error_for_test(code, 404).is_entity_gone(), "{code}");
         }
+        let no_profile = api_error_for_test("EntityNotExist.User.LoginProfile", 404);
+        assert!(
+            !no_profile.is_entity_gone(),
+            "the user exists, without console logon"
+        );
         let no_device = api_error_for_test("EntityNotExist.User.MFADevice", 404);
         assert!(!no_device.is_entity_gone());
         assert!(no_device.is_no_mfa_device());

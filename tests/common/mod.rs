@@ -104,7 +104,7 @@ pub async fn write_calls(url: &str) -> u64 {
         .map(|actions| {
             actions
                 .iter()
-                .filter(|(action, _)| action.starts_with("Update"))
+                .filter(|(action, _)| action.starts_with("Update") || action.starts_with("Set"))
                 .flat_map(|(_, outcomes)| outcomes.as_object().into_iter().flat_map(|o| o.values()))
                 .filter_map(|v| v.as_u64())
                 .sum()

@@ -554,6 +554,40 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
+    async fn a_spec_change_goes_before_new_resources_and_they_before_resyncs() {
+        let limiter = limiter(1);
+        limiter.acquire(READ).await;
+        let (sender, mut grants) = tokio::sync::mpsc::unbounded_channel();
+        let spawn = |priority: Priority, name: &'static str| {
+            let (limiter, sender) = (limiter.clone(), sender.clone());
+            tokio::spawn(async move {
+                limiter.acquire(priority).await;
+                sender.send(name).unwrap();
+            })
+        };
+        let mut tasks = vec![spawn(READ, "resync")];
+        advance(10).await;
+        tasks.push(spawn(
+            Priority::new(Urgency::Initial, Access::Read),
+            "first read",
+        ));
+        advance(10).await;
+        tasks.push(spawn(
+            Priority::new(Urgency::Interactive, Access::Read),
+            "change",
+        ));
+        for task in tasks {
+            task.await.unwrap();
+        }
+        drop(sender);
+        let mut order = Vec::new();
+        while let Some(name) = grants.recv().await {
+            order.push(name);
+        }
+        assert_eq!(order, ["change", "first read", "resync"]);
+    }
+
+    #[tokio::test(start_paused = true)]
     async fn a_write_that_gives_up_does_not_hold_reads_back() {
         let limiter = limiter(1);
         limiter.acquire(READ).await;

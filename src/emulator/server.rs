@@ -44,6 +44,9 @@ pub struct Faults {
     /// Share (0..1) of calls whose connection is closed without an answer.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub drop_rate: Option<f64>,
+    /// Actions always answered with a 5xx (a write that fails after the read before it worked).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub fail_actions: Vec<String>,
 }
 
 impl Faults {
@@ -392,7 +395,8 @@ async fn api_call(
         (
             faults.latency_ms.map(Duration::from_millis),
             faults.drop_rate.is_some_and(|rate| rng.random_bool(rate)),
-            faults.error_rate.is_some_and(|rate| rng.random_bool(rate)),
+            faults.error_rate.is_some_and(|rate| rng.random_bool(rate))
+                || faults.fail_actions.contains(&action),
         )
     };
     if let Some(latency) = latency {

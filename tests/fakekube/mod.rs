@@ -1,0 +1,94 @@
+//! An in-process Kubernetes API for the reconcile tests: kube's `Client` runs on a tower
+//! service (as controller-rs's tests do) that serves the few requests a pass makes (the
+//! credentials Secret, status patches, Events) from memory and records each status written, so
+//! a test runs a real reconcile against the in-process emulator in milliseconds, no API server.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use bytes::Bytes;
+use http::{Request, Response, StatusCode};
+use http_body_util::{BodyExt, Full};
+use serde_json::{Value, json};
+
+/// What the fake API holds and saw.
+#[derive(Default)]
+pub struct Server {
+    /// Objects by path (`/api/v1/namespaces/ns/secrets/name`, `/apis/.../name`).
+    pub objects: HashMap<String, Value>,
+    /// Every status written, in order, by object path.
+    pub statuses: Vec<(String, Value)>,
+    /// Every Event's reason, in order.
+    pub events: Vec<String>,
+}
+
+pub type Shared = Arc<Mutex<Server>>;
+
+/// A kube Client on a fresh fake API, and the fake.
+pub fn client() -> (kube::Client, Shared) {
+    let shared: Shared = Arc::default();
+    let server = shared.clone();
+    let service = tower::service_fn(move |request: Request<kube::client::Body>| {
+        let server = server.clone();
+        async move {
+            let (parts, body) = request.into_parts();
+            let body = body
+                .collect()
+                .await
+                .map(|b| b.to_bytes())
+                .unwrap_or_default();
+            let (status, answer) = answer(&server, parts.method.as_str(), parts.uri.path(), &body);
+            let response = Response::builder()
+                .status(status)
+                .header("content-type", "application/json")
+                .body(Full::new(Bytes::from(answer.to_string())))
+                .expect("a response");
+            Ok::<_, std::convert::Infallible>(response)
+        }
+    });
+    (kube::Client::new(service, "default"), shared)
+}
+
+fn not_found(path: &str) -> (StatusCode, Value) {
+    let status = json!({"kind": "Status", "apiVersion": "v1", "status": "Failure",
+        "message": format!("{path} not found"), "reason": "NotFound", "code": 404});
+    (StatusCode::NOT_FOUND, status)
+}
+
+fn answer(server: &Shared, method: &str, path: &str, body: &[u8]) -> (StatusCode, Value) {
+    let mut server = server.lock().unwrap();
+    let sent: Value = serde_json::from_slice(body).unwrap_or(Value::Null);
+    match method {
+        "GET" => match server.objects.get(path) {
+            Some(object) => (StatusCode::OK, object.clone()),
+            None => not_found(path),
+        },
+        "POST" if path.ends_with("/events") => {
+            let reason = sent["reason"].as_str().unwrap_or_default().to_string();
+            server.events.push(reason);
+            (StatusCode::CREATED, sent)
+        }
+        "PATCH" if path.ends_with("/status") => {
+            let object_path = path.trim_end_matches("/status").to_string();
+            let Some(object) = server.objects.get_mut(&object_path) else {
+                return not_found(path);
+            };
+            object["status"] = sent["status"].clone();
+            let written = object.clone();
+            server.statuses.push((object_path, sent["status"].clone()));
+            (StatusCode::OK, written)
+        }
+        _ => not_found(path),
+    }
+}
+
+impl Server {
+    /// The last status written to `path`.
+    pub fn last_status(&self, path: &str) -> Option<Value> {
+        self.statuses
+            .iter()
+            .rev()
+            .find(|(at, _)| at == path)
+            .map(|(_, status)| status.clone())
+    }
+}

@@ -1,0 +1,231 @@
+//! The reconcile of each kind, in process: a real pass (tenancy, claims, the user view, the
+//! name resolver, the limiter, status and Events) against the in-process emulator, with the
+//! Kubernetes API faked in memory (tests/fakekube). Seconds, not the minutes of the e2e suite.
+
+mod common;
+mod fakekube;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use base64::Engine;
+use cloudsso_mfa_operator::api::{DirectoryMfaPolicy, RamUserMfaStatus, UserMfaSetting};
+use cloudsso_mfa_operator::cloud::{self, ClientConfig};
+use cloudsso_mfa_operator::controller::clients::CloudClients;
+use cloudsso_mfa_operator::controller::context::{Context, Settings, Stores};
+use cloudsso_mfa_operator::controller::keys::FINALIZER;
+use cloudsso_mfa_operator::controller::reconciler::{Kind, reconcile};
+use cloudsso_mfa_operator::controller::tenancy::Tenancy;
+use cloudsso_mfa_operator::telemetry::Metrics;
+use common::*;
+use kube::runtime::reflector;
+use serde_json::{Value, json};
+
+const NAMESPACE: &str = "team";
+const BOB: &str = "u-00q8wbq42wiltcrk0002";
+
+/// A context on the fake API, as `run_controllers` builds one (no watches: empty stores).
+fn context(client: kube::Client) -> Arc<Context> {
+    cloud::install_crypto_provider();
+    let metrics = Arc::new(Metrics::new());
+    let http = cloud::http_client().expect("an HTTP client");
+    let clients = CloudClients::new(
+        http,
+        Err("none".into()),
+        ClientConfig::default(),
+        metrics.clone(),
+    );
+    let settings = Settings {
+        resync_interval: Duration::from_secs(60),
+        device_resync_interval: Duration::from_secs(60),
+        cloud_qps: 100,
+        concurrency: 4,
+    };
+    let tenancy = Tenancy::new(reflector::store().0, reflector::store().0);
+    let stores = Stores {
+        policies: reflector::store().0,
+        users: reflector::store().0,
+    };
+    let (ctx, _, _) = Context::new(client, clients, settings, metrics, tenancy, stores);
+    Arc::new(ctx)
+}
+
+/// The fake API with the namespace's credentials Secret.
+fn api() -> (kube::Client, fakekube::Shared) {
+    let (client, server) = fakekube::client();
+    let b64 = |s: &str| base64::engine::general_purpose::STANDARD.encode(s);
+    let secret = json!({"apiVersion": "v1", "kind": "Secret",
+        "metadata": {"name": "keys", "namespace": NAMESPACE},
+        "data": {"accessKeyId": b64(ACCESS_KEY_ID), "accessKeySecret": b64(ACCESS_KEY_SECRET)}});
+    let path = format!("/api/v1/namespaces/{NAMESPACE}/secrets/keys");
+    server.lock().unwrap().objects.insert(path, secret);
+    (client, server)
+}
+
+/// A resource of `plural` named `name`, finalized already, stored in the fake API.
+fn object<K: Kind>(
+    server: &fakekube::Shared,
+    plural: &str,
+    name: &str,
+    spec: Value,
+) -> (K, String) {
+    let finalizers = if K::FINALIZES {
+        json!([FINALIZER])
+    } else {
+        json!([])
+    };
+    let value = json!({"apiVersion": "cloudsso.mfa-operator.dev/v1alpha1", "kind": K::kind(&()),
+        "metadata": {"name": name, "namespace": NAMESPACE, "uid": format!("uid-{name}"),
+            "generation": 1, "creationTimestamp": "2026-12-01T00:00:00Z", "finalizers": finalizers},
+        "spec": spec});
+    let path =
+        format!("/apis/cloudsso.mfa-operator.dev/v1alpha1/namespaces/{NAMESPACE}/{plural}/{name}");
+    server
+        .lock()
+        .unwrap()
+        .objects
+        .insert(path.clone(), value.clone());
+    (serde_json::from_value(value).expect("a valid object"), path)
+}
+
+/// `object` as the API server now holds it (its last status written).
+fn stored<K: Kind>(server: &fakekube::Shared, path: &str) -> K {
+    serde_json::from_value(server.lock().unwrap().objects[path].clone()).expect("a valid object")
+}
+
+async fn every_call(url: &str) -> u64 {
+    let body = reqwest_get(&format!("{url}/_emulator/calls")).await;
+    body.as_object()
+        .into_iter()
+        .flat_map(|actions| actions.values())
+        .flat_map(|outcomes| outcomes.as_object().into_iter().flat_map(|o| o.values()))
+        .filter_map(Value::as_u64)
+        .sum()
+}
+
+fn user_spec(url: &str, by: Value) -> Value {
+    let mut spec = json!({"directoryId": DIRECTORY, "userMfaAuthenticationSettings": "Enabled",
+        "endpoint": url, "credentialsSecretRef": {"name": "keys"}, "deletionPolicy": "Restore"});
+    spec.as_object_mut()
+        .unwrap()
+        .extend(by.as_object().unwrap().clone());
+    spec
+}
+
+#[tokio::test]
+async fn a_new_user_setting_converges_and_a_current_one_costs_no_call() {
+    let (url, _state) = start_emulator().await;
+    let (client, server) = api();
+    let ctx = context(client);
+    let spec = user_spec(&url, json!({"userName": "bob"}));
+    let (user, path) = object::<UserMfaSetting>(&server, "usermfasettings", "bob", spec);
+    reconcile(Arc::new(user), ctx.clone())
+        .await
+        .expect("the pass succeeds");
+    assert_eq!(cloud_user_setting(&state(&url).await, BOB), "Enabled");
+    let status = server.lock().unwrap().last_status(&path).unwrap();
+    assert_eq!(status["userId"], BOB);
+    assert_eq!(
+        status["observed"]["userMfaAuthenticationSettings"],
+        "Enabled"
+    );
+    assert_eq!(
+        status["restoreTo"]["userMfaAuthenticationSettings"],
+        "Disabled"
+    );
+    assert_eq!(status["conditions"][0]["status"], "True", "{status}");
+    assert!(
+        server
+            .lock()
+            .unwrap()
+            .events
+            .contains(&"Updated".to_string())
+    );
+    // The status is current: a pass (a restart's first) returns at once, with no call at all.
+    let before = every_call(&url).await;
+    let action = reconcile(
+        Arc::new(stored::<UserMfaSetting>(&server, &path)),
+        ctx.clone(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(every_call(&url).await, before);
+    assert!(
+        format!("{action:?}").contains("requeue_after: Some"),
+        "{action:?}"
+    );
+}
+
+#[tokio::test]
+async fn restore_to_survives_a_write_that_fails_right_after_it_was_recorded() {
+    let (url, _state) = start_emulator().await;
+    set_faults(
+        &url,
+        json!({"failActions": ["UpdateUserMFAAuthenticationSettings"]}),
+    )
+    .await;
+    let (client, server) = api();
+    let ctx = context(client);
+    let spec = user_spec(&url, json!({"userId": BOB}));
+    let (user, path) = object::<UserMfaSetting>(&server, "usermfasettings", "bob", spec);
+    let error = reconcile(Arc::new(user), ctx).await.unwrap_err();
+    assert!(error.is_retryable(), "{error}");
+    let status = server.lock().unwrap().last_status(&path).unwrap();
+    assert_eq!(
+        status["restoreTo"]["userMfaAuthenticationSettings"], "Disabled",
+        "{status}"
+    );
+    assert_eq!(status["conditions"][0]["status"], "False");
+}
+
+#[tokio::test]
+async fn a_directory_policy_enforces_and_an_observe_one_never_writes() {
+    let (url, _state) = start_emulator().await;
+    let (client, server) = api();
+    let ctx = context(client);
+    let spec = |mode: &str| {
+        json!({"directoryId": DIRECTORY, "mfaAuthenticationSettings": "Enabled",
+        "endpoint": url, "credentialsSecretRef": {"name": "keys"}, "managementPolicy": mode})
+    };
+    let (observe, path) =
+        object::<DirectoryMfaPolicy>(&server, "directorymfapolicies", "watch", spec("Observe"));
+    reconcile(Arc::new(observe), ctx.clone()).await.unwrap();
+    assert_eq!(write_calls(&url).await, 0, "Observe writes nothing");
+    let status = server.lock().unwrap().last_status(&path).unwrap();
+    assert_eq!(status["observed"]["mfaAuthenticationSettings"], "Byuser");
+    assert!(
+        status["conditions"].to_string().contains("Drifted"),
+        "{status}"
+    );
+    let (enforce, _) =
+        object::<DirectoryMfaPolicy>(&server, "directorymfapolicies", "enforce", spec("Enforce"));
+    // Older than the Observe one (which owns nothing, but claims): this one owns the directory.
+    let mut enforce = enforce;
+    enforce.metadata.creation_timestamp = observe_older();
+    reconcile(Arc::new(enforce), ctx).await.unwrap();
+    assert_eq!(directory_setting(&state(&url).await), "Enabled");
+}
+
+/// A creation time before the other policies' (so the Enforce one owns the directory).
+fn observe_older() -> Option<k8s_openapi::apimachinery::pkg::apis::meta::v1::Time> {
+    Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
+        "2025-01-01T00:00:00Z".parse().unwrap(),
+    ))
+}
+
+#[tokio::test]
+async fn a_ram_user_is_reported_and_never_written() {
+    let (url, _state) = start_emulator().await;
+    let (client, server) = api();
+    let ctx = context(client);
+    let spec = json!({"userPrincipalName": "bob@example.onaliyun.com", "endpoint": url,
+        "credentialsSecretRef": {"name": "keys"}});
+    let (ram, path) = object::<RamUserMfaStatus>(&server, "ramusermfastatuses", "bob", spec);
+    reconcile(Arc::new(ram), ctx).await.unwrap();
+    let status = server.lock().unwrap().last_status(&path).unwrap();
+    assert_eq!(
+        status["device"]["serialNumber"], "acs:ram::1234:mfa/bob",
+        "{status}"
+    );
+    assert_eq!(write_calls(&url).await, 0);
+}

@@ -779,11 +779,12 @@ def drift(procs, rows, n):
     if samples:
         row(rows, "drift", n, f"drift -> repaired (its Update): p50 / p99 / max ({len(samples)} of {len(ids)} repaired)",
             spread(samples), f"max ≤ {resync:.0f} s")
-    late = sum(1 for v in samples if v > resync * 1000)
-    row(rows, "drift", n, f"repaired later than one interval ({resync:.0f}s)", str(late), "0")
+    missing = len(ids) - len(repaired)
+    late = sum(1 for v in samples if v > resync * 1000) + missing
+    row(rows, "drift", n, f"repaired later than one interval ({resync:.0f}s), or not at all", f"{late} ({missing} not at all)", "0")
     if effective > resync:
-        late_eff = sum(1 for v in samples if v > effective * 1000)
-        row(rows, "drift", n, f"repaired later than the effective interval ({effective:.0f}s)", str(late_eff), "0")
+        late_eff = sum(1 for v in samples if v > effective * 1000) + missing
+        row(rows, "drift", n, f"repaired later than the effective interval ({effective:.0f}s), or not at all", str(late_eff), "0")
     back = cloud_settings(world, indices).count("Enabled")
     row(rows, "drift", n, "cloud back to the spec at the end", f"{back}/{len(ids)}", f"{len(ids)}/{len(ids)}")
     for k, (label, snap) in enumerate(zip(("first", "next"), snapshots)):

@@ -292,7 +292,7 @@ class Procs:
         for watch in self.watches:
             watch.stop()
         self.watches = []
-        for proc in list(self.procs):
+        for proc in list(reversed(self.procs)):  # the operator before its emulator: no "could not reach" at the end
             self.stop(proc)
         for ns in self.namespaces:
             remove_namespace(ns)

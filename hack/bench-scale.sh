@@ -1,40 +1,59 @@
 #!/usr/bin/env bash
-# The scale benchmark of issue 12: the operator (release build) against the local control plane and
+# The scale benchmark of issues 12 and 17: the operator (release build) against the local control plane and
 # the emulator (quota 100 calls/s, 40 ms per call). Each scenario starts its own emulator, namespace
 # and operator, and appends a markdown table to .local/bench/SCENARIO.txt (also printed):
 #   hack/bench-scale.sh converge [N]   N UserMfaSettings (default 2000) in one directory of 2N users,
 #                                      half by userName, half changing their user (a write), one
 #                                      DirectoryMfaPolicy: time to all Ready vs the floor
-#                                      (2N + writes + ListUsers pages) / 100 s, calls by action, VmHWM
+#                                      (2N + writes + ListUsers pages) / 100 s, the calls made until
+#                                      then vs the floor's (2N + writes + pages), calls by action, VmHWM
+#   hack/bench-scale.sh drift [N]      converge N (default 10000) with --resync-interval 60s; right
+#                                      after the last turns Ready, 100 managed users' setting changed in
+#                                      the cloud (PUT /_emulator/state, a console change): time to each
+#                                      repair (its Update call) p50/p99/max, how many took longer than
+#                                      one interval; calls per managed user in the first and the next
+#                                      interval after converging
 #   hack/bench-scale.sh steady [N]     converge, then calls per managed user over one resync
 #                                      (default 2000, --resync-interval 120s); again with
 #                                      --device-resync-interval when the operator has it; again with
 #                                      spec.census.enabled: calls per directory user
 #   hack/bench-scale.sh three [M]      3 UserMfaSettings in a directory of M users (default 10000), no
 #                                      census: reads of users no resource manages (expected 0)
-#   hack/bench-scale.sh latency [N]    spec change -> its Update call, p50/p99 of 100 changes, (a) idle
-#                                      and (b) while a resync of N resources (default 10000) saturates
-#                                      the quota
+#   hack/bench-scale.sh latency [N]    spec change -> its Update call, p50/p99/max of 100 changes made
+#                                      one at a time, (a) idle and (b) after a restart: a new operator
+#                                      resyncing N resources (default 10000) saturates the quota
+#   hack/bench-scale.sh bulk [N]       1000 converged UserMfaSettings, then N new ones (default 4000)
+#                                      created at once (one burst of concurrent POSTs, as a large
+#                                      `kubectl apply -f` would) and meanwhile 100 spec changes of
+#                                      existing ones, one at a time (spread over the bulk's floor):
+#                                      change -> Update p50/p99/max, how many over 20 s; the bulk's
+#                                      time to all Ready (--resync-interval 5m, the default)
 #   hack/bench-scale.sh throttle [N]   quota 5 calls/s for a minute under --resync-interval 10s, N
 #                                      resources (default 200): calls attempted per minute
 #   hack/bench-scale.sh secrets [S]    S unrelated 48 KB Secrets (default 5000) in 10 namespaces, 10
 #                                      resources, all namespaces watched: peak RSS; Secrets removed after
-#   hack/bench-scale.sh all            converge 2000 and 10000, steady 2000, three 10000, latency 10000,
-#                                      throttle 200, secrets 5000; one table in .local/bench/all.txt
+#   hack/bench-scale.sh all            converge 2000 and 10000, drift 10000, steady 2000, three 10000,
+#                                      latency 10000, bulk 4000, throttle 200, secrets 5000; one table
+#                                      in .local/bench/all.txt
 #   hack/bench-scale.sh N              (the old form) converge N
+# "change -> Update" is timed from just before the PATCH (or the PUT of the state) to the arrival
+# time (atMs) of that user's successful UpdateUserMFAAuthenticationSettings in GET /_emulator/writes.
+# Every wait has a deadline (3x its floor or interval + 60 s): past it the scenario is reported as
+# FAILED (not finished) with what it reached, and the others go on.
 # Knobs (environment): BENCH_QPS (100), BENCH_LATENCY_MS (40), BENCH_RESYNC (a duration, overrides
 # each scenario's resync interval), BENCH_TIMEOUT_FACTOR (3: a wait fails after 3x its floor + 60 s),
-# BENCH_OPERATOR_FLAGS (extra flags for `cloudsso-mfa-operator run`; default
-# --max-concurrent-reconciles 8). Logs and generated files: .local/bench/SCENARIO-N/. The cluster is
-# the one `hack/local-cluster.sh up` starts (or reuses); this script leaves it running.
+# BENCH_OPERATOR_FLAGS (extra flags for `cloudsso-mfa-operator run`; default none: the defaults a
+# user gets, beside --cloud-qps 100 and each scenario's --resync-interval). Logs and generated
+# files: .local/bench/SCENARIO-N/. The cluster is the one `hack/local-cluster.sh up` starts (or
+# reuses); this script leaves it running.
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 cd "$ROOT"
 case "${1:-converge}" in
-  converge|steady|three|latency|throttle|secrets|all) scenario=${1:-converge}; size=${2:-} ;;
+  converge|drift|steady|three|latency|bulk|throttle|secrets|all) scenario=${1:-converge}; size=${2:-} ;;
   [0-9]*) scenario=converge; size=$1 ;;
   -h|--help|help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
-  *) echo "usage: $0 converge|steady|three|latency|throttle|secrets|all [N]  (--help)" >&2; exit 2 ;;
+  *) echo "usage: $0 converge|drift|steady|three|latency|bulk|throttle|secrets|all [N]  (--help)" >&2; exit 2 ;;
 esac
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-${CLOUDSSO_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/cloudsso-mfa-operator}/target}
 cargo build --quiet --release --bins --features emulator
@@ -59,7 +78,7 @@ BENCH = os.path.join(ROOT, ".local", "bench")
 QPS = int(os.environ.get("BENCH_QPS", "100"))
 LATENCY_MS = int(os.environ.get("BENCH_LATENCY_MS", "40"))
 FACTOR = float(os.environ.get("BENCH_TIMEOUT_FACTOR", "3"))
-OPERATOR_FLAGS = os.environ.get("BENCH_OPERATOR_FLAGS", "--max-concurrent-reconciles 8").split()
+OPERATOR_FLAGS = os.environ.get("BENCH_OPERATOR_FLAGS", "").split()  # the defaults a user gets
 GROUP = "/apis/cloudsso.mfa-operator.dev/v1alpha1"
 KEY_ID, KEY_SECRET = "LTAI5tBenchKey", "bench-secret"
 MIB = 1024 * 1024
@@ -161,7 +180,7 @@ def parallel(function, items, threads=8):
         return list(pool.map(function, items))
 
 
-def create_all(objects):
+def create_all(objects, threads=8):
     def create(obj):
         ns = obj["metadata"].get("namespace")
         plural = {"Secret": "secrets", "DirectoryMfaPolicy": "directorymfapolicies",
@@ -169,7 +188,7 @@ def create_all(objects):
         base = "/api/v1" if obj["apiVersion"] == "v1" else GROUP
         path = f"{base}/namespaces/{ns}/{plural}" if ns else f"{base}/{plural}"
         return KUBE.request("POST", path, obj, ok=(200, 201, 202, 409))  # 409: a retried POST
-    return parallel(create, objects)
+    return parallel(create, objects, threads)
 
 
 def ready(obj):
@@ -273,7 +292,7 @@ class Procs:
         for watch in self.watches:
             watch.stop()
         self.watches = []
-        for proc in list(self.procs):
+        for proc in list(reversed(self.procs)):  # the operator before its emulator: no "could not reach" at the end
             self.stop(proc)
         for ns in self.namespaces:
             remove_namespace(ns)
@@ -445,7 +464,7 @@ def make_resources(ns, directory, managed, endpoint, census=False):
 class World:
     """One scenario's emulator, namespace and resources."""
 
-    def __init__(self, procs, name, users, managed, census=False):
+    def __init__(self, procs, name, users, managed, census=False, initial=None):
         self.work = os.path.join(BENCH, name)
         os.makedirs(self.work, exist_ok=True)
         self.procs, self.users, self.managed = procs, users, managed
@@ -459,8 +478,11 @@ class World:
         create_all([{"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": self.ns}}])
         t = time.time()
         create_all(docs[:2])
-        create_all(docs[2:])
-        log(f"{self.ns}: {managed} UserMfaSettings in a directory of {users} users created in {time.time() - t:.1f}s")
+        # `initial` of them now, the rest (self.later) when the scenario applies them.
+        initial = managed if initial is None else initial
+        create_all(docs[2:2 + initial])
+        self.later = docs[2 + initial:]
+        log(f"{self.ns}: {initial} of {managed} UserMfaSettings in a directory of {users} users created in {time.time() - t:.1f}s")
         spec = KUBE.request("GET", f"{GROUP}/namespaces/{self.ns}/directorymfapolicies/dir")["spec"]
         self.census_kept = "census" in spec
         self.watch = ReadyWatch(self.ns, "usermfasettings")
@@ -470,23 +492,25 @@ class World:
         policy = KUBE.request("GET", f"{GROUP}/namespaces/{self.ns}/directorymfapolicies/dir")
         return self.watch.count() + ready(policy)
 
-    def wait_ready(self, operator, floor_s, what="every resource Ready"):
-        """Seconds from the operator's start until every resource is Ready; Failed past the deadline."""
+    def wait_ready(self, operator, floor_s, what="every resource Ready", want=None, since=None):
+        """Seconds from the operator's start (or `since`) until `want` resources (default: every
+        one) are Ready; Failed past the deadline."""
         deadline = FACTOR * floor_s + 60
-        want, poll = self.managed + 1, 0.5
+        want, poll = (want or self.managed + 1), 0.5
+        since = since or operator.started
         last = 0
         while True:
             count = self.ready_count()
             now = time.time()
             if count >= want:
-                return now - operator.started
+                return now - since
             if not operator.alive():
                 raise Failed(f"the operator exited; see {operator.log}")
-            if now - operator.started > deadline:
+            if now - since > deadline:
                 raise Failed(f"{what}: not within {deadline:.0f}s ({FACTOR:g}x the floor {floor_s:.0f}s + 60s): "
                              f"{count}/{want} Ready; see {operator.log}")
             if now - last > 30:
-                log(f"{count}/{want} Ready after {now - operator.started:.0f}s")
+                log(f"{count}/{want} Ready after {now - since:.0f}s")
                 last = now
             time.sleep(poll)
 
@@ -512,16 +536,28 @@ def converge_run(procs, rows, n, label="converge", resync=None, census=False, ex
     calls = world.emulator.calls()
     writes = sum(action_count(calls, a) for a in calls if a.startswith("Update"))
     pages = action_count(calls, "ListUsers")
-    floor = (2 * n + writes + pages) / QPS
-    log(f"{label} {n}: all Ready after {elapsed:.1f}s (floor {floor:.1f}s)")
-    world.elapsed, world.floor = elapsed, floor
+    floor_calls = 2 * n + writes + pages
+    floor = floor_calls / QPS
+    log(f"{label} {n}: all Ready after {elapsed:.1f}s (floor {floor:.1f}s); {total(calls)} calls (floor's {floor_calls})")
+    world.elapsed, world.floor, world.floor_calls, world.converge_calls = elapsed, floor, floor_calls, calls
     if report:
-        row(rows, "converge", n, "all Ready after", f"{elapsed:.1f} s", "")
-        row(rows, "converge", n, f"floor (2N + {writes} writes + {pages} pages) / {QPS}", f"{floor:.1f} s", "")
-        row(rows, "converge", n, "ratio to the floor", f"{elapsed / floor:.2f}x", "≤ 1.2x")
+        converge_rows(rows, "converge", n, world, operator, resync)
         row(rows, "converge", n, "cloud calls by action (ok, failures)", describe_calls(calls), "")
         row(rows, "converge", n, "peak RSS (VmHWM)", mib(operator.peak_kib()), "≤ 64 MiB at 10,000")
     return world, operator, resync
+
+
+def converge_rows(rows, scenario, n, world, operator, resync):
+    """Time and calls of a converge against its floor (its reads, writes and pages at the quota)."""
+    flags = " ".join(OPERATOR_FLAGS) or "default flags"
+    row(rows, scenario, n, f"all Ready after ({flags}, --resync-interval {resync:.0f}s)", f"{world.elapsed:.1f} s", "")
+    pages = action_count(world.converge_calls, "ListUsers")
+    writes = world.floor_calls - 2 * n - pages
+    row(rows, scenario, n, f"floor (2N + {writes} writes + {pages} pages) / {QPS}", f"{world.floor:.1f} s", "")
+    row(rows, scenario, n, "ratio to the floor", f"{world.elapsed / world.floor:.2f}x", "≤ 1.2x")
+    attempts = total(world.converge_calls)
+    row(rows, scenario, n, f"cloud calls until all Ready (all outcomes) vs the floor's {world.floor_calls}",
+        f"{attempts} ({attempts - world.floor_calls:+d}, {attempts / world.floor_calls:.2f}x)", "no call beyond the floor's")
 
 
 def resync_window(operator, asked):
@@ -590,18 +626,29 @@ def percentile(values, p):
     return ordered[min(len(ordered) - 1, max(0, math.ceil(p / 100 * len(ordered)) - 1))]
 
 
-def changes(world, count, timeout_s, setting):
-    """Patches `count` resources one at a time; ms from just before each PATCH to the emulator's
-    arrival time of the Update call for that user that succeeded."""
-    step = max(1, world.managed // count)
-    samples = []
-    for k in range(count):
-        i = (k * step) % world.managed
+def timed_changes(world, indices, setting, timeout_s, pace_s=0.0, until=None, sent=None):
+    """Patches the resources `indices` one at a time; ms from just before each PATCH to the
+    emulator's arrival time (`atMs`) of the Update call for that user that succeeded. A change
+    whose Update is not seen within `timeout_s` is a miss (None) and the next one goes on; past
+    `until` (an epoch second) the rest are not made. `pace_s`: at least this long from one change
+    to the next (spreads them over a bulk); `sent` (a list) gets each PATCH's epoch second.
+    Returns (samples, misses, made)."""
+    samples, misses, made = [], [], 0
+    t0 = time.time()
+    for k, i in enumerate(indices):
+        if until and time.time() > until:
+            break
+        wait = t0 + k * pace_s - time.time()
+        if wait > 0:
+            time.sleep(wait)
         uid = user_id(world.directory, i)
         world.emulator.clear_writes()
         sent_ms = time.time() * 1000
         KUBE.request("PATCH", f"{GROUP}/namespaces/{world.ns}/usermfasettings/user{i}",
                      {"spec": {"userMfaAuthenticationSettings": setting}}, "application/merge-patch+json")
+        made += 1
+        if sent is not None:
+            sent.append(sent_ms / 1000)
         deadline = time.time() + timeout_s
         while True:
             hit = [w for w in world.emulator.writes() if w.get("userId") == uid and w["outcome"] == "ok"
@@ -610,16 +657,36 @@ def changes(world, count, timeout_s, setting):
                 samples.append(hit[0]["atMs"] - sent_ms)
                 break
             if time.time() > deadline:
-                raise Failed(f"no Update for user{i} within {timeout_s:.0f}s of its spec change")
+                misses.append(i)
+                log(f"no Update for user{i} within {timeout_s:.0f}s of its spec change")
+                break
             time.sleep(0.005)
+    return samples, misses, made
+
+
+def changes(world, count, timeout_s, setting):
+    """`count` resources spread over the world, changed one at a time (timed_changes); Failed at
+    the first change whose Update does not come within `timeout_s`."""
+    step = max(1, world.managed // count)
+    indices = [(k * step) % world.managed for k in range(count)]
+    samples = []
+    for i in indices:
+        got, missed, _ = timed_changes(world, [i], setting, timeout_s)
+        if missed:
+            raise Failed(f"no Update for user{i} within {timeout_s:.0f}s of its spec change")
+        samples += got
     return samples
+
+
+def spread(samples):
+    """p50 / p99 / max of ms samples."""
+    return f"{percentile(samples, 50):.0f} ms / {percentile(samples, 99):.0f} ms / {max(samples):.0f} ms"
 
 
 def latency(procs, rows, n):
     world, operator, _ = converge_run(procs, rows, n, "latency", resync=3600, report=False)
     samples = changes(world, 100, 60, "Disabled")
-    row(rows, "latency", n, "spec change -> Update, idle: p50 / p99 (100 changes)",
-        f"{percentile(samples, 50):.0f} ms / {percentile(samples, 99):.0f} ms", "")
+    row(rows, "latency", n, "spec change -> Update, idle: p50 / p99 / max (100 changes)", spread(samples), "")
     # (b): a new operator reads all N users again (a full resync) and, with a short resync
     # interval, keeps doing so: the quota stays saturated while the spec changes wait their turn.
     operator.stop()
@@ -630,11 +697,177 @@ def latency(procs, rows, n):
     try:
         samples = changes(world, 100, max(120, FACTOR * 2 * n / QPS), "Enabled")
         busy = (total(world.emulator.calls()) - before) / (time.time() - t0)
-        row(rows, "latency", n, f"spec change -> Update, during a resync of {n}: p50 / p99 (100 changes)",
-            f"{percentile(samples, 50):.0f} ms / {percentile(samples, 99):.0f} ms", "")
+        row(rows, "latency", n, f"spec change -> Update, after a restart (a new operator resyncing {n}, "
+            f"--resync-interval {resync}s): p50 / p99 / max (100 changes)", spread(samples), "p99 < 250 ms")
         row(rows, "latency", n, "cloud calls/s while measuring (b) (the quota)", f"{busy:.0f} ({QPS})", "")
+        row(rows, "latency", n, "peak RSS of the restarted operator (VmHWM)", mib(operator.peak_kib()), "")
     except Failed as error:
-        row(rows, "latency", n, f"spec change -> Update, during a resync of {n}", f"FAILED: {error}", "")
+        row(rows, "latency", n, "FAILED", f"spec change -> Update, after a restart (a new operator resyncing {n}): {error}", "")
+
+
+def set_cloud_settings(world, indices, setting):
+    """A console change: the MFA setting of users `indices` in the emulator's state (GET, edit,
+    PUT /_emulator/state, which replaces the state whole). Returns the epoch ms just before the PUT."""
+    ids = {user_id(world.directory, i) for i in indices}
+    state = world.emulator.http.request("GET", "/_emulator/state")
+    directory = next(d for d in state["directories"] if d["directoryId"] == world.directory)
+    for user in directory["users"]:
+        if user["userId"] in ids:
+            user["userMfaAuthenticationSettings"] = setting
+    changed_ms = time.time() * 1000
+    world.emulator.http.request("PUT", "/_emulator/state", state)
+    return changed_ms
+
+
+def cloud_settings(world, indices):
+    ids = {user_id(world.directory, i) for i in indices}
+    state = world.emulator.http.request("GET", "/_emulator/state")
+    directory = next(d for d in state["directories"] if d["directoryId"] == world.directory)
+    return [u["userMfaAuthenticationSettings"] for u in directory["users"] if u["userId"] in ids]
+
+
+def drift(procs, rows, n):
+    """Converge N at a 60 s resync, then change 100 managed users' setting in the cloud right
+    after the last turns Ready: time until each is repaired (its Update call), and the calls per
+    managed user in the first and the second interval after converging."""
+    asked = parse_duration(os.environ.get("BENCH_RESYNC", "0s")) or 60
+    world, operator, resync = converge_run(procs, rows, n, "drift", resync=asked, report=False)
+    converged = time.time()
+    converge_rows(rows, "drift", n, world, operator, resync)
+    world.emulator.reset_calls()
+    world.emulator.clear_writes()
+    count = min(100, n)
+    step = max(1, n // count)
+    # Spread over the world, both halves (by userName: even, by userId: odd).
+    indices = sorted({min(n - 1, k * step + k % 2) for k in range(count)})
+    ids = {user_id(world.directory, i) for i in indices}
+    changed_ms = set_cloud_settings(world, indices, "Disabled")
+    stray = [w for w in world.emulator.writes() if w.get("userId") not in ids]
+    if stray:
+        log(f"drift: {len(stray)} writes of other users between reading and replacing the state (reverted by the PUT)")
+    after_s = changed_ms / 1000 - converged
+    effective = operator.metric("cloudsso_mfa_operator_effective_resync_seconds") or resync
+    log(f"drift: {len(indices)} users set to Disabled in the cloud {after_s:.1f}s after the last Ready "
+        f"(effective resync {effective:.0f}s); waiting for their repairs")
+    interval = max(resync, effective)
+    deadline = changed_ms / 1000 + FACTOR * interval + 60
+    repaired, snapshots, last = {}, [], 0
+    while True:
+        now = time.time()
+        if len(snapshots) < 2 and now >= converged + resync * (len(snapshots) + 1):
+            snapshots.append(world.emulator.calls())
+        for w in world.emulator.writes():
+            uid = w.get("userId")
+            if uid in ids and uid not in repaired and w["outcome"] == "ok" \
+                    and w["action"] == "UpdateUserMFAAuthenticationSettings":
+                repaired[uid] = w["atMs"] - changed_ms
+        if len(repaired) == len(ids) and len(snapshots) == 2:
+            break
+        if now > deadline:
+            break
+        if not operator.alive():
+            raise Failed(f"the operator exited; see {operator.log}")
+        if now - last > 30:
+            log(f"drift: {len(repaired)}/{len(ids)} repaired after {now - changed_ms / 1000:.0f}s")
+            last = now
+        time.sleep(0.25)
+    samples = list(repaired.values())
+    row(rows, "drift", n, f"cloud setting of {len(ids)} managed users changed (PUT /_emulator/state), after the last Ready",
+        f"{after_s:.1f} s", "")
+    row(rows, "drift", n, "effective resync (effective_resync_seconds) at the change; at the end",
+        f"{effective:.0f} s; {operator.metric('cloudsso_mfa_operator_effective_resync_seconds') or resync:.0f} s", "")
+    if samples:
+        row(rows, "drift", n, f"drift -> repaired (its Update): p50 / p99 / max ({len(samples)} of {len(ids)} repaired)",
+            spread(samples), f"max ≤ {resync:.0f} s")
+    missing = len(ids) - len(repaired)
+    late = sum(1 for v in samples if v > resync * 1000) + missing
+    row(rows, "drift", n, f"repaired later than one interval ({resync:.0f}s), or not at all", f"{late} ({missing} not at all)", "0")
+    if effective > resync:
+        late_eff = sum(1 for v in samples if v > effective * 1000) + missing
+        row(rows, "drift", n, f"repaired later than the effective interval ({effective:.0f}s), or not at all", str(late_eff), "0")
+    back = cloud_settings(world, indices).count("Enabled")
+    row(rows, "drift", n, "cloud back to the spec at the end", f"{back}/{len(ids)}", f"{len(ids)}/{len(ids)}")
+    for k, (label, snap) in enumerate(zip(("first", "next"), snapshots)):
+        delta = diff_calls(snap, snapshots[k - 1]) if k else snap
+        row(rows, "drift", n, f"calls per managed user in the {label} {resync:.0f} s after converging (calls/s)",
+            f"{total(delta) / n:.2f} ({total(delta) / resync:.0f}/s; {describe_calls(delta)})", "")
+    row(rows, "drift", n, "peak RSS (VmHWM)", mib(operator.peak_kib()), "")
+    if len(repaired) < len(ids):
+        raise Failed(f"{len(ids) - len(repaired)} of {len(ids)} drifted users not repaired within "
+                     f"{FACTOR:g}x the interval ({interval:.0f}s) + 60s")
+
+
+def bulk(procs, rows, n, existing=1000):
+    """1000 converged UserMfaSettings, then N new ones created at once (16 POSTs at a time, as a
+    large `kubectl apply` burst), and meanwhile 100 spec changes of existing ones, one at a time:
+    change -> Update latency while the new ones converge."""
+    world = World(procs, f"bulk-{n}", 2 * (existing + n), existing + n, initial=existing)
+    resync = parse_duration(os.environ.get("BENCH_RESYNC", "0s")) or 300  # the operator's default, 5m
+    operator = Operator(procs, world.work, "bulk", resync, world.ns)
+    elapsed = world.wait_ready(operator, estimated_floor(existing, 2 * (existing + n)), want=existing + 1)
+    row(rows, "bulk", n, f"{existing} existing UserMfaSettings Ready after (default flags, --resync-interval {resync:.0f}s)",
+        f"{elapsed:.1f} s", "")
+    floor_new = estimated_floor(n, 2 * (existing + n))
+    before, burst, converged = world.emulator.calls(), {}, {}
+
+    def apply():
+        t = time.time()
+        try:
+            create_all(world.later, threads=16)
+        except Exception as error:
+            burst["error"] = str(error)
+        burst["s"] = time.time() - t
+
+    def all_ready():
+        try:
+            converged["s"] = world.wait_ready(operator, floor_new, f"{n} new UserMfaSettings Ready",
+                                              want=existing + n + 1, since=started)
+        except Failed as error:
+            converged["error"] = str(error)
+
+    started = time.time()
+    threads = [threading.Thread(target=apply, daemon=True), threading.Thread(target=all_ready, daemon=True)]
+    for thread in threads:
+        thread.start()
+    time.sleep(0.5)
+    count = min(100, existing)
+    step = max(1, existing // count)
+    indices = [min(existing - 1, k * step + k % 2) for k in range(count)]
+    pace = 0.8 * floor_new / count
+    log(f"bulk: {n} new UserMfaSettings being created; {count} spec changes of existing ones, one every {pace:.1f}s or more")
+    sent = []
+    samples, misses, made = timed_changes(world, indices, "Disabled", timeout_s=120, pace_s=pace,
+                                          until=started + FACTOR * floor_new + 60, sent=sent)
+    busy = (total(world.emulator.calls()) - total(before)) / (time.time() - started)
+    changes_done = time.time() - started
+    threads[0].join(FACTOR * floor_new + 60)
+    threads[1].join(max(1, started + FACTOR * floor_new + 90 - time.time()))
+    calls = diff_calls(world.emulator.calls(), before)
+    row(rows, "bulk", n, f"{n} new UserMfaSettings created at once (POSTs 16 at a time): burst took",
+        f"{burst['s']:.1f} s" if "s" in burst and "error" not in burst else f"not finished: {burst.get('error', 'still running')}", "")
+    if samples:
+        row(rows, "bulk", n, f"spec change of an existing resource -> Update, during the bulk: p50 / p99 / max ({len(samples)} of {made} changes)",
+            spread(samples), "p99 < 250 ms")
+    over = sum(1 for v in samples if v > 20000) + len(misses)
+    row(rows, "bulk", n, "changes whose Update came after 20 s (or not within 120 s)", f"{over} ({len(misses)} not within 120 s)", "0")
+    row(rows, "bulk", n, f"changes made in (from the burst's start); cloud calls/s meanwhile",
+        f"{changes_done:.1f} s; {busy:.0f}/s ({QPS})", "")
+    if "s" in converged:
+        row(rows, "bulk", n, f"{n} new all Ready after the burst's start (estimated floor)",
+            f"{converged['s']:.1f} s ({floor_new:.1f} s)", "")
+        during = sum(1 for t in sent if t < started + converged["s"])
+        row(rows, "bulk", n, "changes made before the new ones were all Ready", f"{during} of {made}", f"{count}")
+    row(rows, "bulk", n, "cloud calls from the burst's start (ok, failures)", describe_calls(calls), "")
+    row(rows, "bulk", n, "peak RSS (VmHWM)", mib(operator.peak_kib()), "")
+    problems = []
+    if misses or made < count:
+        problems.append(f"{len(misses)} changes without their Update within 120 s, {count - made} not made before the deadline")
+    if "s" not in converged:
+        problems.append(converged.get("error", f"the {n} new ones not Ready"))
+    if "error" in burst or "s" not in burst:
+        problems.append(f"the burst of creates did not finish: {burst.get('error', 'still running')}")
+    if problems:
+        raise Failed("; ".join(problems))
 
 
 def throttle(procs, rows, n):
@@ -671,9 +904,10 @@ def secrets(procs, rows, count):
 
 
 SCENARIOS = {"converge": (lambda p, r, n: converge_run(p, r, n), 2000), "steady": (steady, 2000), "three": (three, 10000),
-             "latency": (latency, 10000), "throttle": (throttle, 200), "secrets": (secrets, 5000)}
-ALL = [("converge", 2000), ("converge", 10000), ("steady", 2000), ("three", 10000), ("latency", 10000),
-       ("throttle", 200), ("secrets", 5000)]
+             "latency": (latency, 10000), "drift": (drift, 10000), "bulk": (bulk, 4000),
+             "throttle": (throttle, 200), "secrets": (secrets, 5000)}
+ALL = [("converge", 2000), ("converge", 10000), ("drift", 10000), ("steady", 2000), ("three", 10000),
+       ("latency", 10000), ("bulk", 4000), ("throttle", 200), ("secrets", 5000)]
 
 
 def table(rows, title):

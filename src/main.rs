@@ -73,7 +73,7 @@ struct RunArgs {
     #[arg(long, env = "DEVICE_RESYNC_INTERVAL", value_parser = parse_duration)]
     device_resync_interval: Option<Duration>,
     /// Passes that may make cloud calls at once, per urgency (spec changes and deletions, new
-    /// resources, resyncs each have their own); default: --cloud-qps / 4, from 4 to 64.
+    /// resources, resyncs each have their own); default: --cloud-qps, from 4 to 128.
     #[arg(long, env = "MAX_CONCURRENT_RECONCILES", value_parser = clap::value_parser!(u16).range(1..=256))]
     max_concurrent_reconciles: Option<u16>,
     /// Client-side limit of cloud API calls per second, per credential and endpoint.

@@ -14,7 +14,6 @@ use crate::controller::conditions::{DesiredCondition, READY};
 use crate::controller::context::Context;
 use crate::controller::error::ReconcileError;
 use crate::controller::keys::key_of;
-use crate::controller::retry;
 use crate::controller::status::{self, StatusWriter};
 use crate::controller::tenancy::{Plan, Service};
 
@@ -81,17 +80,4 @@ pub async fn reconcile(
             Err(error)
         }
     }
-}
-
-/// The requeue after a failed pass: backoff by error class, growing per account.
-pub fn error_policy(
-    account: Arc<CloudAccount>,
-    error: &ReconcileError,
-    ctx: Arc<Context>,
-) -> Action {
-    let key = key_of(account.as_ref());
-    let attempt = ctx.passes.failures.record(&key);
-    let delay = retry::delay(error.is_retryable(), attempt);
-    tracing::warn!(account = %key, reason = error.reason().as_str(), %error, attempt, ?delay, "CloudAccount not ready");
-    Action::requeue(delay)
 }

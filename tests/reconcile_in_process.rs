@@ -157,6 +157,30 @@ async fn a_new_user_setting_converges_and_a_current_one_costs_no_call() {
 }
 
 #[tokio::test]
+async fn the_pass_that_adds_the_finalizer_goes_on_to_converge() {
+    let (url, _state) = start_emulator().await;
+    let (client, server) = api();
+    let ctx = context(client);
+    let spec = user_spec(&url, json!({"userId": BOB}));
+    let (mut user, path) = object::<UserMfaSetting>(&server, "usermfasettings", "bob", spec);
+    user.metadata.finalizers = None;
+    server.lock().unwrap().objects.get_mut(&path).unwrap()["metadata"]["finalizers"] = json!(null);
+    reconcile(Arc::new(user), ctx)
+        .await
+        .expect("the pass succeeds");
+    let stored: UserMfaSetting = stored(&server, &path);
+    assert_eq!(
+        stored.metadata.finalizers,
+        Some(vec![FINALIZER.to_string()])
+    );
+    assert_eq!(
+        cloud_user_setting(&state(&url).await, BOB),
+        "Enabled",
+        "in the same pass"
+    );
+}
+
+#[tokio::test]
 async fn restore_to_survives_a_write_that_fails_right_after_it_was_recorded() {
     let (url, _state) = start_emulator().await;
     set_faults(

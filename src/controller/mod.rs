@@ -3,7 +3,7 @@
 //!
 //! - `kinds/`: what each kind says (its `Kind`/`Writable` impl and pure planner).
 //! - `reconciler`: the one skeleton every kind runs; `passes`: the current-status shortcut,
-//!   urgencies and admission; `status`, `conditions`, `plan`, `restore`: what a pass writes.
+//!   urgencies and admission; `status`, `conditions`, `plan`, `restore`, `finalizer`: what a pass writes.
 //! - `watches`, `triggers`, `wake`: what starts a pass; `instrument`, `retry`, `events`: what
 //!   surrounds one.
 //! - `state/`: what the operator keeps of the cloud; `census`, `budget`: the users counted and
@@ -19,6 +19,7 @@ pub mod conditions;
 pub mod context;
 pub mod error;
 pub mod events;
+pub mod finalizer;
 pub mod instrument;
 pub mod keys;
 pub mod kinds;

@@ -11,7 +11,6 @@ use kube::api::Api;
 use kube::core::NamespaceResourceScope;
 use kube::core::object::{HasSpec, HasStatus};
 use kube::runtime::controller::Action;
-use kube::runtime::finalizer::{self, Event as FinalizerEvent, finalizer};
 use kube::{Resource, ResourceExt};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -21,7 +20,8 @@ use super::clock;
 use super::conditions::{self, DesiredCondition, READY, SYNCED};
 use super::context::Context;
 use super::error::ReconcileError;
-use super::keys::{FINALIZER, counter_key, key_of};
+use super::finalizer;
+use super::keys::{counter_key, key_of};
 use super::passes::{current_for, urgency_of};
 use super::plan::{FieldChange, Plan, describe};
 use super::status::{self, StatusWriter};
@@ -107,7 +107,7 @@ pub async fn reconcile<K: Kind>(
 ) -> Result<Action, ReconcileError> {
     let marked = ctx.passes.marks.take(object.as_ref());
     let urgency = urgency_of(object.as_ref(), object.status());
-    let finalized = !K::FINALIZES || object.finalizers().iter().any(|f| f == FINALIZER);
+    let finalized = !K::FINALIZES || finalizer::holds(object.as_ref());
     if urgency == Urgency::Resync && !marked && finalized && object.may_skip(&ctx) {
         let interval = ctx.budget.effective();
         if let Some(left) = current_for(
@@ -124,23 +124,26 @@ pub async fn reconcile<K: Kind>(
     cloud::with_urgency(urgency, Box::pin(run(object, &ctx))).await
 }
 
-/// A pass: the finalizer splits apply from cleanup for kinds that hold one.
+/// A pass: for kinds that finalize, a deletion is cleaned up and releases the finalizer; a
+/// resource without the finalizer gets it, and the same pass goes on (see `finalizer`).
 async fn run<K: Kind>(object: Arc<K>, ctx: &Context) -> Result<Action, ReconcileError> {
     let api: Api<K> = Api::namespaced(ctx.client.clone(), &object.namespace().unwrap_or_default());
     if !K::FINALIZES {
         return apply(object, ctx, &api).await;
     }
-    finalizer(&api, FINALIZER, object, |event| async {
-        match event {
-            FinalizerEvent::Apply(object) => apply(object, ctx, &api).await,
-            FinalizerEvent::Cleanup(object) => object.cleanup(ctx).await,
+    if object.meta().deletion_timestamp.is_some() {
+        if !finalizer::holds(object.as_ref()) {
+            return Ok(Action::await_change());
         }
-    })
-    .await
-    .map_err(|error| match error {
-        finalizer::Error::ApplyFailed(error) | finalizer::Error::CleanupFailed(error) => error,
-        other => ReconcileError::Finalizer(other.to_string()),
-    })
+        let action = object.cleanup(ctx).await?;
+        finalizer::remove(&api, object.as_ref()).await?;
+        return Ok(action);
+    }
+    let object = match finalizer::holds(object.as_ref()) {
+        true => object,
+        false => Arc::new(finalizer::add(&api, object.as_ref()).await?),
+    };
+    apply(object, ctx, &api).await
 }
 
 /// One pass: sync, then the status (common fields, the kind's own, or what a failure voids),

@@ -33,14 +33,12 @@ pub type Reflector<K> = (
     reflector::store::Writer<DeserializeGuard<K>>,
 );
 
-/// What a reconcile is triggered by: the spec, deletion and finalizers (not status writes).
+/// What a reconcile is triggered by: the spec and deletion (not status writes, nor the
+/// finalizer a pass adds: that pass goes on itself; a finalizer removed by someone else is put
+/// back by the next resync, which a missing finalizer never skips).
 fn spec_or_lifecycle<K: Resource>(object: &K) -> u64 {
     let meta = object.meta();
-    fingerprint(&(
-        meta.generation,
-        meta.deletion_timestamp.is_some(),
-        &meta.finalizers,
-    ))
+    fingerprint(&(meta.generation, meta.deletion_timestamp.is_some()))
 }
 
 /// The last `spec_or_lifecycle` let through, by a hash of the object's name (at 10,000 objects

@@ -1,6 +1,6 @@
 //! An in-process Kubernetes API for the reconcile tests: kube's `Client` runs on a tower
 //! service (as controller-rs's tests do) that serves the few requests a pass makes (the
-//! credentials Secret, status patches, Events) from memory and records each status written, so
+//! credentials Secret, the finalizer, status patches, Events) from memory and records each status written, so
 //! a test runs a real reconcile against the in-process emulator in milliseconds, no API server.
 
 use std::collections::HashMap;
@@ -77,6 +77,16 @@ fn answer(server: &Shared, method: &str, path: &str, body: &[u8]) -> (StatusCode
             let written = object.clone();
             server.statuses.push((object_path, sent["status"].clone()));
             (StatusCode::OK, written)
+        }
+        "PATCH" => {
+            // A merge patch of metadata (the finalizer): kept, and the object returned.
+            let Some(object) = server.objects.get_mut(path) else {
+                return not_found(path);
+            };
+            if let Some(finalizers) = sent["metadata"].get("finalizers") {
+                object["metadata"]["finalizers"] = finalizers.clone();
+            }
+            (StatusCode::OK, object.clone())
         }
         _ => not_found(path),
     }

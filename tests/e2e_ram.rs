@@ -380,3 +380,55 @@ async fn observe_never_writes_and_a_user_without_console_logon_is_no_login_profi
     })
     .await;
 }
+
+/// Server-side apply of `object` as kind `K`; the API server's message when it refuses.
+async fn try_apply<K>(ctx: &harness::TestContext, name: &str, spec: Value) -> Result<(), String>
+where
+    K: kube::Resource<Scope = kube::core::NamespaceResourceScope, DynamicType = ()>
+        + Clone
+        + serde::de::DeserializeOwned
+        + std::fmt::Debug,
+{
+    let object = json!({"apiVersion": K::api_version(&()), "kind": K::kind(&()),
+        "metadata": {"name": name}, "spec": spec});
+    let params = kube::api::PatchParams::apply("cloudsso-e2e").force();
+    ctx.api::<K>()
+        .patch(name, &params, &kube::api::Patch::Apply(&object))
+        .await
+        .map(|_| ())
+        .map_err(|error| error.to_string())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_api_server_refuses_what_can_never_work_and_lists_them_under_cloudsso() {
+    harness::with_namespace("ram-crds", |ctx| async move {
+        let keys = json!({"name": SECRET});
+        let user = |principal: &str| {
+            json!({"userPrincipalName": principal, "mfaBindRequired": true, "credentialsSecretRef": keys})
+        };
+        let refused = try_apply::<RamUserMfaSetting>(&ctx, "bad", user("not-a-principal")).await;
+        assert!(refused.unwrap_err().contains("userPrincipalName must be name@domain"));
+        try_apply::<RamUserMfaSetting>(&ctx, "bob", user(BOB)).await.unwrap();
+        let moved = try_apply::<RamUserMfaSetting>(&ctx, "bob", user(CI)).await;
+        assert!(moved.unwrap_err().contains("userPrincipalName is immutable"));
+        let beside_account = json!({"userPrincipalName": BOB, "mfaBindRequired": true,
+            "accountRef": {"name": "corp"}, "endpoint": "http://127.0.0.1:1"});
+        let refused = try_apply::<RamUserMfaSetting>(&ctx, "elsewhere", beside_account).await;
+        assert!(refused.unwrap_err().contains("only together with credentialsSecretRef"));
+        let bad_enum = json!({"mfaOperationForLogin": "Mandatory", "credentialsSecretRef": keys});
+        let refused = try_apply::<RamSecurityPreference>(&ctx, "bad", bad_enum).await;
+        assert!(refused.unwrap_err().contains("mandatory"));
+        let bad_risk = json!({"mfaOperationForLogin": "mandatory", "operationForRiskLogin": "EnforceVerify"});
+        assert!(try_apply::<RamSecurityPreference>(&ctx, "bad", bad_risk).await.is_err());
+        let good = json!({"mfaOperationForLogin": "adaptive", "operationForRiskLogin": "enforceVerify",
+            "enableSaveMfaTicket": false});
+        try_apply::<RamSecurityPreference>(&ctx, "account", good).await.unwrap();
+        let (ok, listed, stderr) = ctx.kubectl(&["get", "cloudsso", "-o", "name"]).await;
+        assert!(ok, "{stderr}");
+        assert!(listed.contains("ramsecuritypreference.cloudsso.mfa-operator.dev/account"), "{listed}");
+        assert!(listed.contains("ramusermfasetting.cloudsso.mfa-operator.dev/bob"), "{listed}");
+        let (ok, explained, _) = ctx.kubectl(&["explain", "ramumfa.spec.mfaBindRequired"]).await;
+        assert!(ok && explained.contains("independent"), "{explained}");
+    })
+    .await;
+}

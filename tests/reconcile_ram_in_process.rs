@@ -45,12 +45,18 @@ fn ram_seed() -> Seed {
 /// The writers of the RAM kinds' stores, to show the claims' rules the objects a watch would.
 struct Writers {
     users: reflector::store::Writer<DeserializeGuard<RamUserMfaSetting>>,
+    preferences: reflector::store::Writer<DeserializeGuard<RamSecurityPreference>>,
 }
 
 impl Writers {
     fn show(&mut self, user: &RamUserMfaSetting) {
         let event = watcher::Event::Apply(DeserializeGuard(Ok(user.clone())));
         self.users.apply_watcher_event(&event);
+    }
+
+    fn show_preference(&mut self, preference: &RamSecurityPreference) {
+        let event = watcher::Event::Apply(DeserializeGuard(Ok(preference.clone())));
+        self.preferences.apply_watcher_event(&event);
     }
 }
 
@@ -73,14 +79,15 @@ fn context(client: kube::Client) -> (Arc<Context>, Writers) {
     };
     let tenancy = Tenancy::new(reflector::store().0, reflector::store().0);
     let (ram_users, users) = reflector::store();
+    let (ram_preferences, preferences) = reflector::store();
     let stores = Stores {
         policies: reflector::store().0,
         users: reflector::store().0,
-        ram_preferences: reflector::store().0,
+        ram_preferences,
         ram_users,
     };
     let (ctx, _) = Context::new(client, clients, settings, metrics, tenancy, stores);
-    (Arc::new(ctx), Writers { users })
+    (Arc::new(ctx), Writers { users, preferences })
 }
 
 /// The fake API with the namespace's credentials Secret.
@@ -359,4 +366,91 @@ async fn a_user_without_a_login_profile_is_not_written_and_not_retried_hot() {
     );
     assert!(ready.2.contains(CI), "{}", ready.2);
     assert!(status.get("observed").is_none(), "{status}");
+}
+
+#[tokio::test]
+async fn two_preferences_for_one_account_the_younger_is_not_applied() {
+    let (url, _state) = start_emulator_with(ram_seed()).await;
+    let (client, server) = api();
+    let (ctx, mut writers) = context(client);
+    let (owner, owner_path) = object::<RamSecurityPreference>(
+        &server,
+        "ramsecuritypreferences",
+        "owner",
+        "2026-12-01T00:00:00Z",
+        with_keys(&url, json!({"mfaOperationForLogin": "independent"})),
+    );
+    let (younger, path) = object::<RamSecurityPreference>(
+        &server,
+        "ramsecuritypreferences",
+        "younger",
+        "2026-12-02T00:00:00Z",
+        with_keys(&url, json!({"mfaOperationForLogin": "mandatory"})),
+    );
+    writers.show_preference(&owner);
+    writers.show_preference(&younger);
+    reconcile(Arc::new(owner), ctx.clone()).await.unwrap();
+    let error = reconcile(Arc::new(younger), ctx.clone()).await.unwrap_err();
+    assert!(error.to_string().contains("team/owner"), "{error}");
+    let status = server.lock().unwrap().last_status(&path).unwrap();
+    assert_eq!(condition(&status, "Ready").1, "Conflict", "{status}");
+    assert_eq!(
+        write_calls(&url).await,
+        0,
+        "neither wrote: the owner matched already"
+    );
+    assert_eq!(
+        all_calls(&url, "GetSecurityPreference").await,
+        1,
+        "the younger read nothing"
+    );
+    // The owner names its contender once it knows of it.
+    reconcile(
+        Arc::new(stored::<RamSecurityPreference>(&server, &owner_path)),
+        ctx.clone(),
+    )
+    .await
+    .unwrap();
+    let status = server.lock().unwrap().last_status(&owner_path).unwrap();
+    assert_eq!(status["contenders"], json!(["team/younger"]), "{status}");
+}
+
+#[tokio::test]
+async fn without_an_account_that_admits_them_no_call_is_made() {
+    let (url, _state) = start_emulator_with(ram_seed()).await;
+    let (client, server) = api();
+    let (ctx, _) = context(client);
+    // Neither accountRef nor credentialsSecretRef: the CloudAccount `default`, which is missing.
+    let (preference, preference_path) = object::<RamSecurityPreference>(
+        &server,
+        "ramsecuritypreferences",
+        "account",
+        "2026-12-01T00:00:00Z",
+        json!({"mfaOperationForLogin": "mandatory"}),
+    );
+    let (user, user_path) = object::<RamUserMfaSetting>(
+        &server,
+        "ramusermfasettings",
+        "bob",
+        "2026-12-01T00:00:00Z",
+        json!({"userPrincipalName": BOB, "mfaBindRequired": true, "accountRef": {"name": "corp"}}),
+    );
+    for error in [
+        reconcile(Arc::new(preference), ctx.clone())
+            .await
+            .unwrap_err(),
+        reconcile(Arc::new(user), ctx.clone()).await.unwrap_err(),
+    ] {
+        assert_eq!(error.reason().as_str(), "AccountNotAllowed", "{error}");
+    }
+    for path in [preference_path, user_path] {
+        let status = server.lock().unwrap().last_status(&path).unwrap();
+        assert_eq!(
+            condition(&status, "Ready").1,
+            "AccountNotAllowed",
+            "{status}"
+        );
+    }
+    let calls = reqwest_get(&format!("{url}/_emulator/calls")).await;
+    assert_eq!(calls, json!({}), "no cloud call at all");
 }

@@ -422,6 +422,21 @@ mod tests {
     }
 
     #[test]
+    fn a_ram_user_costs_two_reads_and_its_account_one() {
+        let budget = Budget::new(limits(60, 60, 10.0), Arc::new(Metrics::new()));
+        for i in 0..3 {
+            let calls = Calls::RamUser {
+                account: "secret team/keys".into(),
+            };
+            budget.count(&format!("RamUserMfaSetting/team/u{i}"), calls);
+        }
+        // 3 x (login profile + device) + one preference read for the account.
+        assert_eq!(budget.status().calls_per_resync, 7);
+        budget.release("RamUserMfaSetting/team/u0");
+        assert_eq!(budget.status().calls_per_resync, 5);
+    }
+
+    #[test]
     fn the_budget_says_why_it_stretched() {
         let budget = Budget::new(limits(60, 60, 10.0), Arc::new(Metrics::new()));
         for i in 0..1000 {

@@ -93,14 +93,18 @@ where
 }
 
 /// Kind `K`'s controller and its watch, until shutdown; `woken`: what other passes queue for it.
-fn run_kind<K: Kind>(
+fn run_kind<K, W>(
     ctx: &Arc<Context>,
     namespace: &Option<String>,
     (store, writer): Reflector<K>,
-    woken: impl futures::Stream<Item = ObjectRef<DeserializeGuard<K>>> + Send + 'static,
+    woken: W,
     triggers: Triggers,
     shutdown: future::Shared<future::BoxFuture<'static, ()>>,
-) -> impl std::future::Future<Output = ()> {
+) -> impl std::future::Future<Output = ()> + use<K, W>
+where
+    K: Kind,
+    W: futures::Stream<Item = ObjectRef<DeserializeGuard<K>>> + Send + 'static,
+{
     let (changes, watch) =
         watches::kind_watch(api_for(&ctx.client, namespace), writer, ctx.clone());
     let controller = Controller::for_shared_stream(changes, store.clone()).reconcile_on(woken);
@@ -179,6 +183,36 @@ struct Handles {
     namespaces: [ReflectHandle<PartialObjectMeta<Namespace>>; NAMESPACED],
 }
 
+/// What starting any kind's controller takes besides its own parts.
+struct Starter<'a> {
+    ctx: &'a Arc<Context>,
+    namespace: &'a Option<String>,
+    shutdown: future::Shared<future::BoxFuture<'static, ()>>,
+}
+
+impl Starter<'_> {
+    fn run<K, W>(
+        &self,
+        reflector: Reflector<K>,
+        woken: W,
+        triggers: Triggers,
+    ) -> impl std::future::Future<Output = ()> + use<K, W>
+    where
+        K: Kind,
+        W: futures::Stream<Item = ObjectRef<DeserializeGuard<K>>> + Send + 'static,
+    {
+        let shutdown = self.shutdown.clone();
+        run_kind(
+            self.ctx,
+            self.namespace,
+            reflector,
+            woken,
+            triggers,
+            shutdown,
+        )
+    }
+}
+
 /// The controllers of the namespaced kinds, until shutdown.
 fn run_kinds(
     ctx: &Arc<Context>,
@@ -189,65 +223,32 @@ fn run_kinds(
     shutdown: future::Shared<future::BoxFuture<'static, ()>>,
 ) -> impl std::future::Future<Output = ()> {
     let Handles {
+        secrets: [s0, s1, s2, s3, s4],
+        accounts: [a0, a1, a2, a3, a4],
+        namespaces: [n0, n1, n2, n3, n4],
+    } = handles;
+    let triggers = |secrets, accounts, namespaces| Triggers {
         secrets,
         accounts,
         namespaces,
-    } = handles;
-    let mut triggers = secrets.into_iter().zip(accounts).zip(namespaces).map(
-        |((secrets, accounts), namespaces)| Triggers {
-            secrets,
-            accounts,
-            namespaces,
-            account_store: ctx.tenancy.accounts().clone(),
-        },
-    );
-    let mut next = || {
-        triggers
-            .next()
-            .expect("one set of triggers per namespaced kind")
+        account_store: ctx.tenancy.accounts().clone(),
     };
-    let directories = run_kind(
+    let start = Starter {
         ctx,
         namespace,
-        policies,
-        queues.policies,
-        next(),
-        shutdown.clone(),
-    );
-    let users = run_kind(
-        ctx,
-        namespace,
-        users,
-        queues.users,
-        next(),
-        shutdown.clone(),
-    );
-    let rams = run_kind(
-        ctx,
-        namespace,
-        rams,
-        futures::stream::pending(),
-        next(),
-        shutdown.clone(),
-    );
-    let ram_preferences = run_kind(
-        ctx,
-        namespace,
+        shutdown,
+    };
+    let directories = start.run(policies, queues.policies, triggers(s0, a0, n0));
+    let users = start.run(users, queues.users, triggers(s1, a1, n1));
+    let rams = start.run(rams, futures::stream::pending(), triggers(s2, a2, n2));
+    let preferences = start.run(
         ram_preferences,
         queues.ram_preferences,
-        next(),
-        shutdown.clone(),
+        triggers(s3, a3, n3),
     );
-    let ram_users = run_kind(
-        ctx,
-        namespace,
-        ram_users,
-        queues.ram_users,
-        next(),
-        shutdown,
-    );
+    let ram_users = start.run(ram_users, queues.ram_users, triggers(s4, a4, n4));
     async {
-        futures::join!(directories, users, rams, ram_preferences, ram_users);
+        futures::join!(directories, users, rams, preferences, ram_users);
     }
 }
 

@@ -82,13 +82,15 @@ fi
 
 log "applying examples/ in namespace $NAMESPACE (endpoint http://$EMULATOR_ADDR)"
 for example in examples/credentials-secret.yaml examples/directory-mfa-policy.yaml \
-  examples/user-mfa-settings.yaml examples/ram-user-mfa-status.yaml; do
+  examples/user-mfa-settings.yaml examples/ram-user-mfa-status.yaml \
+  examples/ram-security-preference.yaml examples/ram-user-mfa-setting.yaml; do
   sed "s#http://127.0.0.1:18600#http://$EMULATOR_ADDR#" "$example"
   echo "---"
 done | kubectl apply -n "$NAMESPACE" -f - >/dev/null
 kubectl wait -n "$NAMESPACE" --for condition=Ready --timeout=60s \
   directorymfapolicy/corp-directory usermfasetting/alice usermfasetting/bob usermfasetting/carol \
-  ramusermfastatus/ops ramusermfastatus/ci >/dev/null
+  ramusermfastatus/ops ramusermfastatus/ci ramsecuritypreference/ram-account \
+  ramusermfasetting/ops >/dev/null
 
 log "kubectl get cloudsso -n $NAMESPACE"
 kubectl get cloudsso -n "$NAMESPACE"

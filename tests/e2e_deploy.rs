@@ -9,9 +9,11 @@ mod harness;
 
 use std::time::Duration;
 
-use cloudsso_mfa_operator::api::{DirectoryMfaPolicy, RamUserMfaStatus, UserMfaSetting};
+use cloudsso_mfa_operator::api::{
+    DirectoryMfaPolicy, RamSecurityPreference, RamUserMfaSetting, RamUserMfaStatus, UserMfaSetting,
+};
 use common::*;
-use harness::{CHART, SECRET, TestContext, WAIT, eventually, is_ready};
+use harness::{CHART, SECRET, TestContext, WAIT, eventually, is_ready, ready};
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{Pod, Secret};
@@ -608,20 +610,35 @@ async fn prove_rbac(ctx: TestContext, namespaced: bool) {
             "userPrincipalName": "bob@example.onaliyun.com", "endpoint": url,
             "credentialsSecretRef": {"name": SECRET}}}))
         .await;
+    // The RAM kinds that write: the account's preference (Ready), and a RAM user without a
+    // console logon (its NoLoginProfile status written as the ServiceAccount, finalizer added).
+    ctx.apply::<RamSecurityPreference>(json!({"metadata": {"name": "ram-account"}, "spec": {
+            "mfaOperationForLogin": "independent", "endpoint": url,
+            "credentialsSecretRef": {"name": SECRET}}}))
+        .await;
+    ctx.apply::<RamUserMfaSetting>(json!({"metadata": {"name": "ram-bob"}, "spec": {
+            "userPrincipalName": "bob@example.onaliyun.com", "mfaBindRequired": true,
+            "endpoint": url, "credentialsSecretRef": {"name": SECRET}}}))
+        .await;
     let dmp = ctx.api::<DirectoryMfaPolicy>();
     let ums = ctx.api::<UserMfaSetting>();
     let ram = ctx.api::<RamUserMfaStatus>();
+    let ramsp = ctx.api::<RamSecurityPreference>();
+    let ramumfa = ctx.api::<RamUserMfaSetting>();
     let all_ready = || async {
+        let no_login = ready(&ramumfa.get("ram-bob").await.unwrap().status)
+            .is_some_and(|(_, reason, _)| reason == "NoLoginProfile");
         (
             is_ready(&dmp.get("dir").await.unwrap()),
             is_ready(&ums.get("bob").await.unwrap()),
             is_ready(&ram.get("ram-bob").await.unwrap()),
+            is_ready(&ramsp.get("ram-account").await.unwrap()) && no_login,
         )
     };
     let states = tokio::time::timeout(WAIT, async {
         loop {
             let states = all_ready().await;
-            if states == (true, true, true) {
+            if states == (true, true, true, true) {
                 return states;
             }
             tokio::time::sleep(Duration::from_millis(250)).await;

@@ -45,8 +45,10 @@ fn context(client: kube::Client) -> Arc<Context> {
     let stores = Stores {
         policies: reflector::store().0,
         users: reflector::store().0,
+        ram_preferences: reflector::store().0,
+        ram_users: reflector::store().0,
     };
-    let (ctx, _, _) = Context::new(client, clients, settings, metrics, tenancy, stores);
+    let (ctx, _) = Context::new(client, clients, settings, metrics, tenancy, stores);
     Arc::new(ctx)
 }
 

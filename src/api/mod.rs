@@ -1,9 +1,11 @@
-//! The custom resources (the three namespaced kinds and the cluster-scoped CloudAccount): spec,
+//! The custom resources (the namespaced kinds and the cluster-scoped CloudAccount): spec,
 //! status, the reasons their conditions give, and the CRD YAML generated from them. No I/O.
 
 pub mod cloud_account;
 pub mod common;
 pub mod directory_mfa_policy;
+pub mod ram_security_preference;
+pub mod ram_user_mfa_setting;
 pub mod ram_user_mfa_status;
 pub mod reasons;
 pub mod user_mfa_setting;
@@ -11,6 +13,8 @@ pub mod user_mfa_setting;
 pub use cloud_account::*;
 pub use common::*;
 pub use directory_mfa_policy::*;
+pub use ram_security_preference::*;
+pub use ram_user_mfa_setting::*;
 pub use ram_user_mfa_status::*;
 pub use reasons::Reason;
 pub use user_mfa_setting::*;
@@ -22,6 +26,8 @@ common::kinds!(
     DirectoryMfaPolicy: DirectoryMfaPolicySpec => DirectoryMfaPolicyStatus,
     UserMfaSetting: UserMfaSettingSpec => UserMfaSettingStatus,
     RamUserMfaStatus: RamUserMfaStatusSpec => RamUserMfaStatusStatus,
+    RamSecurityPreference: RamSecurityPreferenceSpec => RamSecurityPreferenceStatus,
+    RamUserMfaSetting: RamUserMfaSettingSpec => RamUserMfaSettingStatus,
 );
 
 /// Every CRD as one YAML stream, in the order `crds/*.yaml` sorts, each document starting with `---`.

@@ -44,6 +44,12 @@ reasons! {
     DirectorySettingOverrides,
     /// Effective=False: the directory's setting could not be read.
     DirectorySettingUnknown,
+    /// Effective: the RAM account's mfaOperationForLogin is `independent`, so the user's login profile decides.
+    RamPreferenceIndependent,
+    /// Effective=False: the RAM account's mfaOperationForLogin (`mandatory` or `adaptive`) overrides the user's login profile.
+    RamPreferenceOverrides,
+    /// Effective=False: the RAM account's security preference could not be read.
+    RamPreferenceUnknown,
     /// Neither a credentialsSecretRef that resolves nor the operator's own credentials.
     CredentialsMissing,
     /// The cloud rejected the credentials, or the Secret holds unusable keys.
@@ -52,6 +58,8 @@ reasons! {
     DirectoryNotFound,
     /// The user does not exist in the directory (or in RAM).
     UserNotFound,
+    /// The RAM user has no login profile (no console logon): nothing to require MFA at; nothing is written.
+    NoLoginProfile,
     /// The cloud rejected a value of the spec, or the endpoint is not a URL.
     InvalidSpec,
     /// The credentials lack the permission for a call.

@@ -30,8 +30,12 @@ pub enum Calls {
     /// A UserMfaSetting: its user (setting, devices), and its directory's setting once per
     /// directory, whoever asks.
     User { directory_id: String },
-    /// One read (a policy's directory, a RAM user); a policy's census is counted by its pass.
+    /// One read (a policy's directory, a RAM user's report, a RAM account's preference); a
+    /// policy's census is counted by its pass.
     Single,
+    /// A RamUserMfaSetting: its login profile and its device each resync, and its account's
+    /// preference once per `account` (the credentials it names), whoever asks.
+    RamUser { account: String },
 }
 
 /// One directory's census as the budget sees it.
@@ -55,6 +59,8 @@ pub struct Demand {
     /// managed (its setting, for the Effective condition).
     pub singles: u64,
     pub censuses: Vec<CensusDemand>,
+    /// RAM users managed by RamUserMfaSettings: a login profile and a device read each resync.
+    pub ram_users: u64,
 }
 
 /// The knobs: the interval asked for, how often devices are read, the client-side rate.
@@ -94,7 +100,9 @@ fn census_calls(census: &CensusDemand, device_share: f64) -> f64 {
 /// Calls per second `demand` needs at effective interval `interval`.
 fn rate_at(demand: &Demand, limits: &Limits, interval: Duration) -> (f64, f64) {
     let device_share = limits.device_share();
-    let mut per_resync = demand.managed_users as f64 * (1.0 + device_share) + demand.singles as f64;
+    let mut per_resync = demand.managed_users as f64 * (1.0 + device_share)
+        + demand.singles as f64
+        + 2.0 * demand.ram_users as f64;
     for census in &demand.censuses {
         let calls = census_calls(census, device_share);
         // A census asked for less often than the resync costs its share of each resync.
@@ -142,6 +150,7 @@ struct Registry {
     /// By a hash of the resource's name: the names of 10,000 users would cost a megabyte, and a
     /// collision only miscounts one user.
     users: HashSet<u64>,
+    ram_users: HashSet<u64>,
     singles: HashSet<String>,
     censuses: HashMap<String, CensusDemand>,
     plan: Option<Plan>,
@@ -153,6 +162,7 @@ impl Registry {
             managed_users: self.users.len() as u64,
             singles: self.singles.len() as u64,
             censuses: self.censuses.values().copied().collect(),
+            ram_users: self.ram_users.len() as u64,
         }
     }
 }
@@ -242,6 +252,13 @@ impl Budget {
             Calls::Single => {
                 !registry.singles.contains(key) && registry.singles.insert(key.to_string())
             }
+            Calls::RamUser { account } => {
+                let added = registry.ram_users.insert(fingerprint(key));
+                let preference = format!("ram preference {account}");
+                added
+                    | (!registry.singles.contains(&preference)
+                        && registry.singles.insert(preference))
+            }
         });
     }
 
@@ -257,6 +274,7 @@ impl Budget {
     pub fn release(&self, key: &str) {
         self.update(|registry| {
             registry.users.remove(&fingerprint(key))
+                | registry.ram_users.remove(&fingerprint(key))
                 | registry.singles.remove(key)
                 | registry.censuses.remove(key).is_some()
         });
@@ -323,6 +341,7 @@ mod tests {
             managed_users: 100,
             singles: 2,
             censuses: vec![],
+            ram_users: 0,
         };
         let planned = plan(&demand, &limits(300, 300, 20.0));
         assert_eq!(planned.effective, Duration::from_secs(300));
@@ -342,6 +361,7 @@ mod tests {
                 managed: 3,
                 interval: None,
             }],
+            ram_users: 0,
         };
         let planned = plan(&demand, &limits(300, 300, 20.0));
         assert_eq!(planned.calls_per_resync.round(), 20_102.0);
@@ -354,6 +374,7 @@ mod tests {
             managed_users: 10_000,
             singles: 0,
             censuses: vec![],
+            ram_users: 0,
         };
         let every_resync = plan(&demand, &limits(300, 300, 100.0));
         assert_eq!(every_resync.calls_per_resync, 20_000.0);
@@ -376,6 +397,7 @@ mod tests {
                 managed: 0,
                 interval: Some(Duration::from_secs(3600)),
             }],
+            ram_users: 0,
         };
         let planned = plan(&demand, &limits(300, 300, 20.0));
         assert_eq!(planned.effective.as_secs(), 300);
@@ -392,10 +414,26 @@ mod tests {
                 managed: 0,
                 interval: Some(Duration::from_secs(600)),
             }],
+            ram_users: 0,
         };
         // 20,100 calls at 16/s need 1,256 s, longer than the census interval asked for.
         let planned = plan(&demand, &limits(300, 300, 20.0));
         assert_eq!(planned.effective.as_secs(), 1256);
+    }
+
+    #[test]
+    fn a_ram_user_costs_two_reads_and_its_account_one() {
+        let budget = Budget::new(limits(60, 60, 10.0), Arc::new(Metrics::new()));
+        for i in 0..3 {
+            let calls = Calls::RamUser {
+                account: "secret team/keys".into(),
+            };
+            budget.count(&format!("RamUserMfaSetting/team/u{i}"), calls);
+        }
+        // 3 x (login profile + device) + one preference read for the account.
+        assert_eq!(budget.status().calls_per_resync, 7);
+        budget.release("RamUserMfaSetting/team/u0");
+        assert_eq!(budget.status().calls_per_resync, 5);
     }
 
     #[test]

@@ -18,10 +18,12 @@ use super::clients::CloudClients;
 use super::error::ReconcileError;
 use super::events::Events;
 use super::passes::Passes;
-use super::state::{DirectoryCache, NameResolver, Registry, UserView};
+use super::state::{DirectoryCache, NameResolver, RamPreferenceCache, Registry, UserView};
 use super::tenancy::{Identity, Route, Service, Tenancy};
 use super::wake::{self, Waker, Woken};
-use crate::api::{CloudSpec, DirectoryMfaPolicy, UserMfaSetting};
+use crate::api::{
+    CloudSpec, DirectoryMfaPolicy, RamSecurityPreference, RamUserMfaSetting, UserMfaSetting,
+};
 use crate::cloud::{self, CloudSsoClient, Endpoint, ImsClient};
 use crate::telemetry::Metrics;
 
@@ -48,13 +50,21 @@ pub struct CloudState {
     /// The directories DirectoryMfaPolicies claim, and the users UserMfaSettings claim.
     pub directory_claims: Registry,
     pub user_claims: Registry,
+    /// RAM accounts' security preferences, shared by their RamUserMfaSettings' Effective.
+    pub ram_preferences: RamPreferenceCache,
+    /// The RAM accounts RamSecurityPreferences claim, and the RAM users RamUserMfaSettings claim.
+    pub ram_preference_claims: Registry,
+    pub ram_user_claims: Registry,
 }
 
 /// The queues of the kinds that other passes wake: policies wake each other (the Conflict rule)
-/// and their users (Effective follows the directory); users wake each other (Conflict).
+/// and their users (Effective follows the directory); users wake each other (Conflict). The
+/// RAM kinds do the same: preferences wake each other and their account's RAM users.
 pub struct Wakers {
     pub policies: Waker<DirectoryMfaPolicy>,
     pub users: Waker<UserMfaSetting>,
+    pub ram_preferences: Waker<RamSecurityPreference>,
+    pub ram_users: Waker<RamUserMfaSetting>,
 }
 
 pub struct Context {
@@ -76,10 +86,20 @@ pub struct Context {
 pub struct Stores {
     pub policies: Store<DeserializeGuard<DirectoryMfaPolicy>>,
     pub users: Store<DeserializeGuard<UserMfaSetting>>,
+    pub ram_preferences: Store<DeserializeGuard<RamSecurityPreference>>,
+    pub ram_users: Store<DeserializeGuard<RamUserMfaSetting>>,
+}
+
+/// What the wakers feed: one queue per kind that others wake, for its controller.
+pub struct Queues {
+    pub policies: Woken<DirectoryMfaPolicy>,
+    pub users: Woken<UserMfaSetting>,
+    pub ram_preferences: Woken<RamSecurityPreference>,
+    pub ram_users: Woken<RamUserMfaSetting>,
 }
 
 impl Context {
-    /// The context, and the queues its wakers feed (for the policies' and users' controllers).
+    /// The context, and the queues its wakers feed (for the controllers of the kinds they wake).
     pub fn new(
         client: kube::Client,
         cloud: CloudClients,
@@ -87,7 +107,7 @@ impl Context {
         metrics: Arc<Metrics>,
         tenancy: Tenancy,
         stores: Stores,
-    ) -> (Self, Woken<DirectoryMfaPolicy>, Woken<UserMfaSetting>) {
+    ) -> (Self, Queues) {
         let state = CloudState::default();
         let census = Census::new(metrics.clone(), state.users.clone());
         let budget = Budget::new(
@@ -101,6 +121,9 @@ impl Context {
         let passes = Passes::new(settings.concurrency);
         let (policies, woken_policies) = wake::channel(stores.policies, passes.marks.clone());
         let (users, woken_users) = wake::channel(stores.users, passes.marks.clone());
+        let (ram_preferences, woken_ram_preferences) =
+            wake::channel(stores.ram_preferences, passes.marks.clone());
+        let (ram_users, woken_ram_users) = wake::channel(stores.ram_users, passes.marks.clone());
         let context = Self {
             events: Events::new(client.clone()),
             client,
@@ -111,10 +134,21 @@ impl Context {
             budget,
             census,
             passes,
-            wakers: Wakers { policies, users },
+            wakers: Wakers {
+                policies,
+                users,
+                ram_preferences,
+                ram_users,
+            },
             metrics,
         };
-        (context, woken_policies, woken_users)
+        let queues = Queues {
+            policies: woken_policies,
+            users: woken_users,
+            ram_preferences: woken_ram_preferences,
+            ram_users: woken_ram_users,
+        };
+        (context, queues)
     }
 
     /// Where `object`'s calls to `service` go and as whom (its own Secret, or a CloudAccount that

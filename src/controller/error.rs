@@ -21,6 +21,10 @@ pub enum ReconcileError {
         directory_id: String,
         detail: String,
     },
+    #[error(
+        "RAM user {user} has no login profile (no console logon), so there is no logon to require MFA at; nothing was written"
+    )]
+    NoLoginProfile { user: String },
     #[error("invalid spec: {0}")]
     InvalidSpec(String),
     #[error("not allowed: {0}")]
@@ -49,6 +53,7 @@ impl ReconcileError {
             Self::CredentialsInvalid(_) => Reason::CredentialsInvalid,
             Self::DirectoryNotFound { .. } => Reason::DirectoryNotFound,
             Self::UserNotFound { .. } => Reason::UserNotFound,
+            Self::NoLoginProfile { .. } => Reason::NoLoginProfile,
             Self::InvalidSpec(_) => Reason::InvalidSpec,
             Self::Forbidden(_) => Reason::Forbidden,
             Self::Throttled(_) => Reason::Throttled,

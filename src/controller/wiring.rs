@@ -12,7 +12,7 @@ use kube::runtime::reflector::{self, ObjectRef};
 use serde::de::DeserializeOwned;
 
 use super::clients::CloudClients;
-use super::context::{Context, Settings, Stores};
+use super::context::{Context, Queues, Settings, Stores};
 use super::error::ReconcileError;
 use super::reconciler::{self, Kind};
 use super::tenancy::Tenancy;
@@ -23,8 +23,10 @@ use k8s_openapi::api::core::v1::{Namespace, Secret};
 use kube::core::PartialObjectMeta;
 use kube::runtime::reflector::ReflectHandle;
 
-use super::wake::Woken;
-use crate::api::{CloudAccount, DirectoryMfaPolicy, RamUserMfaStatus, UserMfaSetting};
+use crate::api::{
+    CloudAccount, DirectoryMfaPolicy, RamSecurityPreference, RamUserMfaSetting, RamUserMfaStatus,
+    UserMfaSetting,
+};
 use crate::cloud::{ClientConfig, CredentialSource};
 use crate::telemetry::Metrics;
 
@@ -91,14 +93,18 @@ where
 }
 
 /// Kind `K`'s controller and its watch, until shutdown; `woken`: what other passes queue for it.
-fn run_kind<K: Kind>(
+fn run_kind<K, W>(
     ctx: &Arc<Context>,
     namespace: &Option<String>,
     (store, writer): Reflector<K>,
-    woken: impl futures::Stream<Item = ObjectRef<DeserializeGuard<K>>> + Send + 'static,
+    woken: W,
     triggers: Triggers,
     shutdown: future::Shared<future::BoxFuture<'static, ()>>,
-) -> impl std::future::Future<Output = ()> {
+) -> impl std::future::Future<Output = ()> + use<K, W>
+where
+    K: Kind,
+    W: futures::Stream<Item = ObjectRef<DeserializeGuard<K>>> + Send + 'static,
+{
     let (changes, watch) =
         watches::kind_watch(api_for(&ctx.client, namespace), writer, ctx.clone());
     let controller = Controller::for_shared_stream(changes, store.clone()).reconcile_on(woken);
@@ -125,50 +131,38 @@ pub async fn run_controllers(
     shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static,
 ) {
     let namespace = &options.watch_namespace;
-    let (secret_index, [policy_secrets, user_secrets, ram_secrets], secret_watch) =
-        watches::secret_watch(api_for(&client, namespace));
+    let (secret_index, secrets, secret_watch) = watches::secret_watch(api_for(&client, namespace));
     let TenancyWatches {
         accounts,
-        account_handles:
-            [
-                policy_accounts,
-                user_accounts,
-                ram_accounts,
-                status_accounts,
-            ],
+        account_handles: [a0, a1, a2, a3, a4, status_accounts],
         namespaces,
-        namespace_handles: [policy_namespaces, user_namespaces, ram_namespaces],
+        namespace_handles,
         watch: tenancy_watch,
     } = watches::tenancy_watches(&client, namespace);
-    let (policies, users, rams): Reflectors = (
+    let kinds: Reflectors = (
+        reflector::store_shared(SHARED_BUFFER),
+        reflector::store_shared(SHARED_BUFFER),
         reflector::store_shared(SHARED_BUFFER),
         reflector::store_shared(SHARED_BUFFER),
         reflector::store_shared(SHARED_BUFFER),
     );
     let stores = Stores {
-        policies: policies.0.clone(),
-        users: users.0.clone(),
+        policies: kinds.0.0.clone(),
+        users: kinds.1.0.clone(),
+        ram_preferences: kinds.3.0.clone(),
+        ram_users: kinds.4.0.clone(),
     };
     let cloud = cloud_clients(http, options, &metrics).with_secret_index(secret_index);
     let tenancy = Tenancy::new(accounts.clone(), namespaces);
-    let (ctx, woken_policies, woken_users) =
-        Context::new(client, cloud, settings(options), metrics, tenancy, stores);
+    let (ctx, queues) = Context::new(client, cloud, settings(options), metrics, tenancy, stores);
     let ctx = Arc::new(ctx);
     let handles = Handles {
-        secrets: [policy_secrets, user_secrets, ram_secrets],
-        accounts: [policy_accounts, user_accounts, ram_accounts],
-        namespaces: [policy_namespaces, user_namespaces, ram_namespaces],
+        secrets,
+        accounts: [a0, a1, a2, a3, a4],
+        namespaces: namespace_handles,
     };
-    let kinds = (policies, users, rams);
     let shutdown = shutdown.boxed().shared();
-    let namespaced = run_kinds(
-        &ctx,
-        namespace,
-        kinds,
-        (woken_policies, woken_users),
-        handles,
-        shutdown.clone(),
-    );
+    let namespaced = run_kinds(&ctx, namespace, kinds, queues, handles, shutdown.clone());
     let accounts = run_accounts(&ctx, status_accounts, accounts, shutdown);
     tracing::info!(resync = ?options.resync_interval, namespace = ?options.watch_namespace, "controllers started");
     // The Secret, CloudAccount and Namespace watches feed the controllers and go with them.
@@ -178,27 +172,60 @@ pub async fn run_controllers(
     tracing::info!("controllers stopped; every reconcile in flight finished");
 }
 
-/// The shared watches' handles for the three namespaced kinds, in the order policies, users,
-/// RAM users.
+/// How many namespaced kinds run (each gets a handle on every shared watch).
+const NAMESPACED: usize = 5;
+
+/// The shared watches' handles for the namespaced kinds, in the order policies, users, RAM
+/// users' reports, RAM preferences, RAM users' settings.
 struct Handles {
-    secrets: [ReflectHandle<PartialObjectMeta<Secret>>; 3],
-    accounts: [ReflectHandle<CloudAccount>; 3],
-    namespaces: [ReflectHandle<PartialObjectMeta<Namespace>>; 3],
+    secrets: [ReflectHandle<PartialObjectMeta<Secret>>; NAMESPACED],
+    accounts: [ReflectHandle<CloudAccount>; NAMESPACED],
+    namespaces: [ReflectHandle<PartialObjectMeta<Namespace>>; NAMESPACED],
 }
 
-/// The controllers of the three namespaced kinds, until shutdown.
+/// What starting any kind's controller takes besides its own parts.
+struct Starter<'a> {
+    ctx: &'a Arc<Context>,
+    namespace: &'a Option<String>,
+    shutdown: future::Shared<future::BoxFuture<'static, ()>>,
+}
+
+impl Starter<'_> {
+    fn run<K, W>(
+        &self,
+        reflector: Reflector<K>,
+        woken: W,
+        triggers: Triggers,
+    ) -> impl std::future::Future<Output = ()> + use<K, W>
+    where
+        K: Kind,
+        W: futures::Stream<Item = ObjectRef<DeserializeGuard<K>>> + Send + 'static,
+    {
+        let shutdown = self.shutdown.clone();
+        run_kind(
+            self.ctx,
+            self.namespace,
+            reflector,
+            woken,
+            triggers,
+            shutdown,
+        )
+    }
+}
+
+/// The controllers of the namespaced kinds, until shutdown.
 fn run_kinds(
     ctx: &Arc<Context>,
     namespace: &Option<String>,
-    (policies, users, rams): Reflectors,
-    (woken_policies, woken_users): (Woken<DirectoryMfaPolicy>, Woken<UserMfaSetting>),
+    (policies, users, rams, ram_preferences, ram_users): Reflectors,
+    queues: Queues,
     handles: Handles,
     shutdown: future::Shared<future::BoxFuture<'static, ()>>,
 ) -> impl std::future::Future<Output = ()> {
     let Handles {
-        secrets: [policy_secrets, user_secrets, ram_secrets],
-        accounts: [policy_accounts, user_accounts, ram_accounts],
-        namespaces: [policy_namespaces, user_namespaces, ram_namespaces],
+        secrets: [s0, s1, s2, s3, s4],
+        accounts: [a0, a1, a2, a3, a4],
+        namespaces: [n0, n1, n2, n3, n4],
     } = handles;
     let triggers = |secrets, accounts, namespaces| Triggers {
         secrets,
@@ -206,35 +233,22 @@ fn run_kinds(
         namespaces,
         account_store: ctx.tenancy.accounts().clone(),
     };
-    let policy_triggers = triggers(policy_secrets, policy_accounts, policy_namespaces);
-    let user_triggers = triggers(user_secrets, user_accounts, user_namespaces);
-    let ram_triggers = triggers(ram_secrets, ram_accounts, ram_namespaces);
-    let directories = run_kind(
+    let start = Starter {
         ctx,
         namespace,
-        policies,
-        woken_policies,
-        policy_triggers,
-        shutdown.clone(),
-    );
-    let users = run_kind(
-        ctx,
-        namespace,
-        users,
-        woken_users,
-        user_triggers,
-        shutdown.clone(),
-    );
-    let rams = run_kind(
-        ctx,
-        namespace,
-        rams,
-        futures::stream::pending(),
-        ram_triggers,
         shutdown,
+    };
+    let directories = start.run(policies, queues.policies, triggers(s0, a0, n0));
+    let users = start.run(users, queues.users, triggers(s1, a1, n1));
+    let rams = start.run(rams, futures::stream::pending(), triggers(s2, a2, n2));
+    let preferences = start.run(
+        ram_preferences,
+        queues.ram_preferences,
+        triggers(s3, a3, n3),
     );
+    let ram_users = start.run(ram_users, queues.ram_users, triggers(s4, a4, n4));
     async {
-        futures::join!(directories, users, rams);
+        futures::join!(directories, users, rams, preferences, ram_users);
     }
 }
 
@@ -255,11 +269,13 @@ fn run_accounts(
     )
 }
 
-/// The stores of the three namespaced kinds and the writers their watches fill them through.
+/// The stores of the namespaced kinds and the writers their watches fill them through.
 type Reflectors = (
     Reflector<DirectoryMfaPolicy>,
     Reflector<UserMfaSetting>,
     Reflector<RamUserMfaStatus>,
+    Reflector<RamSecurityPreference>,
+    Reflector<RamUserMfaSetting>,
 );
 
 /// What the options say of the controllers' settings.

@@ -4,5 +4,7 @@
 pub mod account;
 pub mod directory;
 pub mod ram;
+pub mod ram_preference;
+pub mod ram_user;
 pub mod user;
 pub mod user_id;

@@ -28,7 +28,7 @@ pub fn measured<K, F, Fut>(
 ) -> BoxFuture<'static, Result<Action, ReconcileError>>
 where
     K: Resource<DynamicType = ()> + Clone + Send + Sync + 'static,
-    F: Fn(Arc<K>, Arc<Context>) -> Fut,
+    F: Fn(Arc<DeserializeGuard<K>>, Arc<Context>) -> Fut,
     Fut: std::future::Future<Output = Result<Action, ReconcileError>> + Send + 'static,
 {
     let kind: &'static str = match K::kind(&()) {
@@ -41,7 +41,8 @@ where
         let invalid = guard.0.is_err();
         let metrics = ctx.metrics.clone();
         let run = match &guard.0 {
-            Ok(object) => reconcile(Arc::new(object.clone()), ctx).boxed(),
+            // The guard itself: the reconcile clones its object only once it is admitted.
+            Ok(_) => reconcile(guard.clone(), ctx).boxed(),
             Err(error) => {
                 let note = format!(
                     "cannot read this {kind}: {}; fix or delete it (other resources are unaffected)",

@@ -8,8 +8,8 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use kube::api::Api;
-use kube::core::NamespaceResourceScope;
 use kube::core::object::{HasSpec, HasStatus};
+use kube::core::{DeserializeGuard, NamespaceResourceScope};
 use kube::runtime::controller::Action;
 use kube::{Resource, ResourceExt};
 use serde::Serialize;
@@ -98,28 +98,41 @@ pub fn count<K: Kind>(budget: &Budget, object: &K) {
     budget.count(&counter_key(object), object.calls());
 }
 
-/// The reconcile of every kind. A resource whose status is current returns at once with its
-/// next requeue (no cloud call, no slot); the rest wait for admission at their urgency, and
-/// every cloud call of the pass waits at the limiter at that urgency.
+/// The reconcile of every kind (see `reconcile_guarded`).
 pub async fn reconcile<K: Kind>(
     object: Arc<K>,
     ctx: Arc<Context>,
 ) -> Result<Action, ReconcileError> {
-    let marked = ctx.passes.marks.take(object.as_ref());
-    let urgency = urgency_of(object.as_ref(), object.status());
-    let finalized = !K::FINALIZES || finalizer::holds(object.as_ref());
+    let guard = Arc::new(DeserializeGuard(Ok(Arc::unwrap_or_clone(object))));
+    reconcile_guarded(guard, ctx).await
+}
+
+/// The reconcile of every kind, on the watch's own copy. A resource whose status is current
+/// returns at once with its next requeue (no cloud call, no slot); the rest wait for admission
+/// at their urgency, and every cloud call of the pass waits at the limiter at that urgency. The
+/// object is cloned for the pass only once admitted, so 10,000 waiting passes (a bulk apply)
+/// hold no copies of their objects.
+pub async fn reconcile_guarded<K: Kind>(
+    guard: Arc<DeserializeGuard<K>>,
+    ctx: Arc<Context>,
+) -> Result<Action, ReconcileError> {
+    let Ok(object) = &guard.0 else {
+        // An object that does not deserialize is `instrument::measured`'s to report.
+        return Ok(Action::await_change());
+    };
+    let marked = ctx.passes.marks.take(object);
+    let urgency = urgency_of(object, object.status());
+    let finalized = !K::FINALIZES || finalizer::holds(object);
     if urgency == Urgency::Resync && !marked && finalized && object.may_skip(&ctx) {
         let interval = ctx.budget.effective();
-        if let Some(left) = current_for(
-            object.as_ref(),
-            object.status(),
-            interval,
-            jiff::Timestamp::now(),
-        ) {
+        let now = jiff::Timestamp::now();
+        if let Some(left) = current_for(object, object.status(), interval, now) {
             return Ok(Action::requeue(left));
         }
     }
     let _admitted = ctx.passes.admit(urgency).await;
+    let object = Arc::new(object.clone());
+    drop(guard);
     // Boxed only once admitted: a pass still waiting holds a small future, not the whole pass.
     cloud::with_urgency(urgency, Box::pin(run(object, &ctx))).await
 }

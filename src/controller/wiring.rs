@@ -112,7 +112,7 @@ where
     let run = start(
         controller,
         shutdown,
-        instrument::measured(reconciler::reconcile::<K>),
+        instrument::measured(reconciler::reconcile_guarded::<K>),
         instrument::error_policy,
         ctx.clone(),
     );

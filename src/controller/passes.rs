@@ -5,14 +5,17 @@
 //! passes that wait hold a small future, not a controller slot, so a spec change never waits
 //! behind a bulk of new resources or a queue of resyncs for a slot, only at the limiter.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
 use jiff::Timestamp;
 use kube::Resource;
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use parking_lot::Mutex;
+use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
 
 use super::conditions::{self, SYNCED};
+use super::keys::fingerprint;
 use super::retry::Failures;
 use super::wake::Marks;
 use crate::api::{HasCommonStatus, Reason};
@@ -81,6 +84,9 @@ pub struct Passes {
     /// Passes making cloud calls at once, per urgency: each class has its own, so resyncs
     /// waiting at the limiter never keep a new resource's first pass from starting.
     admission: [Arc<Semaphore>; 3],
+    /// The resyncs and first passes under way, by a hash of `namespace/name`: a spec change or
+    /// deletion of the object ends them (see `superseded`).
+    under_way: Mutex<HashMap<u64, Arc<Notify>>>,
 }
 
 impl Passes {
@@ -90,6 +96,29 @@ impl Passes {
             failures: Failures::default(),
             marks: Arc::default(),
             admission: [permits(), permits(), permits()],
+            under_way: Mutex::default(),
+        }
+    }
+
+    /// Registers a pass of `key` that a change of its object supersedes; the pass waits on the
+    /// returned signal beside its work and ends when it fires.
+    pub fn supersedable(&self, key: &str) -> Superseded<'_> {
+        let hash = fingerprint(key);
+        let signal = Arc::new(Notify::new());
+        self.under_way.lock().insert(hash, signal.clone());
+        Superseded {
+            passes: self,
+            hash,
+            signal,
+        }
+    }
+
+    /// `key`'s spec changed or it is being deleted: a resync or first pass under way (waiting for
+    /// admission or at the limiter at its lower urgency, with the object as it was) ends, so
+    /// kube-runtime, which runs one pass of an object at a time, starts the change's pass now.
+    pub fn superseded(&self, key: &str) {
+        if let Some(signal) = self.under_way.lock().get(&fingerprint(key)) {
+            signal.notify_one();
         }
     }
 
@@ -101,6 +130,32 @@ impl Passes {
             .acquire_owned()
             .await
             .ok()
+    }
+}
+
+/// A registered pass (see `Passes::supersedable`); unregisters when dropped.
+pub struct Superseded<'a> {
+    passes: &'a Passes,
+    hash: u64,
+    signal: Arc<Notify>,
+}
+
+impl Superseded<'_> {
+    /// Resolves when a change of the object supersedes the pass.
+    pub async fn fired(&self) {
+        self.signal.notified().await;
+    }
+}
+
+impl Drop for Superseded<'_> {
+    fn drop(&mut self) {
+        let mut under_way = self.passes.under_way.lock();
+        if under_way
+            .get(&self.hash)
+            .is_some_and(|signal| Arc::ptr_eq(signal, &self.signal))
+        {
+            under_way.remove(&self.hash);
+        }
     }
 }
 

@@ -130,11 +130,26 @@ pub async fn reconcile_guarded<K: Kind>(
             return Ok(Action::requeue(left));
         }
     }
-    let _admitted = ctx.passes.admit(urgency).await;
-    let object = Arc::new(object.clone());
-    drop(guard);
-    // Boxed only once admitted: a pass still waiting holds a small future, not the whole pass.
-    cloud::with_urgency(urgency, Box::pin(run(object, &ctx))).await
+    let key = key_of(object);
+    let pass = async {
+        let _admitted = ctx.passes.admit(urgency).await;
+        let object = Arc::new(object.clone());
+        // Boxed only once admitted: a pass still waiting holds a small future, not the pass.
+        cloud::with_urgency(urgency, Box::pin(run(object, &ctx))).await
+    };
+    if urgency == Urgency::Interactive {
+        return pass.await;
+    }
+    // A spec change or deletion ends a lesser pass of the object (as a crash would: the change's
+    // pass reads afresh), so it never waits behind that pass's turn at the limiter.
+    let superseded = ctx.passes.supersedable(&key);
+    tokio::select! {
+        result = pass => result,
+        () = superseded.fired() => {
+            tracing::debug!(object = %key, "superseded by a change of the object");
+            Ok(Action::requeue(std::time::Duration::ZERO))
+        }
+    }
 }
 
 /// A pass: for kinds that finalize, a deletion is cleaned up and releases the finalizer; a

@@ -61,6 +61,7 @@ pub fn kind_watch<K: Kind>(
         .expect("the writer of a shared store has subscribers");
     let seen: Seen = Arc::default();
     let forget = seen.clone();
+    let superseding = ctx.clone();
     let events = watcher(api, watcher::Config::default())
         .default_backoff()
         .modify(|object| {
@@ -86,11 +87,13 @@ pub fn kind_watch<K: Kind>(
         .boxed();
     let changes = handle.filter(move |guard| {
         let hash = spec_or_lifecycle(guard.as_ref());
-        let changed = seen
-            .lock()
-            .insert(fingerprint(&key_of(guard.as_ref())), hash)
-            != Some(hash);
-        future::ready(changed)
+        let key = key_of(guard.as_ref());
+        let before = seen.lock().insert(fingerprint(&key), hash);
+        if before.is_some_and(|before| before != hash) {
+            // A change of an object already known: whatever lesser pass of it is under way ends.
+            superseding.passes.superseded(&key);
+        }
+        future::ready(before != Some(hash))
     });
     (changes, watch)
 }

@@ -8,21 +8,21 @@ mod fakekube;
 use std::sync::Arc;
 use std::time::Duration;
 
-use base64::Engine;
 use cloudsso_mfa_operator::api::{DirectoryMfaPolicy, RamUserMfaStatus, UserMfaSetting};
 use cloudsso_mfa_operator::cloud::{self, ClientConfig};
 use cloudsso_mfa_operator::controller::clients::CloudClients;
 use cloudsso_mfa_operator::controller::context::{Context, Settings, Stores};
 use cloudsso_mfa_operator::controller::keys::FINALIZER;
-use cloudsso_mfa_operator::controller::reconciler::{Kind, reconcile};
+use cloudsso_mfa_operator::controller::reconciler::reconcile;
 use cloudsso_mfa_operator::controller::tenancy::Tenancy;
 use cloudsso_mfa_operator::telemetry::Metrics;
 use common::*;
+use fakekube::{object, stored};
 use kube::runtime::reflector;
 use serde_json::{Value, json};
 
-const NAMESPACE: &str = "team";
 const BOB: &str = "u-00q8wbq42wiltcrk0002";
+const CREATED: &str = "2026-12-01T00:00:00Z";
 
 /// A context on the fake API, as `run_controllers` builds one (no watches: empty stores).
 fn context(client: kube::Client) -> Arc<Context> {
@@ -52,49 +52,6 @@ fn context(client: kube::Client) -> Arc<Context> {
     Arc::new(ctx)
 }
 
-/// The fake API with the namespace's credentials Secret.
-fn api() -> (kube::Client, fakekube::Shared) {
-    let (client, server) = fakekube::client();
-    let b64 = |s: &str| base64::engine::general_purpose::STANDARD.encode(s);
-    let secret = json!({"apiVersion": "v1", "kind": "Secret",
-        "metadata": {"name": "keys", "namespace": NAMESPACE},
-        "data": {"accessKeyId": b64(ACCESS_KEY_ID), "accessKeySecret": b64(ACCESS_KEY_SECRET)}});
-    let path = format!("/api/v1/namespaces/{NAMESPACE}/secrets/keys");
-    server.lock().unwrap().objects.insert(path, secret);
-    (client, server)
-}
-
-/// A resource of `plural` named `name`, finalized already, stored in the fake API.
-fn object<K: Kind>(
-    server: &fakekube::Shared,
-    plural: &str,
-    name: &str,
-    spec: Value,
-) -> (K, String) {
-    let finalizers = if K::FINALIZES {
-        json!([FINALIZER])
-    } else {
-        json!([])
-    };
-    let value = json!({"apiVersion": "cloudsso.mfa-operator.dev/v1alpha1", "kind": K::kind(&()),
-        "metadata": {"name": name, "namespace": NAMESPACE, "uid": format!("uid-{name}"),
-            "generation": 1, "creationTimestamp": "2026-12-01T00:00:00Z", "finalizers": finalizers},
-        "spec": spec});
-    let path =
-        format!("/apis/cloudsso.mfa-operator.dev/v1alpha1/namespaces/{NAMESPACE}/{plural}/{name}");
-    server
-        .lock()
-        .unwrap()
-        .objects
-        .insert(path.clone(), value.clone());
-    (serde_json::from_value(value).expect("a valid object"), path)
-}
-
-/// `object` as the API server now holds it (its last status written).
-fn stored<K: Kind>(server: &fakekube::Shared, path: &str) -> K {
-    serde_json::from_value(server.lock().unwrap().objects[path].clone()).expect("a valid object")
-}
-
 async fn every_call(url: &str) -> u64 {
     let body = reqwest_get(&format!("{url}/_emulator/calls")).await;
     body.as_object()
@@ -117,10 +74,10 @@ fn user_spec(url: &str, by: Value) -> Value {
 #[tokio::test]
 async fn a_new_user_setting_converges_and_a_current_one_costs_no_call() {
     let (url, _state) = start_emulator().await;
-    let (client, server) = api();
+    let (client, server) = fakekube::with_keys(ACCESS_KEY_ID, ACCESS_KEY_SECRET);
     let ctx = context(client);
     let spec = user_spec(&url, json!({"userName": "bob"}));
-    let (user, path) = object::<UserMfaSetting>(&server, "usermfasettings", "bob", spec);
+    let (user, path) = object::<UserMfaSetting>(&server, "usermfasettings", "bob", CREATED, spec);
     reconcile(Arc::new(user), ctx.clone())
         .await
         .expect("the pass succeeds");
@@ -161,10 +118,11 @@ async fn a_new_user_setting_converges_and_a_current_one_costs_no_call() {
 #[tokio::test]
 async fn the_pass_that_adds_the_finalizer_goes_on_to_converge() {
     let (url, _state) = start_emulator().await;
-    let (client, server) = api();
+    let (client, server) = fakekube::with_keys(ACCESS_KEY_ID, ACCESS_KEY_SECRET);
     let ctx = context(client);
     let spec = user_spec(&url, json!({"userId": BOB}));
-    let (mut user, path) = object::<UserMfaSetting>(&server, "usermfasettings", "bob", spec);
+    let (mut user, path) =
+        object::<UserMfaSetting>(&server, "usermfasettings", "bob", CREATED, spec);
     user.metadata.finalizers = None;
     server.lock().unwrap().objects.get_mut(&path).unwrap()["metadata"]["finalizers"] = json!(null);
     reconcile(Arc::new(user), ctx)
@@ -190,10 +148,10 @@ async fn restore_to_survives_a_write_that_fails_right_after_it_was_recorded() {
         json!({"failActions": ["UpdateUserMFAAuthenticationSettings"]}),
     )
     .await;
-    let (client, server) = api();
+    let (client, server) = fakekube::with_keys(ACCESS_KEY_ID, ACCESS_KEY_SECRET);
     let ctx = context(client);
     let spec = user_spec(&url, json!({"userId": BOB}));
-    let (user, path) = object::<UserMfaSetting>(&server, "usermfasettings", "bob", spec);
+    let (user, path) = object::<UserMfaSetting>(&server, "usermfasettings", "bob", CREATED, spec);
     let error = reconcile(Arc::new(user), ctx).await.unwrap_err();
     assert!(error.is_retryable(), "{error}");
     let status = server.lock().unwrap().last_status(&path).unwrap();
@@ -207,14 +165,19 @@ async fn restore_to_survives_a_write_that_fails_right_after_it_was_recorded() {
 #[tokio::test]
 async fn a_directory_policy_enforces_and_an_observe_one_never_writes() {
     let (url, _state) = start_emulator().await;
-    let (client, server) = api();
+    let (client, server) = fakekube::with_keys(ACCESS_KEY_ID, ACCESS_KEY_SECRET);
     let ctx = context(client);
     let spec = |mode: &str| {
         json!({"directoryId": DIRECTORY, "mfaAuthenticationSettings": "Enabled",
         "endpoint": url, "credentialsSecretRef": {"name": "keys"}, "managementPolicy": mode})
     };
-    let (observe, path) =
-        object::<DirectoryMfaPolicy>(&server, "directorymfapolicies", "watch", spec("Observe"));
+    let (observe, path) = object::<DirectoryMfaPolicy>(
+        &server,
+        "directorymfapolicies",
+        "watch",
+        CREATED,
+        spec("Observe"),
+    );
     reconcile(Arc::new(observe), ctx.clone()).await.unwrap();
     assert_eq!(write_calls(&url).await, 0, "Observe writes nothing");
     let status = server.lock().unwrap().last_status(&path).unwrap();
@@ -223,8 +186,13 @@ async fn a_directory_policy_enforces_and_an_observe_one_never_writes() {
         status["conditions"].to_string().contains("Drifted"),
         "{status}"
     );
-    let (enforce, _) =
-        object::<DirectoryMfaPolicy>(&server, "directorymfapolicies", "enforce", spec("Enforce"));
+    let (enforce, _) = object::<DirectoryMfaPolicy>(
+        &server,
+        "directorymfapolicies",
+        "enforce",
+        CREATED,
+        spec("Enforce"),
+    );
     // Older than the Observe one (which owns nothing, but claims): this one owns the directory.
     let mut enforce = enforce;
     enforce.metadata.creation_timestamp = observe_older();
@@ -242,11 +210,12 @@ fn observe_older() -> Option<k8s_openapi::apimachinery::pkg::apis::meta::v1::Tim
 #[tokio::test]
 async fn a_ram_user_is_reported_and_never_written() {
     let (url, _state) = start_emulator().await;
-    let (client, server) = api();
+    let (client, server) = fakekube::with_keys(ACCESS_KEY_ID, ACCESS_KEY_SECRET);
     let ctx = context(client);
     let spec = json!({"userPrincipalName": "bob@example.onaliyun.com", "endpoint": url,
         "credentialsSecretRef": {"name": "keys"}});
-    let (ram, path) = object::<RamUserMfaStatus>(&server, "ramusermfastatuses", "bob", spec);
+    let (ram, path) =
+        object::<RamUserMfaStatus>(&server, "ramusermfastatuses", "bob", CREATED, spec);
     reconcile(Arc::new(ram), ctx).await.unwrap();
     let status = server.lock().unwrap().last_status(&path).unwrap();
     assert_eq!(

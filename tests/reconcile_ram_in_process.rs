@@ -8,22 +8,20 @@ mod fakekube;
 use std::sync::Arc;
 use std::time::Duration;
 
-use base64::Engine;
 use cloudsso_mfa_operator::api::{RamSecurityPreference, RamUserMfaSetting};
 use cloudsso_mfa_operator::cloud::{self, ClientConfig};
 use cloudsso_mfa_operator::controller::clients::CloudClients;
 use cloudsso_mfa_operator::controller::context::{Context, Settings, Stores};
-use cloudsso_mfa_operator::controller::keys::FINALIZER;
 use cloudsso_mfa_operator::controller::reconciler::{Kind, reconcile};
 use cloudsso_mfa_operator::controller::tenancy::Tenancy;
 use cloudsso_mfa_operator::emulator::Seed;
 use cloudsso_mfa_operator::telemetry::Metrics;
 use common::*;
+use fakekube::{object, stored};
 use kube::core::DeserializeGuard;
 use kube::runtime::{reflector, watcher};
 use serde_json::{Value, json};
 
-const NAMESPACE: &str = "team";
 const BOB: &str = "bob@example.onaliyun.com";
 const CI: &str = "ci@example.onaliyun.com";
 
@@ -90,46 +88,6 @@ fn context(client: kube::Client) -> (Arc<Context>, Writers) {
     (Arc::new(ctx), Writers { users, preferences })
 }
 
-/// The fake API with the namespace's credentials Secret.
-fn api() -> (kube::Client, fakekube::Shared) {
-    let (client, server) = fakekube::client();
-    let b64 = |s: &str| base64::engine::general_purpose::STANDARD.encode(s);
-    let secret = json!({"apiVersion": "v1", "kind": "Secret",
-        "metadata": {"name": "keys", "namespace": NAMESPACE},
-        "data": {"accessKeyId": b64(ACCESS_KEY_ID), "accessKeySecret": b64(ACCESS_KEY_SECRET)}});
-    let path = format!("/api/v1/namespaces/{NAMESPACE}/secrets/keys");
-    server.lock().unwrap().objects.insert(path, secret);
-    (client, server)
-}
-
-/// A resource of `plural` named `name` (created at `created`), finalized already, stored in the
-/// fake API.
-fn object<K: Kind>(
-    server: &fakekube::Shared,
-    plural: &str,
-    name: &str,
-    created: &str,
-    spec: Value,
-) -> (K, String) {
-    let value = json!({"apiVersion": "cloudsso.mfa-operator.dev/v1alpha1", "kind": K::kind(&()),
-        "metadata": {"name": name, "namespace": NAMESPACE, "uid": format!("uid-{name}"),
-            "generation": 1, "creationTimestamp": created, "finalizers": [FINALIZER]},
-        "spec": spec});
-    let path =
-        format!("/apis/cloudsso.mfa-operator.dev/v1alpha1/namespaces/{NAMESPACE}/{plural}/{name}");
-    server
-        .lock()
-        .unwrap()
-        .objects
-        .insert(path.clone(), value.clone());
-    (serde_json::from_value(value).expect("a valid object"), path)
-}
-
-/// `object` as the API server now holds it (its last status written).
-fn stored<K: Kind>(server: &fakekube::Shared, path: &str) -> K {
-    serde_json::from_value(server.lock().unwrap().objects[path].clone()).expect("a valid object")
-}
-
 fn with_keys(url: &str, spec: Value) -> Value {
     let mut full = json!({"endpoint": url, "credentialsSecretRef": {"name": "keys"}});
     full.as_object_mut()
@@ -159,7 +117,7 @@ fn bob_required(state: &Value) -> bool {
 #[tokio::test]
 async fn a_preference_writes_only_what_it_names_and_repairs_drift() {
     let (url, _state) = start_emulator_with(ram_seed()).await;
-    let (client, server) = api();
+    let (client, server) = fakekube::with_keys(ACCESS_KEY_ID, ACCESS_KEY_SECRET);
     let (ctx, _) = context(client);
     let spec = with_keys(
         &url,
@@ -232,7 +190,7 @@ async fn a_preference_writes_only_what_it_names_and_repairs_drift() {
 #[tokio::test]
 async fn an_observe_preference_never_writes() {
     let (url, _state) = start_emulator_with(ram_seed()).await;
-    let (client, server) = api();
+    let (client, server) = fakekube::with_keys(ACCESS_KEY_ID, ACCESS_KEY_SECRET);
     let (ctx, _) = context(client);
     let spec = with_keys(
         &url,
@@ -260,7 +218,7 @@ async fn an_observe_preference_never_writes() {
 #[tokio::test]
 async fn a_user_is_enforced_reports_its_device_and_follows_the_account() {
     let (url, _state) = start_emulator_with(ram_seed()).await;
-    let (client, server) = api();
+    let (client, server) = fakekube::with_keys(ACCESS_KEY_ID, ACCESS_KEY_SECRET);
     let (ctx, mut writers) = context(client);
     let spec = with_keys(
         &url,
@@ -342,7 +300,7 @@ async fn a_user_is_enforced_reports_its_device_and_follows_the_account() {
 #[tokio::test]
 async fn a_user_without_a_login_profile_is_not_written_and_not_retried_hot() {
     let (url, _state) = start_emulator_with(ram_seed()).await;
-    let (client, server) = api();
+    let (client, server) = fakekube::with_keys(ACCESS_KEY_ID, ACCESS_KEY_SECRET);
     let (ctx, _) = context(client);
     let spec = with_keys(
         &url,
@@ -371,7 +329,7 @@ async fn a_user_without_a_login_profile_is_not_written_and_not_retried_hot() {
 #[tokio::test]
 async fn two_preferences_for_one_account_the_younger_is_not_applied() {
     let (url, _state) = start_emulator_with(ram_seed()).await;
-    let (client, server) = api();
+    let (client, server) = fakekube::with_keys(ACCESS_KEY_ID, ACCESS_KEY_SECRET);
     let (ctx, mut writers) = context(client);
     let (owner, owner_path) = object::<RamSecurityPreference>(
         &server,
@@ -418,7 +376,7 @@ async fn two_preferences_for_one_account_the_younger_is_not_applied() {
 #[tokio::test]
 async fn without_an_account_that_admits_them_no_call_is_made() {
     let (url, _state) = start_emulator_with(ram_seed()).await;
-    let (client, server) = api();
+    let (client, server) = fakekube::with_keys(ACCESS_KEY_ID, ACCESS_KEY_SECRET);
     let (ctx, _) = context(client);
     // Neither accountRef nor credentialsSecretRef: the CloudAccount `default`, which is missing.
     let (preference, preference_path) = object::<RamSecurityPreference>(

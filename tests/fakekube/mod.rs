@@ -6,7 +6,10 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
+use base64::Engine;
 use bytes::Bytes;
+use cloudsso_mfa_operator::controller::keys::FINALIZER;
+use cloudsso_mfa_operator::controller::reconciler::Kind;
 use http::{Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full};
 use serde_json::{Value, json};
@@ -101,4 +104,52 @@ impl Server {
             .find(|(at, _)| at == path)
             .map(|(_, status)| status.clone())
     }
+}
+
+/// The namespace the tests' resources live in.
+pub const NAMESPACE: &str = "team";
+
+/// A client on a fresh fake API holding the namespace's credentials Secret `keys`.
+pub fn with_keys(access_key_id: &str, access_key_secret: &str) -> (kube::Client, Shared) {
+    let (client, server) = client();
+    let b64 = |s: &str| base64::engine::general_purpose::STANDARD.encode(s);
+    let secret = json!({"apiVersion": "v1", "kind": "Secret",
+        "metadata": {"name": "keys", "namespace": NAMESPACE},
+        "data": {"accessKeyId": b64(access_key_id), "accessKeySecret": b64(access_key_secret)}});
+    let path = format!("/api/v1/namespaces/{NAMESPACE}/secrets/keys");
+    server.lock().unwrap().objects.insert(path, secret);
+    (client, server)
+}
+
+/// A resource of `plural` named `name` (created at `created`), finalized already when its kind
+/// finalizes, stored in the fake API; with its path.
+pub fn object<K: Kind>(
+    server: &Shared,
+    plural: &str,
+    name: &str,
+    created: &str,
+    spec: Value,
+) -> (K, String) {
+    let finalizers = if K::FINALIZES {
+        json!([FINALIZER])
+    } else {
+        json!([])
+    };
+    let value = json!({"apiVersion": "cloudsso.mfa-operator.dev/v1alpha1", "kind": K::kind(&()),
+        "metadata": {"name": name, "namespace": NAMESPACE, "uid": format!("uid-{name}"),
+            "generation": 1, "creationTimestamp": created, "finalizers": finalizers},
+        "spec": spec});
+    let path =
+        format!("/apis/cloudsso.mfa-operator.dev/v1alpha1/namespaces/{NAMESPACE}/{plural}/{name}");
+    server
+        .lock()
+        .unwrap()
+        .objects
+        .insert(path.clone(), value.clone());
+    (serde_json::from_value(value).expect("a valid object"), path)
+}
+
+/// The object at `path` as the fake API now holds it (its last status written).
+pub fn stored<K: Kind>(server: &Shared, path: &str) -> K {
+    serde_json::from_value(server.lock().unwrap().objects[path].clone()).expect("a valid object")
 }

@@ -389,14 +389,10 @@ impl Writable for DirectoryMfaPolicy {
             ManagementPolicy::Enforce => "has the declared MFA setting",
             ManagementPolicy::Observe => "matches the spec (Observe)",
         };
-        let mut message = format!("{} {what}", self.subject(target));
-        if !target.contenders.is_empty() {
-            message.push_str(&format!(
-                "; also claimed by {} (not applied)",
-                target.contenders.join(", ")
-            ));
-        }
-        message
+        claims::with_contenders(
+            format!("{} {what}", self.subject(target)),
+            &target.contenders,
+        )
     }
 
     fn restore_to(status: &Self::Status) -> Option<ObservedDirectoryMfa> {

@@ -352,14 +352,10 @@ impl Writable for RamSecurityPreference {
             ManagementPolicy::Enforce => "has the declared MFA preferences",
             ManagementPolicy::Observe => "matches the spec (Observe)",
         };
-        let mut message = format!("{} {what}", self.subject(target));
-        if !target.contenders.is_empty() {
-            message.push_str(&format!(
-                "; also claimed by {} (not applied)",
-                target.contenders.join(", ")
-            ));
-        }
-        message
+        claims::with_contenders(
+            format!("{} {what}", self.subject(target)),
+            &target.contenders,
+        )
     }
 
     fn restore_to(status: &Self::Status) -> Option<ObservedRamSecurityPreference> {

@@ -237,6 +237,17 @@ pub fn may_restore<K: Claimant + Clone>(
     .map_err(|error| error.to_string())
 }
 
+/// An owner's Ready message, naming the younger resources that claim the same object.
+pub fn with_contenders(mut message: String, contenders: &[String]) -> String {
+    if !contenders.is_empty() {
+        message.push_str(&format!(
+            "; also claimed by {} (not applied)",
+            contenders.join(", ")
+        ));
+    }
+    message
+}
+
 /// Whether the status shows its resource owning what it names (a loser's Ready says `Conflict`).
 pub fn owned(common: &CommonStatus) -> bool {
     conditions::find(&common.conditions, READY)

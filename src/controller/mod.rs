@@ -3,7 +3,7 @@
 //!
 //! - `kinds/`: what each kind says (its `Kind`/`Writable` impl and pure planner).
 //! - `reconciler`: the one skeleton every kind runs; `passes`: the current-status shortcut,
-//!   urgencies and admission; `status`, `conditions`, `plan`, `restore`, `finalizer`: what a pass writes.
+//!   urgencies and admission; `status`, `conditions`, `plan`, `restore`, `finalizer`, `reports`: what a pass writes.
 //! - `watches`, `triggers`, `wake`: what starts a pass; `instrument`, `retry`, `events`: what
 //!   surrounds one.
 //! - `state/`: what the operator keeps of the cloud; `census`, `budget`: the users counted and
@@ -26,6 +26,7 @@ pub mod kinds;
 pub mod passes;
 pub mod plan;
 pub mod reconciler;
+pub mod reports;
 pub mod restore;
 pub mod retry;
 pub mod state;

@@ -458,7 +458,9 @@ pub async fn publish(
     };
     let apply = PatchParams::apply(MANAGER).force();
     for report in &reports {
-        if existing.get(&report.name) == Some(&Some(report.fingerprint.clone())) {
+        if existing.get(&report.name).and_then(Option::as_deref)
+            == Some(report.fingerprint.as_str())
+        {
             continue;
         }
         match api

@@ -47,6 +47,7 @@ fn context(client: kube::Client) -> Arc<Context> {
         users: reflector::store().0,
         ram_preferences: reflector::store().0,
         ram_users: reflector::store().0,
+        user_policies: reflector::store().0,
     };
     let (ctx, _) = Context::new(client, clients, settings, metrics, tenancy, stores);
     Arc::new(ctx)

@@ -83,6 +83,7 @@ fn context(client: kube::Client) -> (Arc<Context>, Writers) {
         users: reflector::store().0,
         ram_preferences,
         ram_users,
+        user_policies: reflector::store().0,
     };
     let (ctx, _) = Context::new(client, clients, settings, metrics, tenancy, stores);
     (Arc::new(ctx), Writers { users, preferences })

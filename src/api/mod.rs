@@ -8,6 +8,7 @@ pub mod ram_security_preference;
 pub mod ram_user_mfa_setting;
 pub mod ram_user_mfa_status;
 pub mod reasons;
+pub mod user_mfa_policy;
 pub mod user_mfa_setting;
 
 pub use cloud_account::*;
@@ -17,6 +18,7 @@ pub use ram_security_preference::*;
 pub use ram_user_mfa_setting::*;
 pub use ram_user_mfa_status::*;
 pub use reasons::Reason;
+pub use user_mfa_policy::*;
 pub use user_mfa_setting::*;
 
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
@@ -25,6 +27,7 @@ use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomRe
 common::kinds!(
     DirectoryMfaPolicy: DirectoryMfaPolicySpec => DirectoryMfaPolicyStatus,
     UserMfaSetting: UserMfaSettingSpec => UserMfaSettingStatus,
+    UserMfaPolicy: UserMfaPolicySpec => UserMfaPolicyStatus,
     RamUserMfaStatus: RamUserMfaStatusSpec => RamUserMfaStatusStatus,
     RamSecurityPreference: RamSecurityPreferenceSpec => RamSecurityPreferenceStatus,
     RamUserMfaSetting: RamUserMfaSettingSpec => RamUserMfaSettingStatus,

@@ -72,6 +72,14 @@ reasons! {
     CloudError,
     /// Another, older resource owns the directory (or the user) in the same cloud account and endpoint.
     Conflict,
+    /// UserMfaPolicy Ready=False: some counted users do not have the setting (or, with requireBoundDevice, a bound device); the PolicyReport names them.
+    UsersNonCompliant,
+    /// A group a UserMfaPolicy selects does not exist in the directory; the users of the other groups are still enforced.
+    GroupNotFound,
+    /// UserMfaPolicy: status.restoreTo holds as many users as one policy keeps; no further user is written.
+    RestoreLedgerFull,
+    /// UserMfaPolicy: an older Enforce policy over the same directory has not listed its users since the operator started; retried shortly.
+    WaitingForOlderPolicy,
     /// No CloudAccount admits the resource: the account named (or `default`) is missing, does not admit the namespace, or does not list the directory. No cloud call is made.
     AccountNotAllowed,
     /// The Kubernetes API failed a read or a status write.

@@ -18,11 +18,14 @@ use super::clients::CloudClients;
 use super::error::ReconcileError;
 use super::events::Events;
 use super::passes::Passes;
-use super::state::{DirectoryCache, NameResolver, RamPreferenceCache, Registry, UserView};
+use super::state::{
+    DirectoryCache, NameResolver, PolicySelections, RamPreferenceCache, Registry, UserView,
+};
 use super::tenancy::{Identity, Route, Service, Tenancy};
 use super::wake::{self, Waker, Woken};
 use crate::api::{
-    CloudSpec, DirectoryMfaPolicy, RamSecurityPreference, RamUserMfaSetting, UserMfaSetting,
+    CloudSpec, DirectoryMfaPolicy, RamSecurityPreference, RamUserMfaSetting, UserMfaPolicy,
+    UserMfaSetting,
 };
 use crate::cloud::{self, CloudSsoClient, Endpoint, ImsClient};
 use crate::telemetry::Metrics;
@@ -55,6 +58,8 @@ pub struct CloudState {
     /// The RAM accounts RamSecurityPreferences claim, and the RAM users RamUserMfaSettings claim.
     pub ram_preference_claims: Registry,
     pub ram_user_claims: Registry,
+    /// The users each UserMfaPolicy selected (who owns a user among policies).
+    pub policy_selections: PolicySelections,
 }
 
 /// The queues of the kinds that other passes wake: policies wake each other (the Conflict rule)
@@ -65,6 +70,8 @@ pub struct Wakers {
     pub users: Waker<UserMfaSetting>,
     pub ram_preferences: Waker<RamSecurityPreference>,
     pub ram_users: Waker<RamUserMfaSetting>,
+    /// UserMfaPolicies wake the younger ones over their directory (what they own moved).
+    pub user_policies: Waker<UserMfaPolicy>,
 }
 
 pub struct Context {
@@ -88,6 +95,7 @@ pub struct Stores {
     pub users: Store<DeserializeGuard<UserMfaSetting>>,
     pub ram_preferences: Store<DeserializeGuard<RamSecurityPreference>>,
     pub ram_users: Store<DeserializeGuard<RamUserMfaSetting>>,
+    pub user_policies: Store<DeserializeGuard<UserMfaPolicy>>,
 }
 
 /// What the wakers feed: one queue per kind that others wake, for its controller.
@@ -96,6 +104,7 @@ pub struct Queues {
     pub users: Woken<UserMfaSetting>,
     pub ram_preferences: Woken<RamSecurityPreference>,
     pub ram_users: Woken<RamUserMfaSetting>,
+    pub user_policies: Woken<UserMfaPolicy>,
 }
 
 impl Context {
@@ -124,6 +133,8 @@ impl Context {
         let (ram_preferences, woken_ram_preferences) =
             wake::channel(stores.ram_preferences, passes.marks.clone());
         let (ram_users, woken_ram_users) = wake::channel(stores.ram_users, passes.marks.clone());
+        let (user_policies, woken_user_policies) =
+            wake::channel(stores.user_policies, passes.marks.clone());
         let context = Self {
             events: Events::new(client.clone()),
             client,
@@ -139,6 +150,7 @@ impl Context {
                 users,
                 ram_preferences,
                 ram_users,
+                user_policies,
             },
             metrics,
         };
@@ -147,6 +159,7 @@ impl Context {
             users: woken_users,
             ram_preferences: woken_ram_preferences,
             ram_users: woken_ram_users,
+            user_policies: woken_user_policies,
         };
         (context, queues)
     }

@@ -43,6 +43,8 @@ pub enum ReconcileError {
     Kube(#[from] kube::Error),
     #[error("finalizer: {0}")]
     Finalizer(String),
+    #[error("{0}")]
+    Pending(String),
 }
 
 impl ReconcileError {
@@ -63,6 +65,7 @@ impl ReconcileError {
             Self::AccountNotAllowed { .. } => Reason::AccountNotAllowed,
             Self::Kube(_) => Reason::KubernetesError,
             Self::Finalizer(_) => Reason::FinalizerError,
+            Self::Pending(_) => Reason::WaitingForOlderPolicy,
         }
     }
 
@@ -70,7 +73,7 @@ impl ReconcileError {
     pub fn is_retryable(&self) -> bool {
         matches!(
             self,
-            Self::Throttled(_) | Self::CloudUnavailable(_) | Self::Kube(_) | Self::Finalizer(_)
+            Self::Throttled(_) | Self::CloudUnavailable(_) | Self::Kube(_) | Self::Finalizer(_) | Self::Pending(_)
         )
     }
 

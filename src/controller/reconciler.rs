@@ -71,6 +71,12 @@ pub trait Kind:
         async {}
     }
 
+    /// When the next pass is due, given the resync's `resync` (sooner, e.g. when an exemption
+    /// lapses).
+    fn requeue_within(&self, _synced: &Self::Synced, resync: std::time::Duration) -> std::time::Duration {
+        resync
+    }
+
     /// Puts what the pass learned into the kind's own status fields; pure.
     fn project(&self, synced: Self::Synced, status: &mut Self::Status);
 
@@ -196,10 +202,11 @@ async fn apply<K: Kind>(
         Ok((_, mut synced)) => {
             ctx.passes.failures.clear(&key_of(object.as_ref()));
             object.publish(ctx, &mut synced).await;
+            let next = object.requeue_within(&synced, ctx.budget.next_resync(started));
             object.project(synced, &mut status);
             let resync = ctx.budget.effective();
             writer.write_synced(&previous, status, resync, &now).await?;
-            Ok(Action::requeue(ctx.budget.next_resync(started)))
+            Ok(Action::requeue(next))
         }
         Err(error) => {
             K::forget(&mut status, &error);

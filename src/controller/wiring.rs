@@ -25,7 +25,7 @@ use kube::runtime::reflector::ReflectHandle;
 
 use crate::api::{
     CloudAccount, DirectoryMfaPolicy, RamSecurityPreference, RamUserMfaSetting, RamUserMfaStatus,
-    UserMfaSetting,
+    UserMfaPolicy, UserMfaSetting,
 };
 use crate::cloud::{ClientConfig, CredentialSource};
 use crate::telemetry::Metrics;
@@ -134,12 +134,13 @@ pub async fn run_controllers(
     let (secret_index, secrets, secret_watch) = watches::secret_watch(api_for(&client, namespace));
     let TenancyWatches {
         accounts,
-        account_handles: [a0, a1, a2, a3, a4, status_accounts],
+        account_handles: [a0, a1, a2, a3, a4, a5, status_accounts],
         namespaces,
         namespace_handles,
         watch: tenancy_watch,
     } = watches::tenancy_watches(&client, namespace);
     let kinds: Reflectors = (
+        reflector::store_shared(SHARED_BUFFER),
         reflector::store_shared(SHARED_BUFFER),
         reflector::store_shared(SHARED_BUFFER),
         reflector::store_shared(SHARED_BUFFER),
@@ -151,6 +152,7 @@ pub async fn run_controllers(
         users: kinds.1.0.clone(),
         ram_preferences: kinds.3.0.clone(),
         ram_users: kinds.4.0.clone(),
+        user_policies: kinds.5.0.clone(),
     };
     let cloud = cloud_clients(http, options, &metrics).with_secret_index(secret_index);
     let tenancy = Tenancy::new(accounts.clone(), namespaces);
@@ -158,7 +160,7 @@ pub async fn run_controllers(
     let ctx = Arc::new(ctx);
     let handles = Handles {
         secrets,
-        accounts: [a0, a1, a2, a3, a4],
+        accounts: [a0, a1, a2, a3, a4, a5],
         namespaces: namespace_handles,
     };
     let shutdown = shutdown.boxed().shared();
@@ -173,10 +175,10 @@ pub async fn run_controllers(
 }
 
 /// How many namespaced kinds run (each gets a handle on every shared watch).
-const NAMESPACED: usize = 5;
+const NAMESPACED: usize = 6;
 
 /// The shared watches' handles for the namespaced kinds, in the order policies, users, RAM
-/// users' reports, RAM preferences, RAM users' settings.
+/// users' reports, RAM preferences, RAM users' settings, user policies.
 struct Handles {
     secrets: [ReflectHandle<PartialObjectMeta<Secret>>; NAMESPACED],
     accounts: [ReflectHandle<CloudAccount>; NAMESPACED],
@@ -217,15 +219,15 @@ impl Starter<'_> {
 fn run_kinds(
     ctx: &Arc<Context>,
     namespace: &Option<String>,
-    (policies, users, rams, ram_preferences, ram_users): Reflectors,
+    (policies, users, rams, ram_preferences, ram_users, user_policies): Reflectors,
     queues: Queues,
     handles: Handles,
     shutdown: future::Shared<future::BoxFuture<'static, ()>>,
 ) -> impl std::future::Future<Output = ()> {
     let Handles {
-        secrets: [s0, s1, s2, s3, s4],
-        accounts: [a0, a1, a2, a3, a4],
-        namespaces: [n0, n1, n2, n3, n4],
+        secrets: [s0, s1, s2, s3, s4, s5],
+        accounts: [a0, a1, a2, a3, a4, a5],
+        namespaces: [n0, n1, n2, n3, n4, n5],
     } = handles;
     let triggers = |secrets, accounts, namespaces| Triggers {
         secrets,
@@ -247,8 +249,9 @@ fn run_kinds(
         triggers(s3, a3, n3),
     );
     let ram_users = start.run(ram_users, queues.ram_users, triggers(s4, a4, n4));
+    let user_policies = start.run(user_policies, queues.user_policies, triggers(s5, a5, n5));
     async {
-        futures::join!(directories, users, rams, preferences, ram_users);
+        futures::join!(directories, users, rams, preferences, ram_users, user_policies);
     }
 }
 
@@ -276,6 +279,7 @@ type Reflectors = (
     Reflector<RamUserMfaStatus>,
     Reflector<RamSecurityPreference>,
     Reflector<RamUserMfaSetting>,
+    Reflector<UserMfaPolicy>,
 );
 
 /// What the options say of the controllers' settings.

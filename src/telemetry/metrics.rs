@@ -52,6 +52,27 @@ pub struct DirectoryLabels {
     pub endpoint: String,
 }
 
+/// One UserMfaPolicy's users in one state.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct PolicyLabels {
+    /// The policy's namespace (kept over the target's by the ServiceMonitor's honorLabels).
+    pub namespace: String,
+    pub policy: String,
+    pub directory: String,
+    /// matched, compliant, non_compliant, exempt or conflict.
+    pub state: String,
+}
+
+/// A UserMfaPolicy's counts, as its status shows them.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PolicyUsers {
+    pub matched: u64,
+    pub compliant: u64,
+    pub non_compliant: u64,
+    pub exempt: u64,
+    pub conflict: u64,
+}
+
 type HistogramFamily<L> = Family<L, Histogram, fn() -> Histogram>;
 
 fn reconcile_buckets() -> Histogram {
@@ -87,6 +108,9 @@ pub struct Metrics {
     directory_users: Family<DirectoryLabels, Gauge>,
     users_mfa_disabled: Family<DirectoryLabels, Gauge>,
     users_without_device: Family<DirectoryLabels, Gauge>,
+    policy_users: Family<PolicyLabels, Gauge>,
+    /// The label sets each policy (namespace, name) has, to drop them with it.
+    policy_series: parking_lot::Mutex<std::collections::HashMap<(String, String), String>>,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -118,6 +142,8 @@ impl Metrics {
             directory_users: Family::default(),
             users_mfa_disabled: Family::default(),
             users_without_device: Family::default(),
+            policy_users: Family::default(),
+            policy_series: Default::default(),
             registry: Registry::default(),
         };
         registry.register(
@@ -189,6 +215,11 @@ impl Metrics {
             "Users of a CloudSSO directory with MFA Enabled but no MFA device bound",
             metrics.users_without_device.clone(),
         );
+        registry.register(
+            "policy_users",
+            "Users a UserMfaPolicy selects (matched) and how they stand: compliant, non_compliant, exempt, conflict (an older policy owns them); the PolicyReport names them",
+            metrics.policy_users.clone(),
+        );
         Self {
             registry,
             ..metrics
@@ -245,6 +276,49 @@ impl Metrics {
         self.users_without_device
             .get_or_create(&labels)
             .set(as_gauge(compliance.mfa_enabled_without_device));
+    }
+
+    /// Sets a UserMfaPolicy's gauges (the directory it reads: one series set per policy).
+    pub fn set_policy_users(
+        &self,
+        namespace: &str,
+        policy: &str,
+        directory: &str,
+        users: PolicyUsers,
+    ) {
+        let key = (namespace.to_string(), policy.to_string());
+        let before = self.policy_series.lock().insert(key, directory.to_string());
+        if let Some(before) = before.filter(|before| before != directory) {
+            self.drop_policy_series(namespace, policy, &before);
+        }
+        let states = [
+            ("matched", users.matched),
+            ("compliant", users.compliant),
+            ("non_compliant", users.non_compliant),
+            ("exempt", users.exempt),
+            ("conflict", users.conflict),
+        ];
+        for (state, count) in states {
+            let labels = policy_labels(namespace, policy, directory, state);
+            self.policy_users
+                .get_or_create(&labels)
+                .set(i64::try_from(count).unwrap_or(i64::MAX));
+        }
+    }
+
+    /// Drops a deleted policy's gauges.
+    pub fn forget_policy(&self, namespace: &str, policy: &str) {
+        let key = (namespace.to_string(), policy.to_string());
+        if let Some(directory) = self.policy_series.lock().remove(&key) {
+            self.drop_policy_series(namespace, policy, &directory);
+        }
+    }
+
+    fn drop_policy_series(&self, namespace: &str, policy: &str, directory: &str) {
+        for state in ["matched", "compliant", "non_compliant", "exempt", "conflict"] {
+            self.policy_users
+                .remove(&policy_labels(namespace, policy, directory, state));
+        }
     }
 
     /// Drops a directory's gauges (its policy was deleted), so no stale series stays behind.
@@ -422,5 +496,14 @@ mod tests {
         );
         metrics.forget_directory("https://cloudsso/", "d-1");
         assert!(!metrics.encode().unwrap().contains("d-1"));
+    }
+}
+
+fn policy_labels(namespace: &str, policy: &str, directory: &str, state: &str) -> PolicyLabels {
+    PolicyLabels {
+        namespace: namespace.into(),
+        policy: policy.into(),
+        directory: directory.into(),
+        state: state.into(),
     }
 }

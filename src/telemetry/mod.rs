@@ -3,7 +3,7 @@
 pub mod metrics;
 pub mod server;
 
-pub use metrics::{DirectoryCompliance, Metrics};
+pub use metrics::{DirectoryCompliance, Metrics, PolicyUsers};
 pub use server::Health;
 
 /// Logs to stderr; LOG_FORMAT=json for JSON lines, RUST_LOG for levels (default info).

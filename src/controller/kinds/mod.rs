@@ -8,3 +8,4 @@ pub mod ram_preference;
 pub mod ram_user;
 pub mod user;
 pub mod user_id;
+pub mod user_policy;

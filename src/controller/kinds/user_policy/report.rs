@@ -1,0 +1,140 @@
+//! A UserMfaPolicy's PolicyReport (wgpolicyk8s.io/v1alpha2, the schema Kyverno and Policy
+//! Reporter read): the summary equal to the status's counts, and one result per user that is
+//! not simply compliant (`fail`, `warn`, `skip`, `error`), by name. The writing (splitting,
+//! ownership, the CRD being absent) is `controller::reports`'.
+
+use std::collections::BTreeMap;
+
+use kube::{Resource, ResourceExt};
+
+use super::Synced;
+use super::evaluate::{Failure, Judged, Standing, failure_text};
+use crate::api::{PolicyReportStatus, UserMfaPolicy};
+use crate::controller::context::Context;
+use crate::controller::keys::key_of;
+use crate::controller::reports::{self, Outcome, Owner, PolicyResult, Published, Severity, Summary};
+
+/// Writes the policy's reports; what the status says of them.
+pub async fn write(ctx: &Context, policy: &UserMfaPolicy, synced: &Synced) -> PolicyReportStatus {
+    let owner = Owner {
+        api_version: UserMfaPolicy::api_version(&()).to_string(),
+        kind: UserMfaPolicy::kind(&()).to_string(),
+        name: policy.name_any(),
+        namespace: policy.namespace().unwrap_or_default(),
+        uid: policy.meta().uid.clone().unwrap_or_default(),
+    };
+    let summary = summary(synced);
+    let results = results(policy, synced);
+    match reports::publish(&ctx.client, &owner, summary, results).await {
+        Ok(Published::Written { reports }) => PolicyReportStatus {
+            names: report_names(&owner.name, reports),
+            message: None,
+        },
+        Ok(Published::CrdAbsent) => PolicyReportStatus {
+            names: vec![],
+            message: Some(
+                "the PolicyReport CRD (policyreports.wgpolicyk8s.io, v1alpha2) is not installed: no report is written; the counts above still hold".into(),
+            ),
+        },
+        Err(error) => {
+            tracing::warn!(policy = %key_of(policy), %error, "could not write the PolicyReport");
+            PolicyReportStatus {
+                names: vec![],
+                message: Some(format!("the PolicyReport could not be written: {error}")),
+            }
+        }
+    }
+}
+
+/// The names `reports::publish` gives `count` reports of `owner`.
+fn report_names(owner: &str, count: usize) -> Vec<String> {
+    (0..count).map(|n| reports::report_name(owner, n)).collect()
+}
+
+/// The counts, as the status has them: pass + warn = compliant.
+fn summary(synced: &Synced) -> Summary {
+    let tally = &synced.tally;
+    Summary {
+        pass: tally.compliant - tally.warned,
+        fail: tally.non_compliant,
+        warn: tally.warned,
+        error: tally.errors + synced.missing.len() as u64,
+        skip: tally.exempt,
+    }
+}
+
+fn properties(judged: &Judged, directory_id: &str) -> BTreeMap<String, String> {
+    BTreeMap::from([
+        ("userName".to_string(), judged.member.user_name.clone()),
+        ("userId".to_string(), judged.member.user_id.clone()),
+        ("directoryId".to_string(), directory_id.to_string()),
+    ])
+}
+
+/// One result per judged user, then one per missing group or name.
+fn results(policy: &UserMfaPolicy, synced: &Synced) -> Vec<PolicyResult> {
+    let spec = &policy.spec;
+    let directory_id = spec.directory_id.as_str();
+    let timestamp = jiff::Timestamp::now();
+    let name = policy.name_any();
+    let result = |rule: &str, outcome, severity, message: String, properties| PolicyResult {
+        policy: name.clone(),
+        rule: rule.to_string(),
+        result: outcome,
+        severity: Some(severity),
+        message,
+        properties,
+        timestamp,
+    };
+    let mut results: Vec<PolicyResult> = synced
+        .judged
+        .iter()
+        .map(|judged| {
+            let mut properties = properties(judged, directory_id);
+            let user = &judged.member.user_name;
+            match &judged.standing {
+                Standing::NonCompliant(failure) => {
+                    let rule = match failure {
+                        Failure::Setting(_) => "user-mfa-setting",
+                        Failure::NoDevice => "bound-device",
+                    };
+                    let message = format!("user {user}: {}", failure_text(failure, spec));
+                    result(rule, Outcome::Fail, Severity::High, message, properties)
+                }
+                Standing::Compliant { stale } => {
+                    let device = stale.clone().unwrap_or_default();
+                    let message = format!(
+                        "user {user}: MFA device '{device}' has not been used for 90 days or more"
+                    );
+                    properties.insert("deviceName".into(), device);
+                    result("device-recently-used", Outcome::Warn, Severity::Low, message, properties)
+                }
+                Standing::Exempt { reason, expires } => {
+                    properties.insert("reason".into(), reason.clone());
+                    let until = match expires {
+                        Some(expires) => {
+                            properties.insert("expires".into(), expires.clone());
+                            format!(" until {expires}")
+                        }
+                        None => String::new(),
+                    };
+                    let message = format!("user {user} is exempt{until}: {reason}");
+                    result("exemption", Outcome::Skip, Severity::Info, message, properties)
+                }
+                Standing::Error(error) => {
+                    let message = format!("user {user} could not be checked: {error}");
+                    result("user-mfa-setting", Outcome::Error, Severity::Medium, message, properties)
+                }
+            }
+        })
+        .collect();
+    for missing in &synced.missing {
+        let properties = BTreeMap::from([
+            ("subject".to_string(), missing.subject.clone()),
+            ("directoryId".to_string(), directory_id.to_string()),
+        ]);
+        let message = format!("directory {directory_id} has no {}", missing.subject);
+        results.push(result("selector", Outcome::Error, Severity::Medium, message, properties));
+    }
+    results
+}

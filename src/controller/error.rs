@@ -73,7 +73,11 @@ impl ReconcileError {
     pub fn is_retryable(&self) -> bool {
         matches!(
             self,
-            Self::Throttled(_) | Self::CloudUnavailable(_) | Self::Kube(_) | Self::Finalizer(_) | Self::Pending(_)
+            Self::Throttled(_)
+                | Self::CloudUnavailable(_)
+                | Self::Kube(_)
+                | Self::Finalizer(_)
+                | Self::Pending(_)
         )
     }
 

@@ -73,7 +73,11 @@ pub trait Kind:
 
     /// When the next pass is due, given the resync's `resync` (sooner, e.g. when an exemption
     /// lapses).
-    fn requeue_within(&self, _synced: &Self::Synced, resync: std::time::Duration) -> std::time::Duration {
+    fn requeue_within(
+        &self,
+        _synced: &Self::Synced,
+        resync: std::time::Duration,
+    ) -> std::time::Duration {
         resync
     }
 

@@ -251,7 +251,14 @@ fn run_kinds(
     let ram_users = start.run(ram_users, queues.ram_users, triggers(s4, a4, n4));
     let user_policies = start.run(user_policies, queues.user_policies, triggers(s5, a5, n5));
     async {
-        futures::join!(directories, users, rams, preferences, ram_users, user_policies);
+        futures::join!(
+            directories,
+            users,
+            rams,
+            preferences,
+            ram_users,
+            user_policies
+        );
     }
 }
 

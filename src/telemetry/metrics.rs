@@ -315,7 +315,13 @@ impl Metrics {
     }
 
     fn drop_policy_series(&self, namespace: &str, policy: &str, directory: &str) {
-        for state in ["matched", "compliant", "non_compliant", "exempt", "conflict"] {
+        for state in [
+            "matched",
+            "compliant",
+            "non_compliant",
+            "exempt",
+            "conflict",
+        ] {
             self.policy_users
                 .remove(&policy_labels(namespace, policy, directory, state));
         }

@@ -149,14 +149,31 @@ mod tests {
         );
         selections.publish(
             "c/elsewhere",
-            selection("2025-01-01T00:00:00Z", true, &["u-4"], "http://127.0.0.1:9/"),
+            selection(
+                "2025-01-01T00:00:00Z",
+                true,
+                &["u-4"],
+                "http://127.0.0.1:9/",
+            ),
         );
         let owners = selections.older_owners("d/young", t("2026-02-01T00:00:00Z"), &claim(real));
         assert_eq!(owners.owner_of("u-1"), Some("a/old"));
-        assert_eq!(owners.owner_of("u-3"), None, "an Observe policy owns nothing");
-        assert_eq!(owners.owner_of("u-4"), None, "another endpoint claims nothing");
+        assert_eq!(
+            owners.owner_of("u-3"),
+            None,
+            "an Observe policy owns nothing"
+        );
+        assert_eq!(
+            owners.owner_of("u-4"),
+            None,
+            "another endpoint claims nothing"
+        );
         let owners = selections.older_owners("a/old", t("2026-01-01T00:00:00Z"), &claim(real));
-        assert_eq!(owners.owner_of("u-1"), None, "a policy never yields to itself");
+        assert_eq!(
+            owners.owner_of("u-1"),
+            None,
+            "a policy never yields to itself"
+        );
         selections.forget("a/old");
         assert!(!selections.published("a/old", Some("2026-01-01T00:00:00Z")));
     }

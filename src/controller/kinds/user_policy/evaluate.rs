@@ -109,7 +109,9 @@ pub enum Failure {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Standing {
     /// It complies; `stale`: a bound device unused for 90 days (its name), a warning.
-    Compliant { stale: Option<String> },
+    Compliant {
+        stale: Option<String>,
+    },
     NonCompliant(Failure),
     Exempt {
         reason: String,
@@ -121,9 +123,14 @@ pub enum Standing {
 
 /// The name of a bound device last used (or, never used, bound) before `now - STALE_DEVICE`.
 fn stale_device(devices: &[MfaDevice], now: Timestamp) -> Option<String> {
-    let cutoff = now.checked_sub(jiff::SignedDuration::try_from(STALE_DEVICE).ok()?).ok()?;
+    let cutoff = now
+        .checked_sub(jiff::SignedDuration::try_from(STALE_DEVICE).ok()?)
+        .ok()?;
     devices.iter().find_map(|device| {
-        let used = device.last_use_time.as_deref().or(device.effective_time.as_deref())?;
+        let used = device
+            .last_use_time
+            .as_deref()
+            .or(device.effective_time.as_deref())?;
         let used: Timestamp = used.parse().ok()?;
         (used < cutoff).then(|| device.device_name.clone())
     })
@@ -222,8 +229,8 @@ pub fn failure_text(failure: &Failure, spec: &UserMfaPolicySpec) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::controller::state::policy_selections::{PolicySelections, Selection, user_hash};
     use crate::controller::state::Claim;
+    use crate::controller::state::policy_selections::{PolicySelections, Selection, user_hash};
     use std::sync::Arc;
 
     fn spec(json: serde_json::Value) -> UserMfaPolicySpec {

@@ -41,7 +41,12 @@ pub fn record(
         return (due, false);
     }
     let ledger = status.restore_to.get_or_insert_with(Default::default);
-    let mut kept: HashSet<String> = ledger.enabled.iter().chain(&ledger.disabled).cloned().collect();
+    let mut kept: HashSet<String> = ledger
+        .enabled
+        .iter()
+        .chain(&ledger.disabled)
+        .cloned()
+        .collect();
     let mut writable = Vec::new();
     let mut full = false;
     for i in due {
@@ -169,7 +174,13 @@ async fn write_back(
         ));
     }
     ctx.events
-        .publish(policy, !skipped.is_empty(), Reason::Restored, "Delete", note)
+        .publish(
+            policy,
+            !skipped.is_empty(),
+            Reason::Restored,
+            "Delete",
+            note,
+        )
         .await;
     Ok(Action::await_change())
 }

@@ -78,18 +78,22 @@ async fn converge(
     let spec = &policy.spec;
     let now = jiff::Timestamp::now();
     let directory_id = spec.directory_id.as_str();
-    let selected = select::select(&spec.users, &target.client, &target.directory, &ctx.state.names)
-        .await
-        .map_err(|error| ReconcileError::from_cloud(error, directory_id, None))?;
+    let selected = select::select(
+        &spec.users,
+        &target.client,
+        &target.directory,
+        &ctx.state.names,
+    )
+    .await
+    .map_err(|error| ReconcileError::from_cloud(error, directory_id, None))?;
     let mut tally = Tally {
         matched: selected.members.len() as u64,
         ..Tally::default()
     };
-    let owners = ctx.state.policy_selections.older_owners(
-        &key_of(policy),
-        created(policy),
-        &target.claim,
-    );
+    let owners =
+        ctx.state
+            .policy_selections
+            .older_owners(&key_of(policy), created(policy), &target.claim);
     let own_settings = own_settings(ctx, &target.claim);
     let mut judged = Vec::new();
     let mut counted = Vec::new();
@@ -113,10 +117,17 @@ async fn converge(
         claim: target.claim.clone(),
         created: created(policy),
         enforces: spec.management_policy == ManagementPolicy::Enforce,
-        users: Arc::new(selected.members.iter().map(|m| user_hash(&m.user_id)).collect()),
+        users: Arc::new(
+            selected
+                .members
+                .iter()
+                .map(|m| user_hash(&m.user_id))
+                .collect(),
+        ),
     };
     let read = read_users(ctx, &target, counted).await;
-    let (read, wrote, ledger_full) = write_users(policy, ctx, status, writer, &target, read).await?;
+    let (read, wrote, ledger_full) =
+        write_users(policy, ctx, status, writer, &target, read).await?;
     for (member, facts) in read {
         let standing = match facts {
             Ok(facts) => evaluate::judge(spec, &facts, now),
@@ -211,9 +222,7 @@ pub(super) fn own_settings(ctx: &Context, claim: &Claim) -> HashSet<String> {
                 && setting.meta().deletion_timestamp.is_none()
         })
         .filter_map(|setting| registry.claim_of(setting))
-        .filter(|owned| {
-            owned.account_id == claim.account_id && owned.endpoint == claim.endpoint
-        })
+        .filter(|owned| owned.account_id == claim.account_id && owned.endpoint == claim.endpoint)
         .filter_map(|owned| owned.user_id)
         .collect()
 }
@@ -291,25 +300,28 @@ async fn write_users(
     let desired = spec.user_mfa_authentication_settings.as_str();
     // Collected first: a lazily mapped iterator inside the stream would make the pass's future
     // not provably Send.
-    let writes: Vec<_> = due.into_iter().map(|i| {
-        let user_id = read[i].0.user_id.clone();
-        async move {
-            let update = UserMfaUpdate {
-                directory_id: spec.directory_id.clone(),
-                user_id: user_id.clone(),
-                user_mfa_authentication_settings: desired.to_string(),
-            };
-            let key = target.directory.user(&user_id);
-            let written = target.client.update_user_mfa_setting(&update).await;
-            if written.is_ok() {
-                let settings = UserMfaSettings {
-                    user_mfa_authentication_settings: Some(desired.to_string()),
+    let writes: Vec<_> = due
+        .into_iter()
+        .map(|i| {
+            let user_id = read[i].0.user_id.clone();
+            async move {
+                let update = UserMfaUpdate {
+                    directory_id: spec.directory_id.clone(),
+                    user_id: user_id.clone(),
+                    user_mfa_authentication_settings: desired.to_string(),
                 };
-                ctx.state.users.record_settings(&key, settings).await;
+                let key = target.directory.user(&user_id);
+                let written = target.client.update_user_mfa_setting(&update).await;
+                if written.is_ok() {
+                    let settings = UserMfaSettings {
+                        user_mfa_authentication_settings: Some(desired.to_string()),
+                    };
+                    ctx.state.users.record_settings(&key, settings).await;
+                }
+                (i, written.map_err(|error| user_error(error, target, &key)))
             }
-            (i, written.map_err(|error| user_error(error, target, &key)))
-        }
-    }).collect();
+        })
+        .collect();
     let outcomes: Vec<(usize, Result<(), String>)> = futures::stream::iter(writes)
         .buffer_unordered(CONCURRENT_USERS)
         .collect()
@@ -332,7 +344,12 @@ async fn write_users(
 
 /// `names` shown: the first few, and how many more.
 pub fn named(names: &[String]) -> String {
-    let mut shown = names.iter().take(NAMED).cloned().collect::<Vec<_>>().join(", ");
+    let mut shown = names
+        .iter()
+        .take(NAMED)
+        .cloned()
+        .collect::<Vec<_>>()
+        .join(", ");
     if names.len() > NAMED {
         shown.push_str(&format!(" and {} more", names.len() - NAMED));
     }
@@ -392,12 +409,20 @@ fn conditions(
         DesiredCondition::new(
             READY,
             true,
-            if observe { Reason::Observed } else { Reason::Enforced },
+            if observe {
+                Reason::Observed
+            } else {
+                Reason::Enforced
+            },
             format!(
                 "all {counted} counted users of directory {} have userMfaAuthenticationSettings {}{} ({} exempt, {} owned elsewhere)",
                 spec.directory_id,
                 spec.user_mfa_authentication_settings.as_str(),
-                if spec.requires_device() { " and a bound device" } else { "" },
+                if spec.requires_device() {
+                    " and a bound device"
+                } else {
+                    ""
+                },
                 tally.exempt,
                 tally.conflicts + tally.own_setting
             ),
@@ -447,7 +472,10 @@ async fn effective_of(ctx: &Context, target: &Target) -> DesiredCondition {
         .setting(&target.client, &target.directory, ctx.budget.effective())
         .await;
     match read {
-        Ok(info) => effective(info.mfa_authentication_advance_settings.as_deref(), directory_id),
+        Ok(info) => effective(
+            info.mfa_authentication_advance_settings.as_deref(),
+            directory_id,
+        ),
         Err(error) => {
             tracing::warn!(%error, directory_id, "could not read the directory's setting");
             effective(None, directory_id)
@@ -468,14 +496,24 @@ async fn announce(
     }
     let drift = crate::controller::conditions::is_true(&status.common.conditions, SYNCED)
         && status.common.observed_generation == policy.meta().generation;
-    let reason = if drift { Reason::DriftRepaired } else { Reason::Updated };
+    let reason = if drift {
+        Reason::DriftRepaired
+    } else {
+        Reason::Updated
+    };
     let note = format!(
         "set userMfaAuthenticationSettings={} on {} users{}: {}",
         policy.spec.user_mfa_authentication_settings.as_str(),
         wrote.users.len(),
-        if drift { " changed outside Kubernetes" } else { "" },
+        if drift {
+            " (changed outside Kubernetes, or newly selected)"
+        } else {
+            ""
+        },
         named(&wrote.users)
     );
     tracing::info!(policy = %key_of(policy), users = wrote.users.len(), "{note}");
-    ctx.events.publish(policy, false, reason, "Update", note).await;
+    ctx.events
+        .publish(policy, false, reason, "Update", note)
+        .await;
 }

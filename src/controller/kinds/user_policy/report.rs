@@ -12,7 +12,9 @@ use super::evaluate::{Failure, Judged, Standing, failure_text};
 use crate::api::{PolicyReportStatus, UserMfaPolicy};
 use crate::controller::context::Context;
 use crate::controller::keys::key_of;
-use crate::controller::reports::{self, Outcome, Owner, PolicyResult, Published, Severity, Summary};
+use crate::controller::reports::{
+    self, Outcome, Owner, PolicyResult, Published, Severity, Summary,
+};
 
 /// Writes the policy's reports; what the status says of them.
 pub async fn write(ctx: &Context, policy: &UserMfaPolicy, synced: &Synced) -> PolicyReportStatus {
@@ -107,7 +109,13 @@ fn results(policy: &UserMfaPolicy, synced: &Synced) -> Vec<PolicyResult> {
                         "user {user}: MFA device '{device}' has not been used for 90 days or more"
                     );
                     properties.insert("deviceName".into(), device);
-                    result("device-recently-used", Outcome::Warn, Severity::Low, message, properties)
+                    result(
+                        "device-recently-used",
+                        Outcome::Warn,
+                        Severity::Low,
+                        message,
+                        properties,
+                    )
                 }
                 Standing::Exempt { reason, expires } => {
                     properties.insert("reason".into(), reason.clone());
@@ -119,11 +127,23 @@ fn results(policy: &UserMfaPolicy, synced: &Synced) -> Vec<PolicyResult> {
                         None => String::new(),
                     };
                     let message = format!("user {user} is exempt{until}: {reason}");
-                    result("exemption", Outcome::Skip, Severity::Info, message, properties)
+                    result(
+                        "exemption",
+                        Outcome::Skip,
+                        Severity::Info,
+                        message,
+                        properties,
+                    )
                 }
                 Standing::Error(error) => {
                     let message = format!("user {user} could not be checked: {error}");
-                    result("user-mfa-setting", Outcome::Error, Severity::Medium, message, properties)
+                    result(
+                        "user-mfa-setting",
+                        Outcome::Error,
+                        Severity::Medium,
+                        message,
+                        properties,
+                    )
                 }
             }
         })
@@ -134,7 +154,13 @@ fn results(policy: &UserMfaPolicy, synced: &Synced) -> Vec<PolicyResult> {
             ("directoryId".to_string(), directory_id.to_string()),
         ]);
         let message = format!("directory {directory_id} has no {}", missing.subject);
-        results.push(result("selector", Outcome::Error, Severity::Medium, message, properties));
+        results.push(result(
+            "selector",
+            Outcome::Error,
+            Severity::Medium,
+            message,
+            properties,
+        ));
     }
     results
 }

@@ -43,7 +43,11 @@ pub async fn select(
             found.insert(user.user_id, user.user_name);
         }
     } else if let Some(prefix) = &selector.user_name_prefix {
-        for user in client.groups().list_users_by_prefix(directory_id, prefix).await? {
+        for user in client
+            .groups()
+            .list_users_by_prefix(directory_id, prefix)
+            .await?
+        {
             found.insert(user.user_id, user.user_name);
         }
     } else if let Some(groups) = &selector.group_names {
@@ -55,7 +59,11 @@ pub async fn select(
         .into_iter()
         .map(|(user_id, user_name)| Member { user_id, user_name })
         .collect();
-    members.sort_by(|a, b| a.user_name.cmp(&b.user_name).then(a.user_id.cmp(&b.user_id)));
+    members.sort_by(|a, b| {
+        a.user_name
+            .cmp(&b.user_name)
+            .then(a.user_id.cmp(&b.user_id))
+    });
     Ok(Selected { members, missing })
 }
 
@@ -76,7 +84,10 @@ async fn members_of_groups(
             });
             continue;
         };
-        for member in api.list_group_members(directory_id, &group.group_id).await? {
+        for member in api
+            .list_group_members(directory_id, &group.group_id)
+            .await?
+        {
             found.insert(member.user_id, member.user_name);
         }
     }

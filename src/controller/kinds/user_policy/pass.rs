@@ -189,7 +189,7 @@ fn wait_for_older(
                     .policy_selections
                     .published(&key_of(*other), other.meta().uid.as_deref())
         })
-        .map(|other| key_of(other))
+        .map(key_of)
         .next();
     match pending {
         Some(owner) => Err(ReconcileError::Pending(format!(

@@ -389,6 +389,15 @@ impl CallObserver for CloudCallRecorder {
     }
 }
 
+fn policy_labels(namespace: &str, policy: &str, directory: &str, state: &str) -> PolicyLabels {
+    PolicyLabels {
+        namespace: namespace.into(),
+        policy: policy.into(),
+        directory: directory.into(),
+        state: state.into(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -502,14 +511,5 @@ mod tests {
         );
         metrics.forget_directory("https://cloudsso/", "d-1");
         assert!(!metrics.encode().unwrap().contains("d-1"));
-    }
-}
-
-fn policy_labels(namespace: &str, policy: &str, directory: &str, state: &str) -> PolicyLabels {
-    PolicyLabels {
-        namespace: namespace.into(),
-        policy: policy.into(),
-        directory: directory.into(),
-        state: state.into(),
     }
 }

@@ -10,7 +10,8 @@ use futures::StreamExt;
 use kube::Resource;
 use kube::runtime::controller::Action;
 
-use super::pass::{Read, named};
+use super::outcome::named;
+use super::users::Read;
 use crate::api::{
     DeletionPolicy, MAX_RESTORE_POINTS, PolicyRestorePoints, Reason, UserMfaPolicy,
     UserMfaPolicyStatus,
@@ -111,14 +112,13 @@ pub async fn restore_on_delete(
     write_back(policy, ctx, &client, &now, &ledger).await
 }
 
-/// Writes the ledger back to the users still owned; Err (retried) if a write failed.
-async fn write_back(
+/// The ledger's users that another owner has now (skipped), and the writes back to the rest.
+fn still_owned(
     policy: &UserMfaPolicy,
     ctx: &Context,
-    client: &CloudSsoClient,
     claim: &Claim,
     ledger: &PolicyRestorePoints,
-) -> Result<Action, ReconcileError> {
+) -> (Vec<String>, Vec<(String, &'static str)>) {
     let created = policy.meta().creation_timestamp.as_ref().map(|t| t.0);
     let owners = ctx
         .state
@@ -127,7 +127,7 @@ async fn write_back(
     let own_settings = super::pass::own_settings(ctx, claim);
     let values = [("Enabled", &ledger.enabled), ("Disabled", &ledger.disabled)];
     let mut skipped = Vec::new();
-    let mut writes: Vec<(String, &'static str)> = Vec::new();
+    let mut writes = Vec::new();
     for (value, users) in values {
         for user_id in users {
             if own_settings.contains(user_id) || owners.owner_of(user_id).is_some() {
@@ -137,6 +137,18 @@ async fn write_back(
             }
         }
     }
+    (skipped, writes)
+}
+
+/// Writes the ledger back to the users still owned; Err (retried) if a write failed.
+async fn write_back(
+    policy: &UserMfaPolicy,
+    ctx: &Context,
+    client: &CloudSsoClient,
+    claim: &Claim,
+    ledger: &PolicyRestorePoints,
+) -> Result<Action, ReconcileError> {
+    let (skipped, writes) = still_owned(policy, ctx, claim, ledger);
     let directory_id = policy.spec.directory_id.as_str();
     // Collected first, so the deletion's future is provably Send.
     let writes: Vec<_> = writes

@@ -6,9 +6,11 @@
 
 mod evaluate;
 mod ledger;
+mod outcome;
 mod pass;
 mod report;
 mod select;
+mod users;
 
 use std::time::Duration;
 

@@ -73,80 +73,95 @@ fn properties(judged: &Judged, directory_id: &str) -> BTreeMap<String, String> {
     ])
 }
 
-/// One result per judged user, then one per missing group or name.
+/// What every result of one report shares.
+struct Results<'a> {
+    policy: String,
+    spec: &'a crate::api::UserMfaPolicySpec,
+    timestamp: jiff::Timestamp,
+}
+
+impl Results<'_> {
+    fn result(
+        &self,
+        rule: &str,
+        result: Outcome,
+        severity: Severity,
+        message: String,
+        properties: BTreeMap<String, String>,
+    ) -> PolicyResult {
+        PolicyResult {
+            policy: self.policy.clone(),
+            rule: rule.to_string(),
+            result,
+            severity: Some(severity),
+            message,
+            properties,
+            timestamp: self.timestamp,
+        }
+    }
+
+    /// The result of one judged user.
+    fn of(&self, judged: &Judged) -> PolicyResult {
+        let mut properties = properties(judged, &self.spec.directory_id);
+        let user = &judged.member.user_name;
+        match &judged.standing {
+            Standing::NonCompliant(failure) => {
+                let rule = match failure {
+                    Failure::Setting(_) => "user-mfa-setting",
+                    Failure::NoDevice => "bound-device",
+                };
+                let message = format!("user {user}: {}", failure_text(failure, self.spec));
+                self.result(rule, Outcome::Fail, Severity::High, message, properties)
+            }
+            Standing::Compliant { stale } => {
+                let device = stale.clone().unwrap_or_default();
+                let message = format!(
+                    "user {user}: MFA device '{device}' has not been used for 90 days or more"
+                );
+                properties.insert("deviceName".into(), device);
+                let rule = "device-recently-used";
+                self.result(rule, Outcome::Warn, Severity::Low, message, properties)
+            }
+            Standing::Exempt { reason, expires } => {
+                properties.insert("reason".into(), reason.clone());
+                let until = expires
+                    .as_ref()
+                    .map_or(String::new(), |at| format!(" until {at}"));
+                if let Some(expires) = expires {
+                    properties.insert("expires".into(), expires.clone());
+                }
+                let message = format!("user {user} is exempt{until}: {reason}");
+                self.result(
+                    "exemption",
+                    Outcome::Skip,
+                    Severity::Info,
+                    message,
+                    properties,
+                )
+            }
+            Standing::Error(error) => {
+                let message = format!("user {user} could not be checked: {error}");
+                let rule = "user-mfa-setting";
+                self.result(rule, Outcome::Error, Severity::Medium, message, properties)
+            }
+        }
+    }
+}
+
+/// One result per judged user, then one per missing group or name. Each carries the time of
+/// this pass; the writer leaves a report whose results differ only in time as it is, so a
+/// result's time says since when it has read so.
 fn results(policy: &UserMfaPolicy, synced: &Synced) -> Vec<PolicyResult> {
-    let spec = &policy.spec;
-    let directory_id = spec.directory_id.as_str();
-    let timestamp = jiff::Timestamp::now();
-    let name = policy.name_any();
-    let result = |rule: &str, outcome, severity, message: String, properties| PolicyResult {
-        policy: name.clone(),
-        rule: rule.to_string(),
-        result: outcome,
-        severity: Some(severity),
-        message,
-        properties,
-        timestamp,
+    let results = Results {
+        policy: policy.name_any(),
+        spec: &policy.spec,
+        timestamp: jiff::Timestamp::now(),
     };
-    let mut results: Vec<PolicyResult> = synced
+    let directory_id = policy.spec.directory_id.as_str();
+    let mut all: Vec<PolicyResult> = synced
         .judged
         .iter()
-        .map(|judged| {
-            let mut properties = properties(judged, directory_id);
-            let user = &judged.member.user_name;
-            match &judged.standing {
-                Standing::NonCompliant(failure) => {
-                    let rule = match failure {
-                        Failure::Setting(_) => "user-mfa-setting",
-                        Failure::NoDevice => "bound-device",
-                    };
-                    let message = format!("user {user}: {}", failure_text(failure, spec));
-                    result(rule, Outcome::Fail, Severity::High, message, properties)
-                }
-                Standing::Compliant { stale } => {
-                    let device = stale.clone().unwrap_or_default();
-                    let message = format!(
-                        "user {user}: MFA device '{device}' has not been used for 90 days or more"
-                    );
-                    properties.insert("deviceName".into(), device);
-                    result(
-                        "device-recently-used",
-                        Outcome::Warn,
-                        Severity::Low,
-                        message,
-                        properties,
-                    )
-                }
-                Standing::Exempt { reason, expires } => {
-                    properties.insert("reason".into(), reason.clone());
-                    let until = match expires {
-                        Some(expires) => {
-                            properties.insert("expires".into(), expires.clone());
-                            format!(" until {expires}")
-                        }
-                        None => String::new(),
-                    };
-                    let message = format!("user {user} is exempt{until}: {reason}");
-                    result(
-                        "exemption",
-                        Outcome::Skip,
-                        Severity::Info,
-                        message,
-                        properties,
-                    )
-                }
-                Standing::Error(error) => {
-                    let message = format!("user {user} could not be checked: {error}");
-                    result(
-                        "user-mfa-setting",
-                        Outcome::Error,
-                        Severity::Medium,
-                        message,
-                        properties,
-                    )
-                }
-            }
-        })
+        .map(|judged| results.of(judged))
         .collect();
     for missing in &synced.missing {
         let properties = BTreeMap::from([
@@ -154,13 +169,8 @@ fn results(policy: &UserMfaPolicy, synced: &Synced) -> Vec<PolicyResult> {
             ("directoryId".to_string(), directory_id.to_string()),
         ]);
         let message = format!("directory {directory_id} has no {}", missing.subject);
-        results.push(result(
-            "selector",
-            Outcome::Error,
-            Severity::Medium,
-            message,
-            properties,
-        ));
+        let (outcome, severity) = (Outcome::Error, Severity::Medium);
+        all.push(results.result("selector", outcome, severity, message, properties));
     }
-    results
+    all
 }

@@ -1,9 +1,10 @@
-//! The controllers: one kube-runtime Controller per kind (the three namespaced kinds and
-//! CloudAccount), built in one place (`start`), and what they are made of.
+//! The controllers: one kube-runtime Controller per kind (the six namespaced kinds and
+//! CloudAccount), built in one place (`wiring::start`), and what they are made of.
 //!
 //! - `kinds/`: what each kind says (its `Kind`/`Writable` impl and pure planner).
 //! - `reconciler`: the one skeleton every kind runs; `passes`: the current-status shortcut,
-//!   urgencies and admission; `status`, `conditions`, `plan`, `restore`, `finalizer`, `reports`: what a pass writes.
+//!   urgencies and admission; `status`, `conditions`, `plan`, `restore`, `finalizer`: what a
+//!   pass writes; `reports`: the PolicyReports a UserMfaPolicy publishes.
 //! - `watches`, `triggers`, `wake`: what starts a pass; `instrument`, `retry`, `events`: what
 //!   surrounds one.
 //! - `state/`: what the operator keeps of the cloud; `census`, `budget`: the users counted and

@@ -80,10 +80,17 @@ else
   echo $! >"$DEMO/operator.pid"
 fi
 
+# The PolicyReport CRD (wgpolicyk8s.io/v1alpha2) as Kyverno or Policy Reporter installs it, so the
+# UserMfaPolicies' reports show; without it a policy says so in its status and writes none.
+if ! kubectl get crd policyreports.wgpolicyk8s.io >/dev/null 2>&1; then
+  kubectl apply --server-side -f tests/crds/policyreport.yaml >/dev/null
+  kubectl wait --for condition=Established --timeout=60s crd/policyreports.wgpolicyk8s.io >/dev/null
+fi
 log "applying examples/ in namespace $NAMESPACE (endpoint http://$EMULATOR_ADDR)"
 for example in examples/credentials-secret.yaml examples/directory-mfa-policy.yaml \
   examples/user-mfa-settings.yaml examples/ram-user-mfa-status.yaml \
-  examples/ram-security-preference.yaml examples/ram-user-mfa-setting.yaml; do
+  examples/ram-security-preference.yaml examples/ram-user-mfa-setting.yaml \
+  examples/user-mfa-policy-all-users.yaml examples/user-mfa-policy-group.yaml; do
   sed "s#http://127.0.0.1:18600#http://$EMULATOR_ADDR#" "$example"
   echo "---"
 done | kubectl apply -n "$NAMESPACE" -f - >/dev/null
@@ -92,8 +99,19 @@ kubectl wait -n "$NAMESPACE" --for condition=Ready --timeout=60s \
   ramusermfastatus/ops ramusermfastatus/ci ramsecuritypreference/ram-account \
   ramusermfasetting/ops >/dev/null
 
+# The policies count users that fail (dave has MFA off and no device): Ready=False is their answer,
+# so wait for their first count instead.
+kubectl wait -n "$NAMESPACE" --for jsonpath='{.status.matchedUsers}'=7 --timeout=60s \
+  usermfapolicy/everyone >/dev/null
+kubectl wait -n "$NAMESPACE" --for jsonpath='{.status.matchedUsers}'=4 --timeout=60s \
+  usermfapolicy/engineering-audit >/dev/null
+
 log "kubectl get cloudsso -n $NAMESPACE"
 kubectl get cloudsso -n "$NAMESPACE"
+log "who fails the policy 'everyone': kubectl get policyreport everyone -n $NAMESPACE"
+kubectl get policyreport everyone -n "$NAMESPACE" \
+  -o jsonpath='{range .results[*]}{.result}{"\t"}{.properties.userName}{"\t"}{.message}{"\n"}{end}'
+
 log "compliance gauges from http://$METRICS_ADDR/metrics"
 # In the cluster the Service picks a pod per connection; only the leader counts: ask until it answers.
 for _ in $(seq 1 20); do

@@ -133,10 +133,10 @@ fn split(sizes: &[usize], budget: usize) -> Vec<Range<usize>> {
 }
 
 /// Each report's summary: the continuations count their own results, the first the rest.
-fn summaries(total: Summary, results: &[PolicyResult], ranges: &[Range<usize>]) -> Vec<Summary> {
+fn summaries(total: Summary, outcomes: &[Outcome], ranges: &[Range<usize>]) -> Vec<Summary> {
     let mut summaries: Vec<Summary> = ranges
         .iter()
-        .map(|range| Summary::of(&results[range.clone()]))
+        .map(|range| Summary::of_outcomes(outcomes[range.clone()].iter().copied()))
         .collect();
     let continued = summaries[1..]
         .iter()
@@ -211,13 +211,26 @@ fn planned(name: String, mut body: Value) -> Result<PlannedReport, serde_json::E
     })
 }
 
-/// The reports of one policy: `results` in order, split so that no report's JSON passes
-/// `MAX_REPORT_BYTES`.
-fn plan(
+/// One report of a policy: its name, which of the results it holds, its summary.
+struct Layout {
+    name: String,
+    range: Range<usize>,
+    summary: Summary,
+}
+
+/// How `results` (in order) split so that no report's JSON passes `MAX_REPORT_BYTES`: one look
+/// at each result for its size and outcome, none kept.
+fn layout(
     owner: &Owner,
     total: Summary,
-    results: &[PolicyResult],
-) -> Result<Vec<PlannedReport>, serde_json::Error> {
+    results: impl Iterator<Item = PolicyResult>,
+) -> Result<Vec<Layout>, serde_json::Error> {
+    let (mut sizes, mut outcomes) = (Vec::new(), Vec::new());
+    for result in results {
+        // Its JSON and the comma before the next.
+        sizes.push(serde_json::to_vec(&result)?.len() + 1);
+        outcomes.push(result.result);
+    }
     // The report around the results, at its largest: the longest name (there are at most as
     // many continuations as results), the widest counts.
     let widest = Summary {
@@ -227,26 +240,35 @@ fn plan(
         error: u64::MAX,
         skip: u64::MAX,
     };
-    let envelope = planned(
-        report_name(&owner.name, results.len()),
-        report_body(owner, &report_name(&owner.name, results.len()), widest, &[]),
-    )?;
+    let longest = report_name(&owner.name, sizes.len());
+    let envelope = planned(longest.clone(), report_body(owner, &longest, widest, &[]))?;
     let budget = MAX_REPORT_BYTES.saturating_sub(serde_json::to_vec(&envelope.body)?.len());
-    let sizes = results
-        .iter()
-        // Its JSON and the comma before the next.
-        .map(|result| serde_json::to_vec(result).map(|json| json.len() + 1))
-        .collect::<Result<Vec<_>, _>>()?;
     let ranges = split(&sizes, budget);
-    let summaries = summaries(total, results, &ranges);
-    ranges
+    let summaries = summaries(total, &outcomes, &ranges);
+    Ok(ranges
         .into_iter()
         .zip(summaries)
         .enumerate()
-        .map(|(index, (range, summary))| {
-            let name = report_name(&owner.name, index);
-            let body = report_body(owner, &name, summary, &results[range]);
-            planned(name, body)
+        .map(|(index, (range, summary))| Layout {
+            name: report_name(&owner.name, index),
+            range,
+            summary,
+        })
+        .collect())
+}
+
+/// The reports of one policy, built at once (the tests look at them whole).
+#[cfg(test)]
+fn plan(
+    owner: &Owner,
+    total: Summary,
+    results: &[PolicyResult],
+) -> Result<Vec<PlannedReport>, serde_json::Error> {
+    layout(owner, total, results.iter().cloned())?
+        .into_iter()
+        .map(|report| {
+            let body = report_body(owner, &report.name, report.summary, &results[report.range]);
+            planned(report.name, body)
         })
         .collect()
 }
@@ -306,9 +328,23 @@ pub async fn publish(
     summary: Summary,
     results: Vec<PolicyResult>,
 ) -> Result<Published, kube::Error> {
-    let reports = plan(owner, summary, &results).map_err(kube::Error::SerdeError)?;
-    // The reports hold their own copy; the caller's need not stay through the calls.
-    drop(results);
+    publish_with(client, owner, summary, || results.iter().cloned()).await
+}
+
+/// `publish`, with the results made by `results` each time they are needed (twice: once to
+/// lay the reports out, once to write them, one report at a time), so that a policy with
+/// 50,000 failing users never holds all their results, nor more than one report's JSON.
+pub async fn publish_with<F, I>(
+    client: &kube::Client,
+    owner: &Owner,
+    summary: Summary,
+    results: F,
+) -> Result<Published, kube::Error>
+where
+    F: Fn() -> I + Send + Sync,
+    I: Iterator<Item = PolicyResult> + Send,
+{
+    let layout = layout(owner, summary, results()).map_err(kube::Error::SerdeError)?;
     let api: Api<DynamicObject> =
         Api::namespaced_with(client.clone(), &owner.namespace, &api_resource());
     let existing = match existing(&api, owner).await {
@@ -316,21 +352,26 @@ pub async fn publish(
         other => other?,
     };
     let apply = PatchParams::apply(MANAGER).force();
-    for report in &reports {
-        if existing.get(&report.name).and_then(Option::as_deref)
-            == Some(report.fingerprint.as_str())
+    let mut items = results();
+    for report in &layout {
+        let chunk: Vec<PolicyResult> = items.by_ref().take(report.range.len()).collect();
+        let body = report_body(owner, &report.name, report.summary, &chunk);
+        drop(chunk);
+        let planned = planned(report.name.clone(), body).map_err(kube::Error::SerdeError)?;
+        if existing.get(&planned.name).and_then(Option::as_deref)
+            == Some(planned.fingerprint.as_str())
         {
             continue;
         }
         match api
-            .patch(&report.name, &apply, &Patch::Apply(&report.body))
+            .patch(&planned.name, &apply, &Patch::Apply(&planned.body))
             .await
         {
             Err(error) if type_absent(&error) => return Ok(Published::CrdAbsent),
             other => other?,
         };
     }
-    let written: BTreeSet<&str> = reports.iter().map(|report| report.name.as_str()).collect();
+    let written: BTreeSet<&str> = layout.iter().map(|report| report.name.as_str()).collect();
     for stale in existing
         .keys()
         .filter(|name| !written.contains(name.as_str()))
@@ -344,7 +385,7 @@ pub async fn publish(
         }
     }
     Ok(Published::Written {
-        reports: reports.len(),
+        reports: layout.len(),
     })
 }
 

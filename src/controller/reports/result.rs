@@ -127,9 +127,14 @@ pub struct Summary {
 impl Summary {
     /// The counts of `results`.
     pub fn of(results: &[PolicyResult]) -> Self {
+        Self::of_outcomes(results.iter().map(|result| result.result))
+    }
+
+    /// The counts of `outcomes`.
+    pub fn of_outcomes(outcomes: impl IntoIterator<Item = Outcome>) -> Self {
         let mut summary = Self::default();
-        for result in results {
-            let count = match result.result {
+        for outcome in outcomes {
+            let count = match outcome {
                 Outcome::Pass => &mut summary.pass,
                 Outcome::Fail => &mut summary.fail,
                 Outcome::Warn => &mut summary.warn,

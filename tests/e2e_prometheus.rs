@@ -1,11 +1,12 @@
 //! The chart's monitoring against a real Prometheus (Debian's `prometheus` package, which
 //! hack/test.sh installs): promtool checks the chart's PrometheusRule and runs its unit tests
 //! (tests/prometheus/rules-test.yaml); then a Prometheus on loopback scrapes an operator every
-//! second with the chart's rules loaded (a short `for:`), and the census alerts fire for the
-//! directory with failing users and for no other, and every query of the chart's Grafana dashboard
-//! (dashboards/operator.json) returns data, but those on the UserMfaPolicy gauges, which the
-//! operator does not export yet (listed in the output). Without `prometheus` and `promtool` on
-//! PATH the tests skip, except under CI, where that is a failure.
+//! second with the chart's rules loaded (a short `for:`): the census alerts fire for the
+//! directory with failing users and for no other, the UserMfaPolicy alert fires for an Observe
+//! policy whose users fail (labelled with the policy's namespace, which honor_labels keeps over
+//! the target's), and every query of the chart's Grafana dashboard (dashboards/operator.json)
+//! returns data. Without `prometheus` and `promtool` on PATH the tests skip, except under CI,
+//! where that is a failure.
 
 mod common;
 mod harness;
@@ -14,7 +15,7 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
 
-use cloudsso_mfa_operator::api::{DirectoryMfaPolicy, UserMfaSetting};
+use cloudsso_mfa_operator::api::{DirectoryMfaPolicy, UserMfaPolicy, UserMfaSetting};
 use cloudsso_mfa_operator::emulator::Seed;
 use common::*;
 use harness::{SECRET, eventually};
@@ -30,9 +31,14 @@ const RULES_TEST: &str = concat!(
 );
 /// A directory where every user has MFA on with a device: its census raises no alert.
 const COMPLIANT_DIRECTORY: &str = "d-00fc2p61good";
-/// The metric of the coming UserMfaPolicy kind (issue 18): rules and panels on it are tested
-/// with promtool only until the operator exports it.
-const POLICY_GAUGE: &str = "cloudsso_mfa_policy_users";
+/// The UserMfaPolicy gauge (Metrics::set_policy_users), by namespace, policy, directory, state.
+const POLICY_GAUGE: &str = "cloudsso_mfa_operator_policy_users";
+/// The UserMfaPolicy whose users fail, in the test's namespace.
+const POLICY: &str = "failing-users";
+/// The release namespace: the target's `namespace` label, as the Prometheus Operator sets it
+/// from the ServiceMonitor's Service. It differs from the policy's namespace (the test's), so the
+/// policy gauge keeping the latter proves honor_labels is in effect.
+const RELEASE_NAMESPACE: &str = "cloudsso-system";
 /// The scrape job of the test's Prometheus, which the dashboard's `$job` selects.
 const JOB: &str = "cloudsso-mfa-operator";
 
@@ -432,16 +438,21 @@ fn substitute(expr: &str) -> String {
 }
 
 fn firing<'a>(alerts: &'a [Value], name: &str, directory: &str) -> Option<&'a Value> {
+    firing_where(alerts, name, &[("directory", directory)])
+}
+
+/// The firing alert `name` whose labels include all of `labels`.
+fn firing_where<'a>(alerts: &'a [Value], name: &str, labels: &[(&str, &str)]) -> Option<&'a Value> {
     alerts.iter().find(|alert| {
         alert["labels"]["alertname"] == name
-            && alert["labels"]["directory"] == directory
+            && labels.iter().all(|(k, v)| alert["labels"][*k] == *v)
             && alert["state"] == "firing"
     })
 }
 
 #[tokio::test]
-async fn prometheus_scraping_the_operator_fires_the_census_alert_and_answers_every_dashboard_query()
-{
+async fn prometheus_scraping_the_operator_fires_the_census_and_policy_alerts_and_answers_every_dashboard_query()
+ {
     let Some((promtool, prometheus)) = prometheus_tools() else {
         return;
     };
@@ -470,6 +481,29 @@ async fn prometheus_scraping_the_operator_fires_the_census_alert_and_answers_eve
             .await;
         ctx.wait_ready::<DirectoryMfaPolicy>("compliant", Some(&operator))
             .await;
+        // A UserMfaPolicy over every user of the failing directory. Observe, so it writes nothing
+        // and the census above stays failing; Enabled with requireBoundDevice (the default):
+        // alice complies, bob (Disabled) and dave (no device) fail, carol is exempt. Every state
+        // of the policy panels but `conflict` (0, still a sample) is then non-zero.
+        ctx.apply::<UserMfaPolicy>(json!({"metadata": {"name": POLICY}, "spec": {
+            "directoryId": DIRECTORY, "endpoint": url, "credentialsSecretRef": {"name": SECRET},
+            "users": {"all": true}, "userMfaAuthenticationSettings": "Enabled",
+            "managementPolicy": "Observe",
+            "exemptions": [{"userName": "carol", "reason": "a dashboard panel with an exempt user"}]}}))
+            .await;
+        let status = eventually(
+            "the policy to count its users",
+            harness::WAIT,
+            || async { ctx.get::<UserMfaPolicy>(POLICY).await.and_then(|p| p.status) },
+            |status| status.as_ref().is_some_and(|s| s.matched_users == Some(4)),
+        )
+        .await
+        .unwrap();
+        assert_eq!(
+            (status.compliant_users, status.non_compliant_users, status.exempt_users),
+            (Some(1), Some(2), Some(1)),
+            "{status:#?}"
+        );
         let gauge = "cloudsso_mfa_operator_directory_users";
         eventually(
             "both censuses in the gauges",
@@ -492,14 +526,15 @@ async fn prometheus_scraping_the_operator_fires_the_census_alert_and_answers_eve
         .await;
         set_faults(&url, json!({})).await;
 
-        // The chart's rules with a short `for:`, and Prometheus scraping the operator every
-        // second as the chart's ServiceMonitor has it: honorLabels, and the target labels the
-        // Prometheus Operator adds (namespace, pod, endpoint: the port's name), of which the
-        // operator's own `endpoint` wins on the compliance gauges.
+        // The chart's rules (released in RELEASE_NAMESPACE) with a short `for:`, and Prometheus
+        // scraping the operator every second as the chart's ServiceMonitor has it: honorLabels,
+        // and the target labels the Prometheus Operator adds (namespace, pod, endpoint: the
+        // port's name), of which the operator's own wins: `endpoint` on the compliance gauges,
+        // `namespace` (the policy's) on the policy gauge.
         let dir = tempfile::tempdir().unwrap();
         let rules = render_rules(
             &ctx.cluster.helm,
-            &ctx.namespace,
+            RELEASE_NAMESPACE,
             &[
                 "metrics.prometheusRule.for=2s",
                 "metrics.prometheusRule.policyUsersFailingFor=2s",
@@ -515,7 +550,7 @@ async fn prometheus_scraping_the_operator_fires_the_census_alert_and_answers_eve
             "scrape_configs": [{
                 "job_name": JOB, "honor_labels": true, "metrics_path": "/metrics",
                 "static_configs": [{"targets": [target], "labels": {
-                    "namespace": ctx.namespace, "pod": "cloudsso-mfa-operator-0", "endpoint": "metrics"}}],
+                    "namespace": RELEASE_NAMESPACE, "pod": "cloudsso-mfa-operator-0", "endpoint": "metrics"}}],
             }],
         });
         std::fs::write(
@@ -537,11 +572,22 @@ async fn prometheus_scraping_the_operator_fires_the_census_alert_and_answers_eve
         // Series without a label of the operator's keep the target's.
         let leader = server
             .query(&format!(
-                "cloudsso_mfa_operator_leader{{namespace=\"{}\", endpoint=\"metrics\"}}",
-                ctx.namespace
+                "cloudsso_mfa_operator_leader{{namespace=\"{RELEASE_NAMESPACE}\", endpoint=\"metrics\"}}"
             ))
             .await;
         assert_eq!(leader.len(), 1, "{leader:?}");
+        // The policy gauge keeps its own `namespace`, the policy's: one series per state, none
+        // relabelled to exported_namespace nor carrying the release namespace.
+        let policy_series = server
+            .query(&format!("{POLICY_GAUGE}{{policy=\"{POLICY}\"}}"))
+            .await;
+        assert_eq!(policy_series.len(), 5, "{policy_series:#?}");
+        for series in &policy_series {
+            let labels = &series["metric"];
+            assert_eq!(labels["namespace"], ctx.namespace.as_str(), "{series}");
+            assert_eq!(labels["directory"], DIRECTORY, "{series}");
+            assert!(labels.get("exported_namespace").is_none(), "{series}");
+        }
 
         // (a) The census alerts fire for the directory with failing users (bob: Disabled; dave:
         // Enabled without a device), with the cloud endpoint the census read; the compliant
@@ -566,6 +612,43 @@ async fn prometheus_scraping_the_operator_fires_the_census_alert_and_answers_eve
         );
         let without_device = firing(&alerts, "CloudSSOUsersWithoutMFADevice", DIRECTORY).unwrap();
         assert_eq!(without_device["value"].as_str().map(str::parse::<f64>), Some(Ok(1.0)));
+
+        // (a') The policy alert fires for the policy, in its own namespace, counting its two
+        // failing users; the recording rule gives its compliant share (1 of 3 counted users).
+        let policy_labels = [
+            ("namespace", ctx.namespace.as_str()),
+            ("policy", POLICY),
+            ("directory", DIRECTORY),
+        ];
+        let alerts = eventually(
+            "CloudSsoMfaPolicyUsersFailing to fire for the policy",
+            Duration::from_secs(60),
+            || server.alerts(),
+            |alerts| firing_where(alerts, "CloudSsoMfaPolicyUsersFailing", &policy_labels).is_some(),
+        )
+        .await;
+        let failing = firing_where(&alerts, "CloudSsoMfaPolicyUsersFailing", &policy_labels).unwrap();
+        assert_eq!(failing["labels"]["severity"], "warning", "{failing}");
+        assert_eq!(failing["value"].as_str().map(str::parse::<f64>), Some(Ok(2.0)), "{failing}");
+        assert_eq!(
+            failing["annotations"]["summary"],
+            format!(
+                "2 users fail UserMfaPolicy {}/{POLICY} (CloudSSO directory {DIRECTORY})",
+                ctx.namespace
+            )
+        );
+        let share_query = format!(
+            "namespace_policy_directory:{POLICY_GAUGE}_compliant:ratio{{policy=\"{POLICY}\"}}"
+        );
+        let ratio = eventually(
+            "the policy's compliant share to be recorded",
+            Duration::from_secs(30),
+            || server.query(&share_query),
+            |result| has_number(result),
+        )
+        .await;
+        let share: f64 = ratio[0]["value"][1].as_str().unwrap().parse().unwrap();
+        assert!((share - 1.0 / 3.0).abs() < 1e-9, "{ratio:?}");
         // A few more evaluations, then nothing about the compliant directory, and no NoLeader.
         tokio::time::sleep(Duration::from_secs(3)).await;
         let alerts = server.alerts().await;
@@ -600,12 +683,10 @@ async fn prometheus_scraping_the_operator_fires_the_census_alert_and_answers_eve
             .await;
         assert_eq!(directories, json!([DIRECTORY, COMPLIANT_DIRECTORY]));
         let queries = dashboard_queries(&dashboard);
-        let mut skipped = Vec::new();
-        let mut checked = 0;
+        let mut policy_panels = Vec::new();
         for (panel, expr) in queries.clone() {
             if expr.contains(POLICY_GAUGE) {
-                skipped.push(panel);
-                continue;
+                policy_panels.push(panel.clone());
             }
             let query = substitute(&expr);
             assert!(!query.contains('$'), "{panel}: a variable left in {query}");
@@ -617,21 +698,18 @@ async fn prometheus_scraping_the_operator_fires_the_census_alert_and_answers_eve
             )
             .await;
             eprintln!("[e2e] panel {panel:?}: {} series", result.len());
-            checked += 1;
         }
-        skipped.dedup();
-        eprintln!(
-            "[e2e] {checked} dashboard queries returned data; skipped until the operator exports {POLICY_GAUGE} (UserMfaPolicy): {skipped:?}"
-        );
+        eprintln!("[e2e] all {} dashboard queries returned data", queries.len());
+        // The policy panels were among them, not left out.
+        policy_panels.dedup();
         assert_eq!(
-            skipped,
+            policy_panels,
             [
                 "Users failing each policy",
                 "Users by state per policy",
                 "Exempt and conflicting users"
             ]
         );
-        assert_eq!(checked, queries.len() - 3, "{checked} of {} queries", queries.len());
         server.stop().await;
         operator.stop().await;
     })

@@ -181,6 +181,7 @@ async fn chart_lints_renders_every_option_and_refuses_bad_values() {
         let metrics = std::sync::Arc::new(cloudsso_mfa_operator::telemetry::Metrics::new());
         metrics.reconcile_finished("UserMfaSetting", Duration::from_millis(1), Some("Throttled"));
         metrics.set_compliance("https://cloudsso/", "d-1", Default::default());
+        metrics.set_policy_users("security", "engineers", "d-1", Default::default());
         metrics
             .cloud_observer("cloudsso")
             .call_finished("ListUsers", "Throttling.User", true, Duration::from_millis(1));
@@ -202,9 +203,8 @@ async fn chart_lints_renders_every_option_and_refuses_bad_values() {
                 }
             }
         }
-        // Alerts: 2 on the census, 1 on UserMfaPolicy (its gauge cloudsso_mfa_policy_users is
-        // not exported yet: tests/e2e_prometheus.rs tests it with promtool), 3 on the operator;
-        // 2 recording rules on the policy gauge.
+        // Alerts: 2 on the census, 1 on UserMfaPolicy (cloudsso_mfa_operator_policy_users), 3 on
+        // the operator; 2 recording rules on the policy gauge.
         assert_eq!((alerts, records), (6, 2));
 
         // Values that cannot work are refused with the reason.

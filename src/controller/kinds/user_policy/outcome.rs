@@ -13,7 +13,7 @@ use crate::controller::context::Context;
 use crate::controller::keys::key_of;
 
 /// How many users a message names before "and N more".
-const NAMED: usize = 5;
+pub const NAMED: usize = 5;
 
 /// `names` shown: the first few, and how many more.
 pub fn named(names: &[String]) -> String {
@@ -25,6 +25,15 @@ pub fn named(names: &[String]) -> String {
         .join(", ");
     if names.len() > NAMED {
         shown.push_str(&format!(" and {} more", names.len() - NAMED));
+    }
+    shown
+}
+
+/// `first` (the first few of `total` names) shown, with how many more.
+fn shown(first: &[String], total: usize) -> String {
+    let mut shown = first.join(", ");
+    if total > first.len() {
+        shown.push_str(&format!(" and {} more", total - first.len()));
     }
     shown
 }
@@ -148,7 +157,7 @@ pub async fn announce(
     status: &UserMfaPolicyStatus,
     wrote: &Wrote,
 ) {
-    if wrote.users.is_empty() {
+    if wrote.count == 0 {
         return;
     }
     let drift = crate::controller::conditions::is_true(&status.common.conditions, SYNCED)
@@ -161,15 +170,15 @@ pub async fn announce(
     let note = format!(
         "set userMfaAuthenticationSettings={} on {} users{}: {}",
         policy.spec.user_mfa_authentication_settings.as_str(),
-        wrote.users.len(),
+        wrote.count,
         if drift {
             " (changed outside Kubernetes, or newly selected)"
         } else {
             ""
         },
-        named(&wrote.users)
+        shown(&wrote.first, wrote.count)
     );
-    tracing::info!(policy = %key_of(policy), users = wrote.users.len(), "{note}");
+    tracing::info!(policy = %key_of(policy), users = wrote.count, "{note}");
     ctx.events
         .publish(policy, false, reason, "Update", note)
         .await;

@@ -23,6 +23,9 @@ use crate::controller::state::{Claim, Claimant};
 use crate::controller::status::StatusWriter;
 use crate::controller::tenancy::Identity;
 
+/// Users read, written and judged together: their reads are all a pass holds at once.
+const BATCH: usize = 2000;
+
 /// What the pass works with.
 pub struct Target {
     pub client: CloudSsoClient,
@@ -82,18 +85,15 @@ async fn converge(
         mut judged,
         counted,
     } = place_all(policy, ctx, &target.claim, &selected.members, now);
-    let read = users::read(ctx, &target, counted).await;
-    let (read, wrote, ledger_full) =
-        users::write(policy, ctx, status, writer, &target, read).await?;
-    for (member, facts) in read {
-        let standing = match facts {
-            Ok(facts) => evaluate::judge(spec, &facts, now),
-            Err(message) => Standing::Error(message),
-        };
-        tally.count_standing(&standing);
-        if !matches!(standing, Standing::Compliant { stale: None }) {
-            judged.push(Judged { member, standing });
-        }
+    // In batches: only one batch's reads (settings, devices) are held at a time.
+    let (mut wrote, mut ledger_full) = (users::Wrote::default(), false);
+    for batch in counted.chunks(BATCH) {
+        let read = users::read(ctx, &target, batch.to_vec()).await;
+        let (read, written, full) =
+            users::write(policy, ctx, status, writer, &target, read).await?;
+        wrote.merge(written);
+        ledger_full |= full;
+        judge(spec, read, now, &mut tally, &mut judged);
     }
     judged.sort_by(|a, b| a.member.user_name.cmp(&b.member.user_name));
     let mut conditions =
@@ -113,6 +113,26 @@ async fn converge(
         report: None,
     };
     Ok((conditions, synced))
+}
+
+/// How a batch of read (and written) users stands: counted, and kept when not simply compliant.
+fn judge(
+    spec: &crate::api::UserMfaPolicySpec,
+    read: Vec<users::Read>,
+    now: jiff::Timestamp,
+    tally: &mut Tally,
+    judged: &mut Vec<Judged>,
+) {
+    for (member, facts) in read {
+        let standing = match facts {
+            Ok(facts) => evaluate::judge(spec, &facts, now),
+            Err(message) => Standing::Error(message),
+        };
+        tally.count_standing(&standing);
+        if !matches!(standing, Standing::Compliant { stale: None }) {
+            judged.push(Judged { member, standing });
+        }
+    }
 }
 
 /// The users `policy` selected, as other policies weigh them.

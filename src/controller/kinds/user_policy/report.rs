@@ -9,6 +9,7 @@ use kube::{Resource, ResourceExt};
 
 use super::Synced;
 use super::evaluate::{Failure, Judged, Standing, failure_text};
+use super::select::Missing;
 use crate::api::{PolicyReportStatus, UserMfaPolicy};
 use crate::controller::context::Context;
 use crate::controller::keys::key_of;
@@ -26,8 +27,21 @@ pub async fn write(ctx: &Context, policy: &UserMfaPolicy, synced: &Synced) -> Po
         uid: policy.meta().uid.clone().unwrap_or_default(),
     };
     let summary = summary(synced);
-    let results = results(policy, synced);
-    match reports::publish(&ctx.client, &owner, summary, results).await {
+    let results = Results {
+        policy: policy.name_any(),
+        spec: &policy.spec,
+        timestamp: jiff::Timestamp::now(),
+    };
+    let all = || {
+        let judged = synced.judged.iter().map(|judged| results.of(judged));
+        judged.chain(
+            synced
+                .missing
+                .iter()
+                .map(|missing| results.missing(missing)),
+        )
+    };
+    match reports::publish_with(&ctx.client, &owner, summary, all).await {
         Ok(Published::Written { reports }) => PolicyReportStatus {
             names: report_names(&owner.name, reports),
             message: None,
@@ -150,27 +164,16 @@ impl Results<'_> {
 
 /// One result per judged user, then one per missing group or name. Each carries the time of
 /// this pass; the writer leaves a report whose results differ only in time as it is, so a
-/// result's time says since when it has read so.
-fn results(policy: &UserMfaPolicy, synced: &Synced) -> Vec<PolicyResult> {
-    let results = Results {
-        policy: policy.name_any(),
-        spec: &policy.spec,
-        timestamp: jiff::Timestamp::now(),
-    };
-    let directory_id = policy.spec.directory_id.as_str();
-    let mut all: Vec<PolicyResult> = synced
-        .judged
-        .iter()
-        .map(|judged| results.of(judged))
-        .collect();
-    for missing in &synced.missing {
+/// result's time says since when it has read so. Made on demand (`publish_with`), never all held.
+impl Results<'_> {
+    fn missing(&self, missing: &Missing) -> PolicyResult {
+        let directory_id = self.spec.directory_id.as_str();
         let properties = BTreeMap::from([
             ("subject".to_string(), missing.subject.clone()),
             ("directoryId".to_string(), directory_id.to_string()),
         ]);
         let message = format!("directory {directory_id} has no {}", missing.subject);
         let (outcome, severity) = (Outcome::Error, Severity::Medium);
-        all.push(results.result("selector", outcome, severity, message, properties));
+        self.result("selector", outcome, severity, message, properties)
     }
-    all
 }

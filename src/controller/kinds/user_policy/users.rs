@@ -61,9 +61,28 @@ fn user_error(error: CloudError, target: &Target, key: &UserKey) -> String {
         .to_string()
 }
 
-/// Who a pass wrote: the users, and whether the spec had been in force before (drift).
+/// Who a pass wrote: how many, and the first few by name (for its one Event).
+#[derive(Default)]
 pub struct Wrote {
-    pub users: Vec<String>,
+    pub count: usize,
+    pub first: Vec<String>,
+}
+
+impl Wrote {
+    /// Adds the users one batch wrote (`names`, in any order).
+    pub fn add(&mut self, mut names: Vec<String>) {
+        self.count += names.len();
+        self.first.append(&mut names);
+        self.first.sort();
+        self.first.truncate(super::outcome::NAMED);
+    }
+
+    /// Adds what another batch wrote.
+    pub fn merge(&mut self, other: Wrote) {
+        let unnamed = other.count.saturating_sub(other.first.len());
+        self.add(other.first);
+        self.count += unnamed;
+    }
 }
 
 /// Writes every read user whose setting differs (Enforce only), after recording each one's value
@@ -78,7 +97,8 @@ pub async fn write(
     mut read: Vec<Read>,
 ) -> Result<(Vec<Read>, Wrote, bool), ReconcileError> {
     let spec = &policy.spec;
-    let mut wrote = Wrote { users: Vec::new() };
+    let mut wrote = Wrote::default();
+    let mut names = Vec::new();
     if spec.management_policy != ManagementPolicy::Enforce {
         return Ok((read, wrote, false));
     }
@@ -110,12 +130,12 @@ pub async fn write(
                 if let Ok(facts) = facts {
                     facts.setting = Some(desired.to_string());
                 }
-                wrote.users.push(member.user_name.clone());
+                names.push(member.user_name.clone());
             }
             Err(message) => *facts = Err(message),
         }
     }
-    wrote.users.sort();
+    wrote.add(names);
     Ok((read, wrote, full))
 }
 

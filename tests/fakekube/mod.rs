@@ -30,6 +30,11 @@ pub type Shared = Arc<Mutex<Server>>;
 /// A kube Client on a fresh fake API, and the fake.
 pub fn client() -> (kube::Client, Shared) {
     let shared: Shared = Arc::default();
+    (client_on(&shared), shared)
+}
+
+/// Another kube Client on the fake API `shared` (a second process, e.g. after a restart).
+pub fn client_on(shared: &Shared) -> kube::Client {
     let server = shared.clone();
     let service = tower::service_fn(move |request: Request<kube::client::Body>| {
         let server = server.clone();
@@ -49,7 +54,7 @@ pub fn client() -> (kube::Client, Shared) {
             Ok::<_, std::convert::Infallible>(response)
         }
     });
-    (kube::Client::new(service, "default"), shared)
+    kube::Client::new(service, "default")
 }
 
 fn not_found(path: &str) -> (StatusCode, Value) {

@@ -13,6 +13,7 @@ fn resource(kind: &str) -> ApiResource {
     let plural = match kind {
         "DirectoryMfaPolicy" => "directorymfapolicies",
         "UserMfaSetting" => "usermfasettings",
+        "UserMfaPolicy" => "usermfapolicies",
         _ => "ramusermfastatuses",
     };
     ApiResource::from_gvk_with_plural(
@@ -135,6 +136,62 @@ async fn crds_accept_valid_and_reject_invalid_resources() {
         api.patch("corp", &PatchParams::default(), &Patch::Merge(json!({"spec": {"mfaAuthenticationSettings": "OnlyRiskyLogin"}})))
             .await
             .expect("changing the setting is allowed");
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn user_mfa_policies_accept_each_selector_and_reject_what_cannot_work() {
+    harness::with_namespace("smoke-policy", |ctx| async move {
+        let spec = |users: Value, more: Value| {
+            let mut spec = json!({"directoryId": "d-00fc2p61abcd", "users": users,
+                "userMfaAuthenticationSettings": "Enabled"});
+            spec.as_object_mut().unwrap().extend(more.as_object().unwrap().clone());
+            spec
+        };
+        let selectors = [
+            json!({"all": true}),
+            json!({"groupNames": ["eng", "ops"]}),
+            json!({"userNamePrefix": "svc-"}),
+            json!({"userNames": ["alice", "bob"]}),
+        ];
+        for (i, users) in selectors.into_iter().enumerate() {
+            let created = create(&ctx, "UserMfaPolicy", &format!("ok-{i}"), spec(users, json!({
+                "exemptions": [{"userName": "break-glass", "reason": "emergency", "expires": "2027-03-31T23:59:59Z"},
+                               {"userId": "u-00q8wbq42wiltcrk0009", "reason": "service account"}]})))
+                .await
+                .expect("a valid UserMfaPolicy");
+            assert_eq!(created.data["spec"]["managementPolicy"], "Enforce");
+        }
+        let (ok, table, stderr) = ctx.kubectl(&["get", "ump"]).await;
+        assert!(ok && table.contains("MATCHED") && table.contains("FAILING") && table.contains("EXEMPT"), "{table}{stderr}");
+        let (ok, all, _) = ctx.kubectl(&["get", "cloudsso"]).await;
+        assert!(ok && all.contains("usermfapolicy.cloudsso.mfa-operator.dev/ok-0"), "{all}");
+
+        let two = spec(json!({"all": true, "userNamePrefix": "a"}), json!({}));
+        assert_rejected(create(&ctx, "UserMfaPolicy", "two", two).await,
+            "users must set exactly one of all, groupNames, userNamePrefix or userNames");
+        let none = spec(json!({}), json!({}));
+        assert_rejected(create(&ctx, "UserMfaPolicy", "none", none).await,
+            "users must set exactly one of all, groupNames, userNamePrefix or userNames");
+        let all_false = spec(json!({"all": false}), json!({}));
+        assert_rejected(create(&ctx, "UserMfaPolicy", "all-false", all_false).await, "users.all must be true when set");
+        let no_reason = spec(json!({"all": true}), json!({"exemptions": [{"userName": "x"}]}));
+        assert_rejected(create(&ctx, "UserMfaPolicy", "no-reason", no_reason).await, "reason: Required value");
+        let both = spec(json!({"all": true}), json!({"exemptions": [{"userName": "x", "userId": "u-1", "reason": "r"}]}));
+        assert_rejected(create(&ctx, "UserMfaPolicy", "both", both).await,
+            "an exemption names exactly one of userName or userId");
+        let bad_time = spec(json!({"all": true}), json!({"exemptions": [{"userName": "x", "reason": "r", "expires": "next week"}]}));
+        assert_rejected(create(&ctx, "UserMfaPolicy", "bad-time", bad_time).await, "expires must be an RFC 3339 time");
+        let device_off = json!({"directoryId": "d-abc", "users": {"all": true},
+            "userMfaAuthenticationSettings": "Disabled", "requireBoundDevice": true});
+        assert_rejected(create(&ctx, "UserMfaPolicy", "device-off", device_off).await,
+            "requireBoundDevice may be true only with userMfaAuthenticationSettings Enabled");
+        let empty_group = spec(json!({"groupNames": [""]}), json!({}));
+        assert_rejected(create(&ctx, "UserMfaPolicy", "empty-group", empty_group).await, "groupNames[0]");
+        let endpoint = spec(json!({"all": true}), json!({"endpoint": "http://evil.example:80"}));
+        assert_rejected(create(&ctx, "UserMfaPolicy", "endpoint", endpoint).await,
+            "endpoint and region are allowed only together with credentialsSecretRef");
     })
     .await;
 }

@@ -352,6 +352,18 @@ impl CloudSsoClient {
         directory_id: &str,
         filter: Option<&str>,
     ) -> Result<Vec<User>, CloudError> {
+        self.list_all_users_as(directory_id, filter, |user| user)
+            .await
+    }
+
+    /// `list_all_users`, keeping of each user only what `keep` makes of it, page by page (a
+    /// listing of 100,000 users then never holds every field of every user at once).
+    pub async fn list_all_users_as<T>(
+        &self,
+        directory_id: &str,
+        filter: Option<&str>,
+        mut keep: impl FnMut(User) -> T,
+    ) -> Result<Vec<T>, CloudError> {
         let mut users = Vec::new();
         let mut kept = 0usize;
         let mut pages = Pages::new("ListUsers");
@@ -372,7 +384,7 @@ impl CloudSsoClient {
                     ),
                 });
             }
-            users.extend(page.users);
+            users.extend(page.users.into_iter().map(&mut keep));
             next_token = page
                 .next_token
                 .filter(|token| page.is_truncated && !token.is_empty());

@@ -88,7 +88,8 @@ async fn converge(
     // In batches: only one batch's reads (settings, devices) are held at a time.
     let (mut wrote, mut ledger_full) = (users::Wrote::default(), false);
     for batch in counted.chunks(BATCH) {
-        let read = users::read(ctx, &target, batch.to_vec()).await;
+        let batch = batch.iter().map(|&i| selected.members[i].clone()).collect();
+        let read = users::read(ctx, &target, batch).await;
         let (read, written, full) =
             users::write(policy, ctx, status, writer, &target, read).await?;
         wrote.merge(written);
@@ -151,7 +152,8 @@ fn selection_of(policy: &UserMfaPolicy, claim: &Claim, members: &[Member]) -> Se
 struct Placed {
     tally: Tally,
     judged: Vec<Judged>,
-    counted: Vec<Member>,
+    /// Indices into the members.
+    counted: Vec<usize>,
 }
 
 fn place_all(
@@ -172,11 +174,11 @@ fn place_all(
         judged: Vec::new(),
         counted: Vec::new(),
     };
-    for member in members {
+    for (index, member) in members.iter().enumerate() {
         let place = evaluate::place(&policy.spec, member, now, &own_settings, &owners);
         placed.tally.count_place(&place);
         match place {
-            Place::Counted => placed.counted.push(member.clone()),
+            Place::Counted => placed.counted.push(index),
             Place::Exempt(exemption) => placed.judged.push(Judged {
                 member: member.clone(),
                 standing: Standing::Exempt {

@@ -36,29 +36,33 @@ pub async fn select(
     names: &NameResolver,
 ) -> Result<Selected, CloudError> {
     let directory_id = directory.directory_id.as_str();
-    let mut found = BTreeMap::new();
+    let member = |user: crate::cloud::cloudsso::User| Member {
+        user_id: user.user_id,
+        user_name: user.user_name,
+    };
     let mut missing = Vec::new();
-    if selector.all == Some(true) {
-        for user in client.list_all_users(directory_id, None).await? {
-            found.insert(user.user_id, user.user_name);
-        }
+    let mut members: Vec<Member> = if selector.all == Some(true) {
+        // Each user's id and name only, page by page: every user of a large directory.
+        client.list_all_users_as(directory_id, None, member).await?
     } else if let Some(prefix) = &selector.user_name_prefix {
-        for user in client
+        let users = client
             .groups()
             .list_users_by_prefix(directory_id, prefix)
-            .await?
-        {
-            found.insert(user.user_id, user.user_name);
+            .await?;
+        users.into_iter().map(member).collect()
+    } else {
+        // Groups and names may name one user twice: each once, by id.
+        let mut found = BTreeMap::new();
+        if let Some(groups) = &selector.group_names {
+            missing = members_of_groups(client, directory_id, groups, &mut found).await?;
+        } else if let Some(wanted) = &selector.user_names {
+            missing = resolve_names(client, directory, names, wanted, &mut found).await?;
         }
-    } else if let Some(groups) = &selector.group_names {
-        missing = members_of_groups(client, directory_id, groups, &mut found).await?;
-    } else if let Some(wanted) = &selector.user_names {
-        missing = resolve_names(client, directory, names, wanted, &mut found).await?;
-    }
-    let mut members: Vec<Member> = found
-        .into_iter()
-        .map(|(user_id, user_name)| Member { user_id, user_name })
-        .collect();
+        found
+            .into_iter()
+            .map(|(user_id, user_name)| Member { user_id, user_name })
+            .collect()
+    };
     members.sort_by(|a, b| {
         a.user_name
             .cmp(&b.user_name)

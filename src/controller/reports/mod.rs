@@ -14,6 +14,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::ops::Range;
 
 use kube::api::{Api, ApiResource, DeleteParams, DynamicObject, ListParams, Patch, PatchParams};
+use serde::Serialize;
 use serde_json::{Value, json};
 
 use super::keys::MANAGER;
@@ -146,6 +147,7 @@ fn summaries(total: Summary, outcomes: &[Outcome], ranges: &[Range<usize>]) -> V
 }
 
 /// One report to write: its name, the fingerprint of its content and the object to apply.
+#[cfg(test)]
 #[derive(Clone, Debug)]
 struct PlannedReport {
     name: String,
@@ -153,12 +155,58 @@ struct PlannedReport {
     body: Value,
 }
 
-/// A report object, without the fingerprint annotation (the fingerprint is of this).
-fn report_body(owner: &Owner, name: &str, summary: Summary, results: &[PolicyResult]) -> Value {
-    json!({
-        "apiVersion": format!("{GROUP}/{VERSION}"),
-        "kind": KIND,
-        "metadata": {
+/// A report object, typed so that it serializes straight to bytes: a `serde_json::Value` of a
+/// 900 KiB report takes ten times that.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+struct ReportBody<'a> {
+    api_version: String,
+    kind: &'static str,
+    metadata: Value,
+    /// What `kubectl get polr` shows in its Kind and Name columns.
+    scope: Value,
+    summary: Summary,
+    results: Results<'a>,
+}
+
+/// The results of one report; `timeless`: without their timestamps (for the fingerprint).
+#[derive(Debug)]
+struct Results<'a> {
+    results: &'a [PolicyResult],
+    timeless: bool,
+}
+
+impl Serialize for Results<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::{Error, SerializeSeq};
+        let mut seq = serializer.serialize_seq(Some(self.results.len()))?;
+        for result in self.results {
+            if self.timeless {
+                // One small result at a time: its wire form, less the time.
+                let mut item = serde_json::to_value(result).map_err(S::Error::custom)?;
+                if let Some(item) = item.as_object_mut() {
+                    item.remove("timestamp");
+                }
+                seq.serialize_element(&item)?;
+            } else {
+                seq.serialize_element(result)?;
+            }
+        }
+        seq.end()
+    }
+}
+
+/// A report of `owner`, without the fingerprint annotation (the fingerprint is of this).
+fn report_body<'a>(
+    owner: &Owner,
+    name: &str,
+    summary: Summary,
+    results: &'a [PolicyResult],
+) -> ReportBody<'a> {
+    ReportBody {
+        api_version: format!("{GROUP}/{VERSION}"),
+        kind: KIND,
+        metadata: json!({
             "name": name,
             "namespace": owner.namespace,
             "labels": {
@@ -174,40 +222,44 @@ fn report_body(owner: &Owner, name: &str, summary: Summary, results: &[PolicyRes
                 "uid": owner.uid,
                 "controller": true,
             }],
-        },
-        // What `kubectl get polr` shows in its Kind and Name columns.
-        "scope": {
+        }),
+        scope: json!({
             "apiVersion": owner.api_version,
             "kind": owner.kind,
             "name": owner.name,
             "namespace": owner.namespace,
             "uid": owner.uid,
+        }),
+        summary,
+        results: Results {
+            results,
+            timeless: false,
         },
-        "summary": summary,
-        "results": results,
-    })
+    }
 }
 
 /// Stamps `body` with the fingerprint of its content but the results' timestamps: a pass that
 /// finds every user as the last one did rewrites nothing (its results keep the time they were
-/// first reported so), and one changed result rewrites only its report.
-fn planned(name: String, mut body: Value) -> Result<PlannedReport, serde_json::Error> {
-    let mut timeless = body.clone();
-    if let Some(results) = timeless["results"].as_array_mut() {
-        for result in results {
-            if let Some(result) = result.as_object_mut() {
-                result.remove("timestamp");
-            }
-        }
-    }
-    let bytes = serde_json::to_vec(&timeless)?;
+/// first reported so), and one changed result rewrites only its report. Returns the
+/// fingerprint; `body` then carries it in its annotation.
+fn stamp(body: &mut ReportBody<'_>) -> Result<String, serde_json::Error> {
+    body.results.timeless = true;
+    let bytes = serde_json::to_vec(&*body)?;
+    body.results.timeless = false;
     let digest = ring::digest::digest(&ring::digest::SHA256, &bytes);
     let fingerprint = hex::encode(digest.as_ref());
-    body["metadata"]["annotations"] = json!({ FINGERPRINT_ANNOTATION: fingerprint });
+    body.metadata["annotations"] = json!({ FINGERPRINT_ANNOTATION: fingerprint });
+    Ok(fingerprint)
+}
+
+/// `body` stamped, as a whole object (the tests look at reports as JSON).
+#[cfg(test)]
+fn planned(name: String, mut body: ReportBody<'_>) -> Result<PlannedReport, serde_json::Error> {
+    let fingerprint = stamp(&mut body)?;
     Ok(PlannedReport {
         name,
         fingerprint,
-        body,
+        body: serde_json::to_value(&body)?,
     })
 }
 
@@ -241,8 +293,9 @@ fn layout(
         skip: u64::MAX,
     };
     let longest = report_name(&owner.name, sizes.len());
-    let envelope = planned(longest.clone(), report_body(owner, &longest, widest, &[]))?;
-    let budget = MAX_REPORT_BYTES.saturating_sub(serde_json::to_vec(&envelope.body)?.len());
+    let mut envelope = report_body(owner, &longest, widest, &[]);
+    stamp(&mut envelope)?;
+    let budget = MAX_REPORT_BYTES.saturating_sub(serde_json::to_vec(&envelope)?.len());
     let ranges = split(&sizes, budget);
     let summaries = summaries(total, &outcomes, &ranges);
     Ok(ranges
@@ -355,18 +408,12 @@ where
     let mut items = results();
     for report in &layout {
         let chunk: Vec<PolicyResult> = items.by_ref().take(report.range.len()).collect();
-        let body = report_body(owner, &report.name, report.summary, &chunk);
-        drop(chunk);
-        let planned = planned(report.name.clone(), body).map_err(kube::Error::SerdeError)?;
-        if existing.get(&planned.name).and_then(Option::as_deref)
-            == Some(planned.fingerprint.as_str())
-        {
+        let mut body = report_body(owner, &report.name, report.summary, &chunk);
+        let fingerprint = stamp(&mut body).map_err(kube::Error::SerdeError)?;
+        if existing.get(&report.name).and_then(Option::as_deref) == Some(fingerprint.as_str()) {
             continue;
         }
-        match api
-            .patch(&planned.name, &apply, &Patch::Apply(&planned.body))
-            .await
-        {
+        match api.patch(&report.name, &apply, &Patch::Apply(&body)).await {
             Err(error) if type_absent(&error) => return Ok(Published::CrdAbsent),
             other => other?,
         };

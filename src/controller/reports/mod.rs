@@ -371,6 +371,23 @@ async fn existing(
         .collect())
 }
 
+/// Applies one report. The answer (the whole object again) is read as text and dropped: as a
+/// `DynamicObject` a 900 KiB report's answer would take ten times that in memory.
+async fn apply_report(
+    client: &kube::Client,
+    owner: &Owner,
+    name: &str,
+    params: &PatchParams,
+    body: &ReportBody<'_>,
+) -> Result<(), kube::Error> {
+    use kube::Resource;
+    let path = DynamicObject::url_path(&api_resource(), Some(&owner.namespace));
+    let request = kube::core::Request::new(path)
+        .patch(name, params, &Patch::Apply(body))
+        .map_err(kube::Error::BuildRequest)?;
+    client.request_text(request).await.map(drop)
+}
+
 /// Writes the policy's reports: `summary` spread as the module says, `results` in the order
 /// given, split over as many reports as needed, each applied (server-side, forced, as `MANAGER`)
 /// only when its content changed; the owner's other reports are deleted. A missing CRD is
@@ -413,7 +430,7 @@ where
         if existing.get(&report.name).and_then(Option::as_deref) == Some(fingerprint.as_str()) {
             continue;
         }
-        match api.patch(&report.name, &apply, &Patch::Apply(&body)).await {
+        match apply_report(client, owner, &report.name, &apply, &body).await {
             Err(error) if type_absent(&error) => return Ok(Published::CrdAbsent),
             other => other?,
         };

@@ -71,6 +71,29 @@ impl<K: Eq + Hash + Clone, S: Default> ReadThrough<K, S> {
     pub fn forget(&self, key: &K) {
         self.slots.lock().remove(key);
     }
+
+    /// The fields of the key `key` borrows as (`own` makes the key, only when it is new: a
+    /// lookup allocates nothing).
+    pub fn slot_of<Q>(&self, key: &Q, own: impl FnOnce() -> K) -> Arc<S>
+    where
+        K: std::borrow::Borrow<Q>,
+        Q: Eq + Hash + ?Sized,
+    {
+        let mut slots = self.slots.lock();
+        if let Some(slot) = slots.get(key) {
+            return slot.clone();
+        }
+        slots.entry(own()).or_default().clone()
+    }
+
+    /// Forgets the key `key` borrows as.
+    pub fn forget_of<Q>(&self, key: &Q)
+    where
+        K: std::borrow::Borrow<Q>,
+        Q: Eq + Hash + ?Sized,
+    {
+        self.slots.lock().remove(key);
+    }
 }
 
 #[cfg(test)]

@@ -562,8 +562,25 @@ pub(super) fn paging(params: &Params) -> Result<(usize, usize), ApiFault> {
 /// One page of `items` from `offset`, in CloudSSO's shape: `field` holds the page, with
 /// IsTruncated, MaxResults, TotalCounts and, when more follow, NextToken.
 pub(super) fn page_of(field: &str, items: Vec<Value>, max_results: usize, offset: usize) -> Value {
+    page_with(field, &items, max_results, offset, Value::clone)
+}
+
+/// One page of `items`, only the page's items made JSON (`to_json`): a page of a directory of
+/// 100,000 users costs its 100 users, not the 100,000.
+pub(super) fn page_with<T>(
+    field: &str,
+    items: &[T],
+    max_results: usize,
+    offset: usize,
+    to_json: impl Fn(&T) -> Value,
+) -> Value {
     let total = items.len();
-    let page: Vec<Value> = items.into_iter().skip(offset).take(max_results).collect();
+    let page: Vec<Value> = items
+        .iter()
+        .skip(offset)
+        .take(max_results)
+        .map(to_json)
+        .collect();
     let truncated = offset + page.len() < total;
     let mut answer = json!({
         field: page,
@@ -610,8 +627,9 @@ fn list_users(seed: &mut Seed, params: &Params) -> Result<Value, ApiFault> {
         .filter(|user| provision.is_none_or(|wanted| wanted == provision_type(user)))
         .filter(|user| filter_matches(filter.as_ref(), &user.user_name))
         .collect();
-    let users = matching.iter().map(|user| user_json(user)).collect();
-    Ok(page_of("Users", users, max_results, offset))
+    Ok(page_with("Users", &matching, max_results, offset, |user| {
+        user_json(user)
+    }))
 }
 
 #[cfg(test)]

@@ -45,7 +45,10 @@
 #                                      user over BENCH_STEADY_WINDOWS (2) effective intervals after
 #                                      converging (capped at BENCH_STEADY_MAX_S seconds, if set: the
 #                                      window is then partial and said so); VmHWM and VmRSS of the
-#                                      operator and of the emulator; PolicyReport writes (a watch)
+#                                      operator and of the emulator; PolicyReport writes (a watch).
+#                                      The devices are bound 2025-01-01 and never used: each is
+#                                      stale (a `warn` result in the report, N/2 of them);
+#                                      BENCH_POLICY_DEVICES=recent: used yesterday (no results)
 #   hack/bench-scale.sh all            converge 2000 and 10000, drift 10000, steady 2000, three 10000,
 #                                      latency 10000, bulk 4000, throttle 200, secrets 5000, policy
 #                                      10000; one table in .local/bench/all.txt
@@ -1001,7 +1004,15 @@ def policy(procs, rows, n):
     directory = f"d-bench{os.getpid() % 100000:05d}{abs(hash(name)) % 1000:03d}"
     ns = f"bench-{name}-{os.getpid() % 100000}"
     t = time.time()
-    emulator = Emulator(procs, work, make_seed(directory, n, n))  # users i % 4 in (0, 1) Disabled; odd i a device
+    seed = make_seed(directory, n, n)  # users i % 4 in (0, 1) Disabled; odd i a device
+    devices = os.environ.get("BENCH_POLICY_DEVICES", "stale")
+    if devices == "recent":  # used yesterday: compliant without a warning, so the report stays short
+        used = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() - 86400))
+        for user in seed["directories"][0]["users"]:
+            for device in user["mfaDevices"]:
+                device["lastUseTime"] = used
+    emulator = Emulator(procs, work, seed)
+    del seed
     log(f"{name}: emulator with {n} users up in {time.time() - t:.1f}s")
     to_change = sum(1 for i in range(n) if changing(i))
     procs.namespaces.append(ns)
@@ -1089,7 +1100,7 @@ def policy(procs, rows, n):
     log(f"{name}: converged after {elapsed:.1f}s (floor {floor:.1f}s, {elapsed / floor:.2f}x); {attempts} calls "
         f"(floor's {floor_calls}); {describe_calls(calls)}; RSS {mib(rss)} / peak {mib(peak)}; emulator {mib(emu_rss)} / {mib(emu_peak)}")
     row(rows, "policy", n, f"converged after the apply (status: {n} matched, {n} compliant, 0 failing or error; "
-        f"default flags, --resync-interval {resync:.0f}s, requireBoundDevice false)", f"{elapsed:.1f} s", "")
+        f"default flags, --resync-interval {resync:.0f}s, requireBoundDevice false, devices {devices})", f"{elapsed:.1f} s", "")
     row(rows, "policy", n, f"floor (2N + {to_change} writes + {pages} pages) / {QPS}", f"{floor:.1f} s", "")
     row(rows, "policy", n, "ratio to the floor", f"{elapsed / floor:.2f}x", "≤ 1.2x")
     row(rows, "policy", n, f"cloud calls until converged (all outcomes) vs the floor's {floor_calls}",

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The scale benchmark of issues 12 and 17: the operator (release build) against the local control plane and
+# The scale benchmark of issues 12, 17 and 18: the operator (release build) against the local control plane and
 # the emulator (quota 100 calls/s, 40 ms per call). Each scenario starts its own emulator, namespace
 # and operator, and appends a markdown table to .local/bench/SCENARIO.txt (also printed):
 #   hack/bench-scale.sh converge [N]   N UserMfaSettings (default 2000) in one directory of 2N users,
@@ -32,9 +32,26 @@
 #                                      resources (default 200): calls attempted per minute
 #   hack/bench-scale.sh secrets [S]    S unrelated 48 KB Secrets (default 5000) in 10 namespaces, 10
 #                                      resources, all namespaces watched: peak RSS; Secrets removed after
+#   hack/bench-scale.sh policy [N]     one UserMfaPolicy `users: {all: true}` (Enabled,
+#                                      requireBoundDevice false) over a directory of N users (default
+#                                      10000), half Disabled (a write), half with a device; the
+#                                      PolicyReport CRD installed (tests/crds/policyreport.yaml);
+#                                      --resync-interval 60s (the budget stretches it: the effective
+#                                      interval is reported). Time from the apply until the status
+#                                      counts N compliant (and the cloud has no Disabled user left)
+#                                      vs the floor (2N + N/2 writes + ceil(N/100) pages) / 100 s,
+#                                      the calls until then vs the floor's, calls by action, each
+#                                      pass (its lastSyncTime) with its calls, then steady: calls per
+#                                      user over BENCH_STEADY_WINDOWS (2) effective intervals after
+#                                      converging (capped at BENCH_STEADY_MAX_S seconds, if set: the
+#                                      window is then partial and said so); VmHWM and VmRSS of the
+#                                      operator and of the emulator; PolicyReport writes (a watch).
+#                                      The devices are bound 2025-01-01 and never used: each is
+#                                      stale (a `warn` result in the report, N/2 of them);
+#                                      BENCH_POLICY_DEVICES=recent: used yesterday (no results)
 #   hack/bench-scale.sh all            converge 2000 and 10000, drift 10000, steady 2000, three 10000,
-#                                      latency 10000, bulk 4000, throttle 200, secrets 5000; one table
-#                                      in .local/bench/all.txt
+#                                      latency 10000, bulk 4000, throttle 200, secrets 5000, policy
+#                                      10000; one table in .local/bench/all.txt
 #   hack/bench-scale.sh N              (the old form) converge N
 # "change -> Update" is timed from just before the PATCH (or the PUT of the state) to the arrival
 # time (atMs) of that user's successful UpdateUserMFAAuthenticationSettings in GET /_emulator/writes.
@@ -50,10 +67,10 @@ set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 cd "$ROOT"
 case "${1:-converge}" in
-  converge|drift|steady|three|latency|bulk|throttle|secrets|all) scenario=${1:-converge}; size=${2:-} ;;
+  converge|drift|steady|three|latency|bulk|throttle|secrets|policy|all) scenario=${1:-converge}; size=${2:-} ;;
   [0-9]*) scenario=converge; size=$1 ;;
   -h|--help|help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
-  *) echo "usage: $0 converge|drift|steady|three|latency|bulk|throttle|secrets|all [N]  (--help)" >&2; exit 2 ;;
+  *) echo "usage: $0 converge|drift|steady|three|latency|bulk|throttle|secrets|policy|all [N]  (--help)" >&2; exit 2 ;;
 esac
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-${CLOUDSSO_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/cloudsso-mfa-operator}/target}
 cargo build --quiet --release --bins --features emulator
@@ -65,6 +82,10 @@ install -m 755 "$CARGO_TARGET_DIR/release/cloudsso-mfa-operator" "$CARGO_TARGET_
 export KUBECONFIG; KUBECONFIG=$(hack/local-cluster.sh up)
 eval "$(hack/local-cluster.sh env 2>/dev/null)"
 kubectl apply --server-side --force-conflicts -f crds/ >/dev/null
+if [[ $scenario == policy || $scenario == all ]]; then  # the PolicyReport CRD, so the report path is exercised
+  kubectl apply --server-side --force-conflicts -f tests/crds/policyreport.yaml >/dev/null
+  kubectl wait --for condition=established --timeout 60s crd/policyreports.wgpolicyk8s.io >/dev/null
+fi
 export BENCH_COMMIT; BENCH_COMMIT=$(git describe --always --dirty 2>/dev/null || echo unknown)
 
 exec python3 - "$scenario" "$size" <<'PY'
@@ -251,13 +272,14 @@ def remove_namespace(ns):
     """Empties and deletes a namespace without a namespace controller (the plain local cluster has
     none): finalizers off the custom resources, delete collections, then finalize the namespace."""
     try:
-        for plural in ("usermfasettings", "directorymfapolicies"):
+        for plural in ("usermfasettings", "directorymfapolicies", "usermfapolicies"):
             items = KUBE.request("GET", f"{GROUP}/namespaces/{ns}/{plural}", ok=(200, 404)) or {}
             stuck = [i["metadata"]["name"] for i in items.get("items", []) if i["metadata"].get("finalizers")]
             parallel(lambda name: KUBE.request("PATCH", f"{GROUP}/namespaces/{ns}/{plural}/{name}",
                                                {"metadata": {"finalizers": None}},
                                                "application/merge-patch+json", ok=(200, 404)), stuck)
             KUBE.request("DELETE", f"{GROUP}/namespaces/{ns}/{plural}", ok=(200, 404))
+        KUBE.request("DELETE", f"/apis/wgpolicyk8s.io/v1alpha2/namespaces/{ns}/policyreports", ok=(200, 404))
         KUBE.request("DELETE", f"/api/v1/namespaces/{ns}/secrets", ok=(200, 404))
         KUBE.request("DELETE", f"/api/v1/namespaces/{ns}", ok=(200, 202, 404, 409))
         current = KUBE.request("GET", f"/api/v1/namespaces/{ns}", ok=(200, 404))
@@ -927,11 +949,223 @@ def secrets(procs, rows, count):
     row(rows, "secrets", count, f"peak RSS (VmHWM) after one more resync ({resync:.0f}s); VmRSS", f"{mib(operator.peak_kib())}; {mib(operator.rss_kib())}", "≤ 64 MiB")
 
 
+class EventCounter:
+    """ADDED / MODIFIED / DELETED events of a kind in a namespace, by a watch (the API server's
+    writes of those objects, as this client sees them)."""
+
+    def __init__(self, path):
+        self.path, self.counts, self.lock, self.stopped = path, {}, threading.Lock(), False
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def snapshot(self):
+        with self.lock:
+            return dict(self.counts)
+
+    def _run(self):
+        version = None
+        while not self.stopped:
+            try:
+                if version is None:
+                    version = KUBE.request("GET", f"{self.path}?limit=1")["metadata"]["resourceVersion"]
+                conn = http.client.HTTPSConnection(KUBE.host, KUBE.port, context=KUBE.context, timeout=600) \
+                    if KUBE.https else http.client.HTTPConnection(KUBE.host, KUBE.port, timeout=600)
+                conn.request("GET", f"{self.path}?watch=1&resourceVersion={version}&timeoutSeconds=300&allowWatchBookmarks=true",
+                             headers=dict(KUBE.headers, Accept="application/json"))
+                response = conn.getresponse()
+                while not self.stopped:
+                    line = response.readline()
+                    if not line:
+                        break
+                    event = json.loads(line)
+                    if event["type"] == "ERROR":
+                        version = None
+                        break
+                    version = event["object"]["metadata"].get("resourceVersion", version)
+                    if event["type"] != "BOOKMARK":
+                        with self.lock:
+                            self.counts[event["type"]] = self.counts.get(event["type"], 0) + 1
+                conn.close()
+            except Exception as error:
+                if not self.stopped:
+                    log(f"watch of {self.path}: {error}; again")
+                    version = None
+                    time.sleep(1)
+
+    def stop(self):
+        self.stopped = True
+
+
+def policy(procs, rows, n):
+    """One UserMfaPolicy over every user of a directory of N, half of them to change."""
+    name = f"policy-{n}"
+    work = os.path.join(BENCH, name)
+    os.makedirs(work, exist_ok=True)
+    directory = f"d-bench{os.getpid() % 100000:05d}{abs(hash(name)) % 1000:03d}"
+    ns = f"bench-{name}-{os.getpid() % 100000}"
+    t = time.time()
+    seed = make_seed(directory, n, n)  # users i % 4 in (0, 1) Disabled; odd i a device
+    devices = os.environ.get("BENCH_POLICY_DEVICES", "stale")
+    if devices == "recent":  # used yesterday: compliant without a warning, so the report stays short
+        used = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() - 86400))
+        for user in seed["directories"][0]["users"]:
+            for device in user["mfaDevices"]:
+                device["lastUseTime"] = used
+    emulator = Emulator(procs, work, seed)
+    del seed
+    log(f"{name}: emulator with {n} users up in {time.time() - t:.1f}s")
+    to_change = sum(1 for i in range(n) if changing(i))
+    procs.namespaces.append(ns)
+    create_all([{"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}},
+                {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "keys", "namespace": ns},
+                 "stringData": {"accessKeyId": KEY_ID, "accessKeySecret": KEY_SECRET}}])
+    reports_path = f"/apis/wgpolicyk8s.io/v1alpha2/namespaces/{ns}/policyreports"
+    reports = EventCounter(reports_path)
+    procs.watches.append(reports)
+    resync = parse_duration(os.environ.get("BENCH_RESYNC", "0s")) or 60
+    operator = Operator(procs, work, "policy", resync, ns)
+    for _ in range(100):  # serving (its watches started) before the apply
+        if operator.metric("cloudsso_mfa_operator_effective_resync_seconds") is not None:
+            break
+        if not operator.alive():
+            raise Failed(f"the operator exited; see {operator.log}")
+        time.sleep(0.2)
+    time.sleep(1)
+    doc = {"apiVersion": "cloudsso.mfa-operator.dev/v1alpha1", "kind": "UserMfaPolicy",
+           "metadata": {"name": "everyone", "namespace": ns},
+           "spec": {"directoryId": directory, "users": {"all": True}, "userMfaAuthenticationSettings": "Enabled",
+                    "requireBoundDevice": False, "endpoint": emulator.url, "credentialsSecretRef": {"name": "keys"}}}
+    with open(os.path.join(work, "policy.json"), "w") as f:
+        json.dump(doc, f)
+    pages = math.ceil(n / 100)
+    floor_calls = 2 * n + to_change + pages
+    floor = floor_calls / QPS
+    path = f"{GROUP}/namespaces/{ns}/usermfapolicies/everyone"
+    applied = time.time()
+    KUBE.request("POST", f"{GROUP}/namespaces/{ns}/usermfapolicies", doc)
+    log(f"{name}: policy applied; floor {floor:.0f}s ({floor_calls} calls)")
+    passes = []  # (seconds since the apply, lastSyncTime, calls so far, status counts)
+    state = {"status": {}, "sync": None}
+
+    def observe():
+        status = (KUBE.request("GET", path).get("status") or {})
+        state["status"] = status
+        sync = status.get("lastSyncTime")
+        if sync and sync != state["sync"]:
+            state["sync"] = sync
+            passes.append((time.time() - applied, sync, emulator.calls(),
+                           {k: status.get(k) for k in ("matchedUsers", "compliantUsers", "nonCompliantUsers", "errorUsers")}))
+            log(f"{name}: pass {len(passes)} seen at {passes[-1][0]:.0f}s: {passes[-1][3]}, {total(passes[-1][2])} calls so far")
+        return status
+
+    def converged(status):
+        return (status.get("matchedUsers") == n and status.get("compliantUsers") == n
+                and not status.get("nonCompliantUsers") and not status.get("errorUsers"))
+
+    deadline, last = FACTOR * floor + 60, 0
+    while True:
+        status = observe()
+        now = time.time()
+        if converged(status):
+            break
+        if not operator.alive():
+            raise Failed(f"the operator exited; see {operator.log}")
+        if now - applied > deadline:
+            calls = emulator.calls()
+            row(rows, "policy", n, "cloud calls by action until the deadline", describe_calls(calls), "")
+            row(rows, "policy", n, "peak RSS (VmHWM) at the deadline", mib(operator.peak_kib()), "")
+            raise Failed(f"not converged within {deadline:.0f}s ({FACTOR:g}x the floor {floor:.0f}s + 60s): status "
+                         f"{ {k: status.get(k) for k in ('matchedUsers', 'compliantUsers', 'nonCompliantUsers', 'errorUsers')} }, "
+                         f"{action_count(calls, 'UpdateUserMFAAuthenticationSettings')} writes of {to_change}; see {operator.log}")
+        if now - last > 30:
+            calls = emulator.calls()
+            log(f"{name}: {now - applied:.0f}s: {total(calls)} calls ({describe_calls(calls)}); RSS {mib(operator.rss_kib())}")
+            last = now
+        time.sleep(1)
+    elapsed = time.time() - applied
+    converged_at = time.time()
+    calls = emulator.calls()
+    rss, peak = operator.rss_kib(), operator.peak_kib()
+    emu_rss, emu_peak = status_kib(emulator.proc.pid, "VmRSS"), status_kib(emulator.proc.pid, "VmHWM")
+    effective = operator.metric("cloudsso_mfa_operator_effective_resync_seconds") or resync
+    writes = action_count(calls, "UpdateUserMFAAuthenticationSettings")
+    attempts = total(calls)
+    cloud = emulator.http.request("GET", "/_emulator/state")
+    users = next(d for d in cloud["directories"] if d["directoryId"] == directory)["users"]
+    disabled = sum(1 for u in users if u.get("userMfaAuthenticationSettings") != "Enabled")
+    del cloud, users
+    report_events = reports.snapshot()
+    names = ((state["status"].get("report") or {}).get("names")) or []
+    message = (state["status"].get("report") or {}).get("message")
+    log(f"{name}: converged after {elapsed:.1f}s (floor {floor:.1f}s, {elapsed / floor:.2f}x); {attempts} calls "
+        f"(floor's {floor_calls}); {describe_calls(calls)}; RSS {mib(rss)} / peak {mib(peak)}; emulator {mib(emu_rss)} / {mib(emu_peak)}")
+    row(rows, "policy", n, f"converged after the apply (status: {n} matched, {n} compliant, 0 failing or error; "
+        f"default flags, --resync-interval {resync:.0f}s, requireBoundDevice false, devices {devices})", f"{elapsed:.1f} s", "")
+    row(rows, "policy", n, f"floor (2N + {to_change} writes + {pages} pages) / {QPS}", f"{floor:.1f} s", "")
+    row(rows, "policy", n, "ratio to the floor", f"{elapsed / floor:.2f}x", "≤ 1.2x")
+    row(rows, "policy", n, f"cloud calls until converged (all outcomes) vs the floor's {floor_calls}",
+        f"{attempts} ({attempts - floor_calls:+d}, {attempts / floor_calls:.2f}x)", "no call beyond the floor's")
+    row(rows, "policy", n, "cloud calls by action (ok, failures)", describe_calls(calls), "")
+    row(rows, "policy", n, f"users not Enabled in the emulator at converge (of {to_change} to change); ok writes",
+        f"{disabled}; {writes}", f"0; {to_change}")
+    row(rows, "policy", n, "passes seen until converged (each: seconds after the apply, calls so far)",
+        "; ".join(f"{p[0]:.0f} s, {total(p[2])}" for p in passes) or "none", "")
+    row(rows, "policy", n, "effective resync (effective_resync_seconds) at converge", f"{effective:.0f} s (asked {resync:.0f} s)", "")
+    row(rows, "policy", n, "operator RSS at converge (VmRSS / VmHWM)", f"{mib(rss)} / {mib(peak)}",
+        "VmHWM ≤ 32 MiB at 10,000, ≤ 64 MiB at 100,000")
+    row(rows, "policy", n, "emulator RSS at converge (VmRSS / VmHWM)", f"{mib(emu_rss)} / {mib(emu_peak)}", "")
+    row(rows, "policy", n, "PolicyReports (status.report) and their watch events until converged",
+        f"{', '.join(names) or message or 'none'}; {report_events or 'no events'}", "")
+    for r in rows[-11:]:
+        log("row: " + " | ".join(r))
+    # Steady: the calls of the next effective intervals, and each pass seen meanwhile.
+    windows = float(os.environ.get("BENCH_STEADY_WINDOWS", "2"))
+    cap = float(os.environ.get("BENCH_STEADY_MAX_S", "0"))
+    window = windows * effective
+    partial = bool(cap and cap < window)
+    window = min(window, cap) if cap else window
+    seen = len(passes)
+    log(f"{name}: steady: counting calls over {window:.0f}s ({windows:g} x {effective:.0f}s{', capped' if partial else ''})")
+    start, last = emulator.calls(), 0
+    while time.time() < converged_at + window:
+        observe()
+        if not operator.alive():
+            raise Failed(f"the operator exited during steady; see {operator.log}")
+        if time.time() - last > 60:
+            now_calls = emulator.calls()
+            log(f"{name}: steady {time.time() - converged_at:.0f}s: {total(diff_calls(now_calls, start))} calls; RSS {mib(operator.rss_kib())}")
+            last = time.time()
+        time.sleep(2)
+    spent = time.time() - converged_at
+    delta = diff_calls(emulator.calls(), start)
+    effective_end = operator.metric("cloudsso_mfa_operator_effective_resync_seconds") or resync
+    per_resync = total(delta) / n / (spent / effective)
+    label = "partial window" if partial else f"{spent / effective:.2f} intervals"
+    row(rows, "policy", n, f"steady: calls per user per effective resync ({effective:.0f} s) over {spent:.0f} s after converging ({label})",
+        f"{per_resync:.2f} ({total(delta)} calls, {total(delta) / spent:.1f}/s; {describe_calls(delta)})", "≤ 2")
+    later = passes[seen:]
+    prev = passes[seen - 1] if seen else None
+    parts = []
+    for p in later:
+        d = total(diff_calls(p[2], prev[2])) if prev else total(p[2])
+        parts.append(f"{p[0]:.0f} s after the apply: {d} calls ({d / n:.2f}/user)")
+        prev = p
+    row(rows, "policy", n, "steady: passes seen (lastSyncTime changes) and the calls since the pass before",
+        "; ".join(parts) or "none in the window", "")
+    row(rows, "policy", n, "effective resync at the end; operator VmRSS / VmHWM at the end",
+        f"{effective_end:.0f} s; {mib(operator.rss_kib())} / {mib(operator.peak_kib())}", "")
+    row(rows, "policy", n, "emulator VmRSS / VmHWM at the end",
+        f"{mib(status_kib(emulator.proc.pid, 'VmRSS'))} / {mib(status_kib(emulator.proc.pid, 'VmHWM'))}", "")
+    row(rows, "policy", n, "PolicyReport watch events, whole run", str(reports.snapshot() or "none"), "")
+    for r in rows[-5:]:
+        log("row: " + " | ".join(r))
+
+
 SCENARIOS = {"converge": (lambda p, r, n: converge_run(p, r, n), 2000), "steady": (steady, 2000), "three": (three, 10000),
              "latency": (latency, 10000), "drift": (drift, 10000), "bulk": (bulk, 4000),
-             "throttle": (throttle, 200), "secrets": (secrets, 5000)}
+             "throttle": (throttle, 200), "secrets": (secrets, 5000), "policy": (policy, 10000)}
 ALL = [("converge", 2000), ("converge", 10000), ("drift", 10000), ("steady", 2000), ("three", 10000),
-       ("latency", 10000), ("bulk", 4000), ("throttle", 200), ("secrets", 5000)]
+       ("latency", 10000), ("bulk", 4000), ("throttle", 200), ("secrets", 5000), ("policy", 10000)]
 
 
 def table(rows, title):

@@ -119,7 +119,7 @@ for _ in $(seq 1 20); do
   grep -q '^cloudsso_mfa_operator_leader 1' <<<"$metrics" && break
   sleep 0.5
 done
-grep -E '^cloudsso_mfa_operator_(directory_users|leader)' <<<"$metrics" || true
+grep -E '^cloudsso_mfa_operator_(directory_users|policy_users|leader)' <<<"$metrics" || true
 cat <<TIP
 
 Try a change:

@@ -9,47 +9,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use cloudsso_mfa_operator::api::UserMfaPolicy;
-use cloudsso_mfa_operator::cloud::{self, ClientConfig};
-use cloudsso_mfa_operator::controller::clients::CloudClients;
-use cloudsso_mfa_operator::controller::context::{Context, Settings, Stores};
 use cloudsso_mfa_operator::controller::reconciler::reconcile;
-use cloudsso_mfa_operator::controller::tenancy::Tenancy;
-use cloudsso_mfa_operator::telemetry::Metrics;
 use common::*;
-use fakekube::{object, stored};
-use kube::runtime::reflector;
+use fakekube::{context, object, stored};
 use serde_json::{Value, json};
 
 const BOB: &str = "u-00q8wbq42wiltcrk0002";
 const CREATED: &str = "2026-12-01T00:00:00Z";
-
-fn context(client: kube::Client) -> Arc<Context> {
-    cloud::install_crypto_provider();
-    let metrics = Arc::new(Metrics::new());
-    let http = cloud::http_client().expect("an HTTP client");
-    let clients = CloudClients::new(
-        http,
-        Err("none".into()),
-        ClientConfig::default(),
-        metrics.clone(),
-    );
-    let settings = Settings {
-        resync_interval: Duration::from_secs(60),
-        device_resync_interval: Duration::from_secs(60),
-        cloud_qps: 100,
-        concurrency: 4,
-    };
-    let tenancy = Tenancy::new(reflector::store().0, reflector::store().0);
-    let stores = Stores {
-        policies: reflector::store().0,
-        users: reflector::store().0,
-        ram_preferences: reflector::store().0,
-        ram_users: reflector::store().0,
-        user_policies: reflector::store().0,
-    };
-    let (ctx, _) = Context::new(client, clients, settings, metrics, tenancy, stores);
-    Arc::new(ctx)
-}
 
 async fn every_call(url: &str) -> u64 {
     let body = reqwest_get(&format!("{url}/_emulator/calls")).await;

@@ -6,16 +6,11 @@ mod common;
 mod fakekube;
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use cloudsso_mfa_operator::api::{RamSecurityPreference, RamUserMfaSetting};
-use cloudsso_mfa_operator::cloud::{self, ClientConfig};
-use cloudsso_mfa_operator::controller::clients::CloudClients;
-use cloudsso_mfa_operator::controller::context::{Context, Settings, Stores};
+use cloudsso_mfa_operator::controller::context::{Context, Stores};
 use cloudsso_mfa_operator::controller::reconciler::{Kind, reconcile};
-use cloudsso_mfa_operator::controller::tenancy::Tenancy;
 use cloudsso_mfa_operator::emulator::Seed;
-use cloudsso_mfa_operator::telemetry::Metrics;
 use common::*;
 use fakekube::{object, stored};
 use kube::core::DeserializeGuard;
@@ -60,22 +55,6 @@ impl Writers {
 
 /// A context on the fake API, as `run_controllers` builds one (no watches).
 fn context(client: kube::Client) -> (Arc<Context>, Writers) {
-    cloud::install_crypto_provider();
-    let metrics = Arc::new(Metrics::new());
-    let http = cloud::http_client().expect("an HTTP client");
-    let clients = CloudClients::new(
-        http,
-        Err("none".into()),
-        ClientConfig::default(),
-        metrics.clone(),
-    );
-    let settings = Settings {
-        resync_interval: Duration::from_secs(60),
-        device_resync_interval: Duration::from_secs(60),
-        cloud_qps: 100,
-        concurrency: 4,
-    };
-    let tenancy = Tenancy::new(reflector::store().0, reflector::store().0);
     let (ram_users, users) = reflector::store();
     let (ram_preferences, preferences) = reflector::store();
     let stores = Stores {
@@ -85,8 +64,10 @@ fn context(client: kube::Client) -> (Arc<Context>, Writers) {
         ram_users,
         user_policies: reflector::store().0,
     };
-    let (ctx, _) = Context::new(client, clients, settings, metrics, tenancy, stores);
-    (Arc::new(ctx), Writers { users, preferences })
+    (
+        fakekube::context_with(client, stores),
+        Writers { users, preferences },
+    )
 }
 
 fn with_keys(url: &str, spec: Value) -> Value {

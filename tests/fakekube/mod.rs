@@ -3,15 +3,24 @@
 //! credentials Secret, the finalizer, status patches, Events) from memory and records each status written, so
 //! a test runs a real reconcile against the in-process emulator in milliseconds, no API server.
 
+#![allow(dead_code)]
+
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use base64::Engine;
 use bytes::Bytes;
+use cloudsso_mfa_operator::cloud::{self, ClientConfig};
+use cloudsso_mfa_operator::controller::clients::CloudClients;
+use cloudsso_mfa_operator::controller::context::{Context, Settings, Stores};
 use cloudsso_mfa_operator::controller::keys::FINALIZER;
 use cloudsso_mfa_operator::controller::reconciler::Kind;
+use cloudsso_mfa_operator::controller::tenancy::Tenancy;
+use cloudsso_mfa_operator::telemetry::Metrics;
 use http::{Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full};
+use kube::runtime::reflector;
 use serde_json::{Value, json};
 
 /// What the fake API holds and saw.
@@ -157,4 +166,43 @@ pub fn object<K: Kind>(
 /// The object at `path` as the fake API now holds it (its last status written).
 pub fn stored<K: Kind>(server: &Shared, path: &str) -> K {
     serde_json::from_value(server.lock().unwrap().objects[path].clone()).expect("a valid object")
+}
+
+/// Stores with nothing in them (no watches run in these tests).
+pub fn empty_stores() -> Stores {
+    Stores {
+        policies: reflector::store().0,
+        users: reflector::store().0,
+        ram_preferences: reflector::store().0,
+        ram_users: reflector::store().0,
+        user_policies: reflector::store().0,
+    }
+}
+
+/// A context on the fake API, as `run_controllers` builds one, with `stores` (a 60 s resync,
+/// 100 calls/s, no operator credentials).
+pub fn context_with(client: kube::Client, stores: Stores) -> Arc<Context> {
+    cloud::install_crypto_provider();
+    let metrics = Arc::new(Metrics::new());
+    let http = cloud::http_client().expect("an HTTP client");
+    let clients = CloudClients::new(
+        http,
+        Err("none".into()),
+        ClientConfig::default(),
+        metrics.clone(),
+    );
+    let settings = Settings {
+        resync_interval: Duration::from_secs(60),
+        device_resync_interval: Duration::from_secs(60),
+        cloud_qps: 100,
+        concurrency: 4,
+    };
+    let tenancy = Tenancy::new(reflector::store().0, reflector::store().0);
+    let (ctx, _) = Context::new(client, clients, settings, metrics, tenancy, stores);
+    Arc::new(ctx)
+}
+
+/// `context_with` empty stores.
+pub fn context(client: kube::Client) -> Arc<Context> {
+    context_with(client, empty_stores())
 }

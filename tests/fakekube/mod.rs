@@ -1,7 +1,8 @@
 //! An in-process Kubernetes API for the reconcile tests: kube's `Client` runs on a tower
 //! service (as controller-rs's tests do) that serves the few requests a pass makes (the
 //! credentials Secret, the finalizer, status patches, Events) from memory and records each status written, so
-//! a test runs a real reconcile against the in-process emulator in milliseconds, no API server.
+//! a test runs a real reconcile against the in-process emulator in milliseconds, no API server;
+//! and the `Context` such a pass runs with (`context`, `context_with`), built as `run_controllers` builds it.
 
 #![allow(dead_code)]
 

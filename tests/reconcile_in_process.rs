@@ -17,16 +17,6 @@ use serde_json::{Value, json};
 const BOB: &str = "u-00q8wbq42wiltcrk0002";
 const CREATED: &str = "2026-12-01T00:00:00Z";
 
-async fn every_call(url: &str) -> u64 {
-    let body = reqwest_get(&format!("{url}/_emulator/calls")).await;
-    body.as_object()
-        .into_iter()
-        .flat_map(|actions| actions.values())
-        .flat_map(|outcomes| outcomes.as_object().into_iter().flat_map(|o| o.values()))
-        .filter_map(Value::as_u64)
-        .sum()
-}
-
 fn user_spec(url: &str, by: Value) -> Value {
     let mut spec = json!({"directoryId": DIRECTORY, "userMfaAuthenticationSettings": "Enabled",
         "endpoint": url, "credentialsSecretRef": {"name": "keys"}, "deletionPolicy": "Restore"});

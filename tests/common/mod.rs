@@ -36,6 +36,17 @@ pub async fn start_emulator() -> (String, SharedState) {
     start_emulator_with(seed()).await
 }
 
+/// Every call the emulator counted, whatever the action and outcome.
+pub async fn every_call(url: &str) -> u64 {
+    let body = reqwest_get(&format!("{url}/_emulator/calls")).await;
+    body.as_object()
+        .into_iter()
+        .flat_map(|actions| actions.values())
+        .flat_map(|outcomes| outcomes.as_object().into_iter().flat_map(|o| o.values()))
+        .filter_map(serde_json::Value::as_u64)
+        .sum()
+}
+
 /// Calls counted by the emulator for `action` with `outcome`.
 pub async fn calls(url: &str, action: &str, outcome: &str) -> u64 {
     let body: serde_json::Value = reqwest_get(&format!("{url}/_emulator/calls")).await;

@@ -78,6 +78,31 @@ pub fn effective(directory_setting: Option<&str>, directory_id: &str) -> Desired
     }
 }
 
+/// Effective for a user of `directory`: whether the directory lets a per-user setting apply
+/// (its setting, read once per resync for all its users, whoever asks).
+pub async fn directory_effective(
+    ctx: &Context,
+    client: &CloudSsoClient,
+    directory: &DirectoryKey,
+) -> DesiredCondition {
+    let directory_id = directory.directory_id.as_str();
+    let read = ctx
+        .state
+        .directories
+        .setting(client, directory, ctx.budget.effective())
+        .await;
+    match read {
+        Ok(info) => effective(
+            info.mfa_authentication_advance_settings.as_deref(),
+            directory_id,
+        ),
+        Err(error) => {
+            tracing::warn!(%error, directory_id, "could not read the directory's setting");
+            effective(None, directory_id)
+        }
+    }
+}
+
 fn devices_of(devices: Vec<MfaDevice>) -> Vec<BoundMfaDevice> {
     devices
         .into_iter()
@@ -180,7 +205,9 @@ impl Kind for UserMfaSetting {
             .devices(&target.client, &target.user, devices_max_age)
             .await
             .map_err(cloud_error(&self.spec.directory_id, &target.user.user_id))?;
-        converged.conditions.push(self.effective(ctx, target).await);
+        converged
+            .conditions
+            .push(directory_effective(ctx, &target.client, &target.user.directory).await);
         let conditions = converged.conditions.clone();
         let devices = devices_of(devices);
         Ok((conditions, Synced { converged, devices }))
@@ -252,31 +279,6 @@ impl Kind for UserMfaSetting {
 }
 
 impl UserMfaSetting {
-    /// Whether the directory lets a per-user setting apply (its setting, read once per resync
-    /// for all its users).
-    async fn effective(&self, ctx: &Context, target: &Target) -> DesiredCondition {
-        let directory_id = self.spec.directory_id.as_str();
-        let directory = ctx
-            .state
-            .directories
-            .setting(
-                &target.client,
-                &target.user.directory,
-                ctx.budget.effective(),
-            )
-            .await;
-        match directory {
-            Ok(info) => effective(
-                info.mfa_authentication_advance_settings.as_deref(),
-                directory_id,
-            ),
-            Err(error) => {
-                tracing::warn!(%error, directory_id, "could not read the directory's setting");
-                effective(None, directory_id)
-            }
-        }
-    }
-
     /// Writes back `restoreTo` on delete, only while this resource still owns the user it
     /// changed, through the same account and endpoint (re-checked from the live store).
     async fn restore(

@@ -17,7 +17,7 @@ use crate::controller::conditions::DesiredCondition;
 use crate::controller::context::Context;
 use crate::controller::error::ReconcileError;
 use crate::controller::keys::{DirectoryKey, key_of};
-use crate::controller::kinds::user::effective;
+use crate::controller::kinds::user::directory_effective;
 use crate::controller::state::policy_selections::{Selection, user_hash};
 use crate::controller::state::{Claim, Claimant};
 use crate::controller::status::StatusWriter;
@@ -99,7 +99,7 @@ async fn converge(
     judged.sort_by(|a, b| a.member.user_name.cmp(&b.member.user_name));
     let mut conditions =
         outcome::conditions(policy, &tally, &judged, &selected.missing, ledger_full);
-    conditions.push(effective_of(ctx, &target).await);
+    conditions.push(directory_effective(ctx, &target.client, &target.directory).await);
     outcome::announce(policy, ctx, status, &wrote).await;
     let synced = Synced {
         directory: target.directory,
@@ -259,23 +259,4 @@ pub(super) fn own_settings(ctx: &Context, claim: &Claim) -> HashSet<String> {
         .filter(|owned| owned.account_id == claim.account_id && owned.endpoint == claim.endpoint)
         .filter_map(|owned| owned.user_id)
         .collect()
-}
-/// Whether the directory lets a per-user setting apply (read once per resync for all).
-async fn effective_of(ctx: &Context, target: &Target) -> DesiredCondition {
-    let directory_id = target.directory.directory_id.as_str();
-    let read = ctx
-        .state
-        .directories
-        .setting(&target.client, &target.directory, ctx.budget.effective())
-        .await;
-    match read {
-        Ok(info) => effective(
-            info.mfa_authentication_advance_settings.as_deref(),
-            directory_id,
-        ),
-        Err(error) => {
-            tracing::warn!(%error, directory_id, "could not read the directory's setting");
-            effective(None, directory_id)
-        }
-    }
 }

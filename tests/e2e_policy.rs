@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use cloudsso_mfa_operator::api::{UserMfaPolicy, UserMfaSetting};
 use cloudsso_mfa_operator::controller::reports;
-use cloudsso_mfa_operator::emulator::Seed;
+use cloudsso_mfa_operator::emulator::{Seed, SharedState};
 use common::*;
 use harness::{SECRET, TestContext, WAIT, eventually};
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
@@ -95,6 +95,17 @@ async fn ensure_report_crd(ctx: &TestContext) {
     .await;
 }
 
+/// What every test here starts from: the PolicyReport CRD, an emulator with `policy_seed`, the
+/// keys' Secret and an operator with a 3 s resync.
+async fn world(ctx: &TestContext) -> (String, SharedState, harness::Operator) {
+    ensure_report_crd(ctx).await;
+    let (url, emulator) = start_emulator_with(policy_seed()).await;
+    ctx.credentials_secret(SECRET, ACCESS_KEY_ID, ACCESS_KEY_SECRET)
+        .await;
+    let operator = ctx.start_operator("3s", &[]).await;
+    (url, emulator, operator)
+}
+
 /// The policy's first PolicyReport, once it exists.
 async fn report(ctx: &TestContext, name: &str) -> Value {
     let api: Api<DynamicObject> =
@@ -142,10 +153,7 @@ fn count(status: &Value, field: &str) -> u64 {
 #[tokio::test(flavor = "multi_thread")]
 async fn all_users_with_exemptions_a_report_and_restore_on_delete() {
     harness::with_namespace("policy-all", |ctx| async move {
-        ensure_report_crd(&ctx).await;
-        let (url, _emulator) = start_emulator_with(policy_seed()).await;
-        ctx.credentials_secret(SECRET, ACCESS_KEY_ID, ACCESS_KEY_SECRET).await;
-        let operator = ctx.start_operator("3s", &[]).await;
+        let (url, _emulator, operator) = world(&ctx).await;
         let lapses = jiff::Timestamp::now() + jiff::SignedDuration::from_secs(20);
         ctx.apply::<UserMfaPolicy>(policy("everyone", &url, json!({
             "users": {"all": true}, "userMfaAuthenticationSettings": "Enabled",
@@ -207,11 +215,7 @@ async fn all_users_with_exemptions_a_report_and_restore_on_delete() {
 #[tokio::test(flavor = "multi_thread")]
 async fn an_observe_policy_by_prefix_writes_nothing_and_counts_who_fails() {
     harness::with_namespace("policy-observe", |ctx| async move {
-        ensure_report_crd(&ctx).await;
-        let (url, _emulator) = start_emulator_with(policy_seed()).await;
-        ctx.credentials_secret(SECRET, ACCESS_KEY_ID, ACCESS_KEY_SECRET)
-            .await;
-        let _operator = ctx.start_operator("3s", &[]).await;
+        let (url, _emulator, _operator) = world(&ctx).await;
         ctx.apply::<UserMfaPolicy>(policy(
             "services",
             &url,
@@ -241,11 +245,7 @@ async fn an_observe_policy_by_prefix_writes_nothing_and_counts_who_fails() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_group_policy_follows_membership_and_yields_to_a_user_setting() {
     harness::with_namespace("policy-group", |ctx| async move {
-        ensure_report_crd(&ctx).await;
-        let (url, _emulator) = start_emulator_with(policy_seed()).await;
-        ctx.credentials_secret(SECRET, ACCESS_KEY_ID, ACCESS_KEY_SECRET)
-            .await;
-        let operator = ctx.start_operator("3s", &[]).await;
+        let (url, _emulator, operator) = world(&ctx).await;
         // bob's own UserMfaSetting (Disabled) wins over the group's policy (Enabled).
         ctx.apply::<UserMfaSetting>(harness::user_setting("bob", &url, "bob", "Disabled"))
             .await;
@@ -324,11 +324,7 @@ async fn a_group_policy_follows_membership_and_yields_to_a_user_setting() {
 #[tokio::test(flavor = "multi_thread")]
 async fn of_two_overlapping_policies_the_older_owns_and_nothing_flips() {
     harness::with_namespace("policy-overlap", |ctx| async move {
-        ensure_report_crd(&ctx).await;
-        let (url, _emulator) = start_emulator_with(policy_seed()).await;
-        ctx.credentials_secret(SECRET, ACCESS_KEY_ID, ACCESS_KEY_SECRET)
-            .await;
-        let _operator = ctx.start_operator("3s", &[]).await;
+        let (url, _emulator, _operator) = world(&ctx).await;
         ctx.apply::<UserMfaPolicy>(policy(
             "older",
             &url,

@@ -138,7 +138,7 @@ impl Run {
                 let key = self.directory.user(&user.user_id);
                 let read = tokio::try_join!(
                     self.view.settings(&self.client, &key, fresh),
-                    self.view.devices(&self.client, &key, fresh),
+                    self.view.device_summary(&self.client, &key, fresh),
                 );
                 let (settings, devices) = match read {
                     Ok(read) => read,
@@ -148,7 +148,7 @@ impl Run {
                 };
                 let state = UserState {
                     setting: settings.user_mfa_authentication_settings,
-                    devices: devices.len(),
+                    devices: usize::from(devices.count),
                 };
                 Ok::<_, CloudError>(Some((user.user_id, state)))
             })

@@ -414,8 +414,7 @@ impl Writable for UserMfaSetting {
         };
         ctx.state
             .users
-            .record_settings(&target.user, written.clone())
-            .await;
+            .record_settings(&target.user, written.clone());
         Ok(written)
     }
 

@@ -8,14 +8,14 @@ use std::time::Duration;
 use jiff::Timestamp;
 
 use crate::api::{Exemption, ManagementPolicy, UserMfaPolicySpec};
-use crate::cloud::cloudsso::MfaDevice;
 use crate::controller::state::policy_selections::Owners;
+use crate::controller::state::user_view::DeviceSummary;
 
 /// A device unused this long gets a `warn` result.
 pub const STALE_DEVICE: Duration = Duration::from_secs(90 * 24 * 3600);
 
 /// A user the selector found.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Member {
     pub user_id: String,
     pub user_name: String,
@@ -88,7 +88,7 @@ pub fn place<'a>(
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Facts {
     pub setting: Option<String>,
-    pub devices: Vec<MfaDevice>,
+    pub devices: DeviceSummary,
 }
 
 /// Whether the user's setting differs from the spec's (the only thing the operator can write).
@@ -121,19 +121,14 @@ pub enum Standing {
     Error(String),
 }
 
-/// The name of a bound device last used (or, never used, bound) before `now - STALE_DEVICE`.
-fn stale_device(devices: &[MfaDevice], now: Timestamp) -> Option<String> {
+/// The name of the bound device used longest ago, when that (or, never used, its binding) was
+/// before `now - STALE_DEVICE`.
+fn stale_device(devices: &DeviceSummary, now: Timestamp) -> Option<String> {
     let cutoff = now
         .checked_sub(jiff::SignedDuration::try_from(STALE_DEVICE).ok()?)
         .ok()?;
-    devices.iter().find_map(|device| {
-        let used = device
-            .last_use_time
-            .as_deref()
-            .or(device.effective_time.as_deref())?;
-        let used: Timestamp = used.parse().ok()?;
-        (used < cutoff).then(|| device.device_name.clone())
-    })
+    let (used, name) = devices.oldest()?;
+    (used < cutoff).then(|| name.to_string())
 }
 
 /// How a counted user stands, from what the pass read (and wrote).
@@ -141,7 +136,7 @@ pub fn judge(spec: &UserMfaPolicySpec, facts: &Facts, now: Timestamp) -> Standin
     if needs_write(spec, facts) {
         return Standing::NonCompliant(Failure::Setting(facts.setting.clone()));
     }
-    if spec.requires_device() && facts.devices.is_empty() {
+    if spec.requires_device() && facts.devices.count == 0 {
         return Standing::NonCompliant(Failure::NoDevice);
     }
     Standing::Compliant {
@@ -250,7 +245,7 @@ mod tests {
         }
     }
 
-    fn device(name: &str, used: &str) -> MfaDevice {
+    fn device(name: &str, used: &str) -> crate::cloud::cloudsso::MfaDevice {
         serde_json::from_value(serde_json::json!({
             "DeviceId": format!("mfa-{name}"), "DeviceName": name, "DeviceType": "TOTP",
             "LastUseTime": used,
@@ -342,7 +337,7 @@ mod tests {
     fn enabled_without_a_device_fails_unless_not_required() {
         let facts = Facts {
             setting: Some("Enabled".into()),
-            devices: vec![],
+            devices: DeviceSummary::default(),
         };
         assert_eq!(
             judge(&spec(serde_json::json!({})), &facts, now()),
@@ -355,7 +350,7 @@ mod tests {
         );
         let disabled = Facts {
             setting: Some("Disabled".into()),
-            devices: vec![],
+            devices: DeviceSummary::default(),
         };
         assert_eq!(
             judge(&relaxed, &disabled, now()),
@@ -369,10 +364,10 @@ mod tests {
         let spec = spec(serde_json::json!({}));
         let facts = Facts {
             setting: Some("Enabled".into()),
-            devices: vec![
+            devices: DeviceSummary::of(&[
                 device("fresh", "2026-11-20T00:00:00Z"),
                 device("old", "2026-08-01T00:00:00Z"),
-            ],
+            ]),
         };
         assert_eq!(
             judge(&spec, &facts, now()),

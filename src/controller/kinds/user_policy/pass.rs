@@ -71,7 +71,7 @@ async fn converge(
 ) -> Result<(Vec<DesiredCondition>, Synced), ReconcileError> {
     let spec = &policy.spec;
     let now = jiff::Timestamp::now();
-    let selected = select::select(
+    let mut selected = select::select(
         &spec.users,
         &target.client,
         &target.directory,
@@ -85,10 +85,16 @@ async fn converge(
         mut judged,
         counted,
     } = place_all(policy, ctx, &target.claim, &selected.members, now);
-    // In batches: only one batch's reads (settings, devices) are held at a time.
+    // In batches: only one batch's reads (settings, devices) are held at a time, and each user
+    // is moved out of the selection into its batch (kept on only when judged: not one copy of
+    // every name and id twice).
     let (mut wrote, mut ledger_full) = (users::Wrote::default(), false);
+    let mut members = std::mem::take(&mut selected.members);
     for batch in counted.chunks(BATCH) {
-        let batch = batch.iter().map(|&i| selected.members[i].clone()).collect();
+        let batch = batch
+            .iter()
+            .map(|&i| std::mem::take(&mut members[i]))
+            .collect();
         let read = users::read(ctx, &target, batch).await;
         let (read, written, full) =
             users::write(policy, ctx, status, writer, &target, read).await?;
@@ -96,6 +102,7 @@ async fn converge(
         ledger_full |= full;
         judge(spec, read, now, &mut tally, &mut judged);
     }
+    drop(members);
     judged.sort_by(|a, b| a.member.user_name.cmp(&b.member.user_name));
     let mut conditions =
         outcome::conditions(policy, &tally, &judged, &selected.missing, ledger_full);

@@ -32,7 +32,7 @@ pub async fn read(ctx: &Context, target: &Target, counted: Vec<Member>) -> Vec<R
         let key = target.directory.user(&member.user_id);
         let read = tokio::try_join!(
             view.settings(&target.client, &key, fresh),
-            view.devices(&target.client, &key, devices_fresh),
+            view.device_summary(&target.client, &key, devices_fresh),
         );
         match read {
             Ok((settings, devices)) => Some((
@@ -160,6 +160,6 @@ async fn write_one(
     let settings = UserMfaSettings {
         user_mfa_authentication_settings: Some(desired.to_string()),
     };
-    ctx.state.users.record_settings(&key, settings).await;
+    ctx.state.users.record_settings(&key, settings);
     Ok(())
 }

@@ -28,7 +28,7 @@ enum Setting {
     #[default]
     Unset,
     /// Not documented; kept as said (boxed twice: a thin pointer keeps the enum at 16 bytes).
-    Other(Box<String>),
+    Other(Box<Box<str>>),
 }
 
 impl From<UserMfaSettings> for Setting {
@@ -37,7 +37,7 @@ impl From<UserMfaSettings> for Setting {
             Some(value) if value == "Enabled" => Self::Enabled,
             Some(value) if value == "Disabled" => Self::Disabled,
             None => Self::Unset,
-            Some(other) => Self::Other(Box::new(other)),
+            Some(other) => Self::Other(Box::new(other.into())),
         }
     }
 }
@@ -48,7 +48,7 @@ impl From<&Setting> for UserMfaSettings {
             Setting::Enabled => Some("Enabled".to_string()),
             Setting::Disabled => Some("Disabled".to_string()),
             Setting::Unset => None,
-            Setting::Other(other) => Some(other.as_str().to_string()),
+            Setting::Other(other) => Some(other.to_string()),
         };
         Self {
             user_mfa_authentication_settings: value,

@@ -260,17 +260,24 @@ impl UserView {
             max_age,
             |entry| Some(UserMfaSettings::from(&entry.setting)),
             read,
-            |entry, read, started| {
-                let answer = read.clone();
-                // A write recorded during the read is newer than what the read saw.
-                if entry.setting_at <= started {
-                    entry.setting = read.into();
-                    entry.setting_at = self.now();
-                }
-                answer
-            },
+            |entry, read, started| self.keep_setting(entry, read, started),
         )
         .await
+    }
+
+    /// Keeps a setting read that began at `started`, unless a write recorded during the read
+    /// is newer than what the read saw; returns the read.
+    fn keep_setting(
+        &self,
+        entry: &mut Entry,
+        read: UserMfaSettings,
+        started: Tick,
+    ) -> UserMfaSettings {
+        if entry.setting_at <= started {
+            entry.setting = read.clone().into();
+            entry.setting_at = self.now();
+        }
+        read
     }
 
     /// The user's devices, whole (what a UserMfaSetting reports), read unless the view has the
@@ -407,13 +414,7 @@ mod tests {
             max_age,
             |entry| Some(UserMfaSettings::from(&entry.setting)),
             read,
-            |entry, read: UserMfaSettings, started| {
-                if entry.setting_at <= started {
-                    entry.setting = read.clone().into();
-                    entry.setting_at = view.now();
-                }
-                read
-            },
+            |entry, read, started| view.keep_setting(entry, read, started),
         )
         .await
     }

@@ -141,7 +141,7 @@ fn user_names_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
 }
 
 /// A user the policy leaves alone, and why.
-#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, KubeSchema)]
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, KubeSchema)]
 #[serde(rename_all = "camelCase")]
 #[x_kube(validation = Rule::new("has(self.userName) != has(self.userId)").message("an exemption names exactly one of userName or userId"))]
 pub struct Exemption {

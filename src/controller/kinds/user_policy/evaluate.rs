@@ -14,11 +14,12 @@ use crate::controller::state::user_view::DeviceSummary;
 /// A device unused this long gets a `warn` result.
 pub const STALE_DEVICE: Duration = Duration::from_secs(90 * 24 * 3600);
 
-/// A user the selector found.
+/// A user the selector found. Boxed strings (16 bytes each, no spare capacity): a policy over
+/// a whole directory holds one per user while it lists, and keeps one per judged user.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Member {
-    pub user_id: String,
-    pub user_name: String,
+    pub user_id: Box<str>,
+    pub user_name: Box<str>,
 }
 
 /// Who counts a selected user.
@@ -43,7 +44,7 @@ pub fn exemption<'a>(
 ) -> Option<&'a Exemption> {
     spec.exemptions.iter().find(|exemption| {
         let names_it = match (&exemption.user_id, &exemption.user_name) {
-            (Some(id), _) => *id == member.user_id,
+            (Some(id), _) => **id == *member.user_id,
             (None, Some(name)) => name.eq_ignore_ascii_case(&member.user_name),
             (None, None) => false,
         };
@@ -75,7 +76,7 @@ pub fn place<'a>(
     if spec.management_policy == ManagementPolicy::Observe {
         return Place::Counted;
     }
-    if own_settings.contains(&member.user_id) {
+    if own_settings.contains(&*member.user_id) {
         return Place::OwnSetting;
     }
     match owners.owner_of(&member.user_id) {
@@ -100,41 +101,41 @@ pub fn needs_write(spec: &UserMfaPolicySpec, facts: &Facts) -> bool {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Failure {
     /// Its setting is not the spec's (what the cloud has; None: it reports none).
-    Setting(Option<String>),
+    Setting(Option<Box<str>>),
     /// Enabled, but no MFA device bound (requireBoundDevice): only the user can fix that.
     NoDevice,
 }
 
-/// How a selected user stands after the pass.
+/// How a selected user stands after the pass: one is kept per user that is not simply
+/// compliant (half of a large directory may have a stale device), so every variant is at most
+/// a boxed string; the few exempt users carry their exemption boxed.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Standing {
     /// It complies; `stale`: a bound device unused for 90 days (its name), a warning.
     Compliant {
-        stale: Option<String>,
+        stale: Option<Box<str>>,
     },
     NonCompliant(Failure),
-    Exempt {
-        reason: String,
-        expires: Option<String>,
-    },
+    /// Its exemption (why, and until when).
+    Exempt(Box<Exemption>),
     /// It could not be read or written (the message), or a named user the directory lacks.
-    Error(String),
+    Error(Box<str>),
 }
 
 /// The name of the bound device used longest ago, when that (or, never used, its binding) was
 /// before `now - STALE_DEVICE`.
-fn stale_device(devices: &DeviceSummary, now: Timestamp) -> Option<String> {
+fn stale_device(devices: &DeviceSummary, now: Timestamp) -> Option<Box<str>> {
     let cutoff = now
         .checked_sub(jiff::SignedDuration::try_from(STALE_DEVICE).ok()?)
         .ok()?;
     let (used, name) = devices.oldest()?;
-    (used < cutoff).then(|| name.to_string())
+    (used < cutoff).then(|| name.into())
 }
 
 /// How a counted user stands, from what the pass read (and wrote).
 pub fn judge(spec: &UserMfaPolicySpec, facts: &Facts, now: Timestamp) -> Standing {
     if needs_write(spec, facts) {
-        return Standing::NonCompliant(Failure::Setting(facts.setting.clone()));
+        return Standing::NonCompliant(Failure::Setting(facts.setting.as_deref().map(Into::into)));
     }
     if spec.requires_device() && facts.devices.count == 0 {
         return Standing::NonCompliant(Failure::NoDevice);
@@ -189,7 +190,7 @@ impl Tally {
                 self.warned += u64::from(stale.is_some());
             }
             Standing::NonCompliant(_) => self.non_compliant += 1,
-            Standing::Exempt { .. } => {}
+            Standing::Exempt(_) => {}
             Standing::Error(_) => self.errors += 1,
         }
     }
@@ -378,5 +379,16 @@ mod tests {
         let mut tally = Tally::default();
         tally.count_standing(&judge(&spec, &facts, now()));
         assert_eq!((tally.compliant, tally.warned), (1, 1));
+    }
+
+    #[test]
+    fn a_judged_user_is_small() {
+        // Half of a 100,000-user directory may be kept for the report (stale devices): 104
+        // bytes each before the strings were boxed and the exemption moved behind a pointer.
+        assert!(
+            std::mem::size_of::<Judged>() <= 64,
+            "{}",
+            std::mem::size_of::<Judged>()
+        );
     }
 }

@@ -53,7 +53,7 @@ pub fn record(
     for i in due {
         let (member, facts) = &read[i];
         let Ok(facts) = facts else { continue };
-        if kept.contains(&member.user_id) {
+        if kept.contains(&*member.user_id) {
             writable.push(i);
             continue;
         }
@@ -62,12 +62,12 @@ pub fn record(
             continue;
         }
         match facts.setting.as_deref() {
-            Some("Enabled") => ledger.enabled.push(member.user_id.clone()),
-            Some("Disabled") => ledger.disabled.push(member.user_id.clone()),
+            Some("Enabled") => ledger.enabled.push(member.user_id.to_string()),
+            Some("Disabled") => ledger.disabled.push(member.user_id.to_string()),
             // No value to go back to: written, and left as the policy set it on delete.
             _ => {}
         }
-        kept.insert(member.user_id.clone());
+        kept.insert(member.user_id.to_string());
         writable.push(i);
     }
     (writable, full)

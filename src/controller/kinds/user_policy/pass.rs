@@ -134,7 +134,7 @@ fn judge(
     for (member, facts) in read {
         let standing = match facts {
             Ok(facts) => evaluate::judge(spec, &facts, now),
-            Err(message) => Standing::Error(message),
+            Err(message) => Standing::Error(message.into()),
         };
         tally.count_standing(&standing);
         if !matches!(standing, Standing::Compliant { stale: None }) {
@@ -188,10 +188,7 @@ fn place_all(
             Place::Counted => placed.counted.push(index),
             Place::Exempt(exemption) => placed.judged.push(Judged {
                 member: member.clone(),
-                standing: Standing::Exempt {
-                    reason: exemption.reason.clone(),
-                    expires: exemption.expires.clone(),
-                },
+                standing: Standing::Exempt(Box::new(exemption.clone())),
             }),
             Place::OwnSetting | Place::Owner(_) => {}
         }

@@ -81,8 +81,8 @@ fn summary(synced: &Synced) -> Summary {
 
 fn properties(judged: &Judged, directory_id: &str) -> BTreeMap<String, String> {
     BTreeMap::from([
-        ("userName".to_string(), judged.member.user_name.clone()),
-        ("userId".to_string(), judged.member.user_id.clone()),
+        ("userName".to_string(), judged.member.user_name.to_string()),
+        ("userId".to_string(), judged.member.user_id.to_string()),
         ("directoryId".to_string(), directory_id.to_string()),
     ])
 }
@@ -128,7 +128,7 @@ impl Results<'_> {
                 self.result(rule, Outcome::Fail, Severity::High, message, properties)
             }
             Standing::Compliant { stale } => {
-                let device = stale.clone().unwrap_or_default();
+                let device = stale.as_deref().unwrap_or_default().to_string();
                 let message = format!(
                     "user {user}: MFA device '{device}' has not been used for 90 days or more"
                 );
@@ -136,7 +136,8 @@ impl Results<'_> {
                 let rule = "device-recently-used";
                 self.result(rule, Outcome::Warn, Severity::Low, message, properties)
             }
-            Standing::Exempt { reason, expires } => {
+            Standing::Exempt(exemption) => {
+                let (reason, expires) = (&exemption.reason, &exemption.expires);
                 properties.insert("reason".into(), reason.clone());
                 let until = expires
                     .as_ref()

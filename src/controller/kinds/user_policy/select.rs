@@ -37,8 +37,8 @@ pub async fn select(
 ) -> Result<Selected, CloudError> {
     let directory_id = directory.directory_id.as_str();
     let member = |user: crate::cloud::cloudsso::User| Member {
-        user_id: user.user_id,
-        user_name: user.user_name,
+        user_id: user.user_id.into(),
+        user_name: user.user_name.into(),
     };
     let mut missing = Vec::new();
     let mut members: Vec<Member> = if selector.all == Some(true) {
@@ -60,7 +60,10 @@ pub async fn select(
         }
         found
             .into_iter()
-            .map(|(user_id, user_name)| Member { user_id, user_name })
+            .map(|(user_id, user_name)| Member {
+                user_id: user_id.into(),
+                user_name: user_name.into(),
+            })
             .collect()
     };
     members.sort_by(|a, b| {

@@ -130,7 +130,7 @@ pub async fn write(
                 if let Ok(facts) = facts {
                     facts.setting = Some(desired.to_string());
                 }
-                names.push(member.user_name.clone());
+                names.push(member.user_name.to_string());
             }
             Err(message) => *facts = Err(message),
         }

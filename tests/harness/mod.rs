@@ -515,7 +515,8 @@ where
             return value;
         }
         if tokio::time::Instant::now() >= deadline {
-            panic!("timed out after {timeout:?} waiting for {what}; last: {value:#?}");
+            // One line: a CI summary shows the line of the panic, not what follows it.
+            panic!("timed out after {timeout:?} waiting for {what}; last: {value:?}");
         }
         tokio::time::sleep(Duration::from_millis(250)).await;
     }

@@ -185,8 +185,7 @@ impl Kind for DirectoryMfaPolicy {
         let directory = DirectoryKey::new(&converged.target.endpoint, directory_id);
         ctx.state
             .directories
-            .record(&directory, converged.observed.clone())
-            .await;
+            .record(&directory, converged.observed.clone());
         let setting_before = self
             .status
             .as_ref()

@@ -184,8 +184,7 @@ impl Kind for RamSecurityPreference {
         let account = RamAccountKey::of(&converged.target.identity);
         ctx.state
             .ram_preferences
-            .record(&account, converged.observed.clone())
-            .await;
+            .record(&account, converged.observed.clone());
         let before = self
             .status
             .as_ref()

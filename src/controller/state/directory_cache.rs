@@ -3,13 +3,13 @@
 
 use std::time::Duration;
 
-use super::read_through::{Field, ReadThrough};
+use super::read_through::ReadThrough;
 use crate::cloud::cloudsso::MfaSettingInfo;
 use crate::cloud::{CloudError, CloudSsoClient};
 use crate::controller::keys::DirectoryKey;
 
 #[derive(Default)]
-pub struct DirectoryCache(ReadThrough<DirectoryKey, Field<MfaSettingInfo>>);
+pub struct DirectoryCache(ReadThrough<DirectoryKey, MfaSettingInfo>);
 
 impl DirectoryCache {
     /// The directory's setting, read unless one younger than `max_age` is kept.
@@ -20,15 +20,14 @@ impl DirectoryCache {
         max_age: Duration,
     ) -> Result<MfaSettingInfo, CloudError> {
         self.0
-            .slot(directory)
-            .get_or_read(Some(max_age), || {
+            .get_or_read(directory, max_age, || {
                 client.get_mfa_setting_info(&directory.directory_id)
             })
             .await
     }
 
     /// A fresh observation (the directory's policy just read or wrote it).
-    pub async fn record(&self, directory: &DirectoryKey, info: MfaSettingInfo) {
-        self.0.slot(directory).record(info).await;
+    pub fn record(&self, directory: &DirectoryKey, info: MfaSettingInfo) {
+        self.0.record(directory, info);
     }
 }

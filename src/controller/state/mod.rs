@@ -15,5 +15,4 @@ pub use directory_cache::DirectoryCache;
 pub use names::NameResolver;
 pub use policy_selections::PolicySelections;
 pub use ram_preferences::{RamAccountKey, RamPreferenceCache};
-pub use read_through::{Field, ReadThrough};
 pub use user_view::UserView;

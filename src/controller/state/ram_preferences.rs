@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use super::read_through::{Field, ReadThrough};
+use super::read_through::ReadThrough;
 use crate::cloud::ims::SecurityPreference;
 use crate::cloud::{CloudError, ImsClient};
 use crate::controller::tenancy::Identity;
@@ -26,7 +26,7 @@ impl RamAccountKey {
 }
 
 #[derive(Default)]
-pub struct RamPreferenceCache(ReadThrough<RamAccountKey, Field<SecurityPreference>>);
+pub struct RamPreferenceCache(ReadThrough<RamAccountKey, SecurityPreference>);
 
 impl RamPreferenceCache {
     /// The account's preference, read unless one younger than `max_age` is kept.
@@ -37,13 +37,12 @@ impl RamPreferenceCache {
         max_age: Duration,
     ) -> Result<SecurityPreference, CloudError> {
         self.0
-            .slot(account)
-            .get_or_read(Some(max_age), || client.get_security_preference())
+            .get_or_read(account, max_age, || client.get_security_preference())
             .await
     }
 
     /// A fresh observation (the account's RamSecurityPreference just read or wrote it).
-    pub async fn record(&self, account: &RamAccountKey, preference: SecurityPreference) {
-        self.0.slot(account).record(preference).await;
+    pub fn record(&self, account: &RamAccountKey, preference: SecurityPreference) {
+        self.0.record(account, preference);
     }
 }

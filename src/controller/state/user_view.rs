@@ -14,8 +14,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
-use tokio::sync::watch;
 
+use super::read_through::{Flights, read_through};
 use crate::cloud::cloudsso::{MfaDevice, UserMfaSettings};
 use crate::cloud::{CloudError, CloudSsoClient};
 use crate::controller::keys::{DirectoryKey, UserKey};
@@ -128,11 +128,11 @@ enum What {
     Devices,
 }
 
-/// One directory's users and the reads of them in flight (dropping a sender wakes its waiters).
+/// One directory's users and the reads of them in flight.
 #[derive(Default)]
 struct Directory {
     users: HashMap<Box<str>, Entry>,
-    reading: HashMap<(Box<str>, What), watch::Sender<()>>,
+    reading: Flights<(Box<str>, What)>,
 }
 
 /// Every user the operator has read, with when.
@@ -146,20 +146,6 @@ impl Default for UserView {
         Self {
             began: Instant::now(),
             directories: Mutex::default(),
-        }
-    }
-}
-
-/// Ends a read in flight, also when its pass is dropped half way, so its waiters read instead.
-struct Reading {
-    directory: Arc<Mutex<Directory>>,
-    key: Option<(Box<str>, What)>,
-}
-
-impl Drop for Reading {
-    fn drop(&mut self) {
-        if let Some(key) = self.key.take() {
-            self.directory.lock().reading.remove(&key);
         }
     }
 }
@@ -202,47 +188,31 @@ impl UserView {
     ) -> Result<T, CloudError> {
         let directory = self.directory(&user.directory);
         let id = user.user_id.as_str();
-        let mut reading = Reading {
-            directory: directory.clone(),
-            key: None,
-        };
-        loop {
-            let mut waiting = {
-                let mut users = directory.lock();
-                if let Some(entry) = users.users.get(id) {
-                    let at = match what {
-                        What::Setting => entry.setting_at,
-                        What::Devices => entry.devices_at,
-                    };
-                    if let Some(value) = self.fresh(at, max_age).then(|| cached(entry)).flatten() {
-                        return Ok(value);
-                    }
-                }
-                let key = (Box::<str>::from(id), what);
-                match users.reading.get(&key) {
-                    Some(sender) => sender.subscribe(),
-                    None => {
-                        users.reading.insert(key.clone(), watch::channel(()).0);
-                        reading.key = Some(key);
-                        break;
-                    }
-                }
-            };
-            // Err: the read ended (its sender is gone); either way, look again.
-            let _ = waiting.changed().await;
-        }
-        let started = self.now();
-        let answer = read.await;
-        let mut users = directory.lock();
-        if let Some(key) = reading.key.take() {
-            users.reading.remove(&key);
-        }
-        let answer = answer?;
-        let entry = match users.users.get_mut(id) {
-            Some(entry) => entry,
-            None => users.users.entry(id.into()).or_default(),
-        };
-        Ok(keep(entry, answer, started))
+        read_through(
+            &directory,
+            |directory| &mut directory.reading,
+            || (Box::<str>::from(id), what),
+            |directory| {
+                let entry = directory.users.get(id)?;
+                let at = match what {
+                    What::Setting => entry.setting_at,
+                    What::Devices => entry.devices_at,
+                };
+                self.fresh(at, max_age).then(|| cached(entry)).flatten()
+            },
+            || {
+                let started = self.now();
+                async move { read.await.map(|answer| (answer, started)) }
+            },
+            |directory, (answer, started)| {
+                let entry = match directory.users.get_mut(id) {
+                    Some(entry) => entry,
+                    None => directory.users.entry(id.into()).or_default(),
+                };
+                keep(entry, answer, started)
+            },
+        )
+        .await
     }
 
     /// The user's own MFA setting, read unless the view has one younger than `max_age` (None:

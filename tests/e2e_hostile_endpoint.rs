@@ -269,6 +269,7 @@ async fn fake_throttling_at_one_endpoint_does_not_slow_the_same_key_at_the_real_
         // 0.5/s and again by each refusal) it took 49 s when tried.
         assert!(took < Duration::from_secs(20), "{took:?}\n{}", operator.log_tail());
         // The squatter itself is told why it gets nowhere.
+        let asked = std::time::Instant::now();
         eventually(
             "squatter0 Ready=False Throttled",
             WAIT,
@@ -280,6 +281,7 @@ async fn fake_throttling_at_one_endpoint_does_not_slow_the_same_key_at_the_real_
             },
         )
         .await;
+        eprintln!("squatter0 said Throttled {:?} after the users were Ready", asked.elapsed());
         operator.stop().await;
     })
     .await;

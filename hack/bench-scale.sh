@@ -60,7 +60,8 @@
 # Knobs (environment): BENCH_QPS (100), BENCH_LATENCY_MS (40), BENCH_RESYNC (a duration, overrides
 # each scenario's resync interval), BENCH_TIMEOUT_FACTOR (3: a wait fails after 3x its floor + 60 s),
 # BENCH_OPERATOR_FLAGS (extra flags for `cloudsso-mfa-operator run`; default none: the defaults a
-# user gets, beside --cloud-qps 100 and each scenario's --resync-interval). Logs and generated
+# user gets, beside --cloud-qps 100 and each scenario's --resync-interval), BENCH_OPERATOR_WRAP (a
+# command to run the operator under, e.g. `heaptrack -o FILE`). Logs and generated
 # files: .local/bench/SCENARIO-N/. The cluster is the one `hack/local-cluster.sh up` starts (or
 # reuses); this script leaves it running.
 set -euo pipefail
@@ -100,6 +101,9 @@ QPS = int(os.environ.get("BENCH_QPS", "100"))
 LATENCY_MS = int(os.environ.get("BENCH_LATENCY_MS", "40"))
 FACTOR = float(os.environ.get("BENCH_TIMEOUT_FACTOR", "3"))
 OPERATOR_FLAGS = os.environ.get("BENCH_OPERATOR_FLAGS", "").split()  # the defaults a user gets
+# A command the operator runs under, e.g. `heaptrack -o FILE` for where its peak memory goes (the
+# VmHWM rows then measure the wrapper's process, not the operator's).
+WRAP = os.environ.get("BENCH_OPERATOR_WRAP", "").split()
 GROUP = "/apis/cloudsso.mfa-operator.dev/v1alpha1"
 KEY_ID, KEY_SECRET = "LTAI5tBenchKey", "bench-secret"
 # The console's key (drift): its own quota window, so a console change does not take the operator's.
@@ -415,7 +419,7 @@ class Operator:
     def __init__(self, procs, work, name, resync, namespace=None, extra=()):
         self.procs, self.metrics_port = procs, free_port()
         self.log = os.path.join(work, f"operator-{name}.log")
-        argv = [f"{BIN}/cloudsso-mfa-operator", "run", "--metrics-addr", f"127.0.0.1:{self.metrics_port}",
+        argv = [*WRAP, f"{BIN}/cloudsso-mfa-operator", "run", "--metrics-addr", f"127.0.0.1:{self.metrics_port}",
                 "--cloud-qps", str(min(QPS, 100)), "--resync-interval", f"{int(resync)}s", *OPERATOR_FLAGS, *extra]
         if namespace:
             argv += ["--watch-namespace", namespace]

@@ -71,6 +71,34 @@ async fn a_new_user_setting_converges_and_a_current_one_costs_no_call() {
 }
 
 #[tokio::test]
+async fn a_due_resync_waits_while_a_new_resource_waits_for_its_first_pass() {
+    let (url, _state) = start_emulator().await;
+    let (client, server) = fakekube::with_keys(ACCESS_KEY_ID, ACCESS_KEY_SECRET);
+    let ctx = context(client);
+    let spec = user_spec(&url, json!({"userId": BOB}));
+    let (user, path) = object::<UserMfaSetting>(&server, "usermfasettings", "bob", CREATED, spec);
+    reconcile(Arc::new(user), ctx.clone()).await.unwrap();
+    // Its last sync an hour ago: a resync is due.
+    let mut due: UserMfaSetting = stored(&server, &path);
+    let status = due.status.as_mut().unwrap();
+    status.common.last_sync_time = Some("2000-01-01T00:00:00Z".into());
+    let writes = || server.lock().unwrap().statuses.len();
+    let (calls, statuses) = (every_call(&url).await, writes());
+    let first = ctx.passes.first_pass("team/new").expect("counted");
+    let resync = reconcile(Arc::new(due), ctx.clone());
+    tokio::pin!(resync);
+    let waited = tokio::time::timeout(std::time::Duration::from_millis(500), &mut resync).await;
+    assert!(waited.is_err(), "the resync ran beside a first pass");
+    assert_eq!(every_call(&url).await, calls, "a call meanwhile");
+    assert_eq!(writes(), statuses, "a status written meanwhile");
+    drop(first);
+    resync
+        .await
+        .expect("the resync runs once no first pass waits");
+    assert_eq!(writes(), statuses + 1, "its new lastSyncTime");
+}
+
+#[tokio::test]
 async fn the_pass_that_adds_the_finalizer_goes_on_to_converge() {
     let (url, _state) = start_emulator().await;
     let (client, server) = fakekube::with_keys(ACCESS_KEY_ID, ACCESS_KEY_SECRET);

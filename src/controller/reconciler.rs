@@ -119,7 +119,8 @@ pub async fn reconcile<K: Kind>(
 
 /// The reconcile of every kind, on the watch's own copy. A resource whose status is current
 /// returns at once with its next requeue (no cloud call, no slot); the rest wait for admission
-/// at their urgency, and every cloud call of the pass waits at the limiter at that urgency. The
+/// at their urgency (a resync first waits for the first passes under way, for at most an
+/// interval), and every cloud call of the pass waits at the limiter at that urgency. The
 /// object is cloned for the pass only once admitted, so 10,000 waiting passes (a bulk apply)
 /// hold no copies of their objects.
 pub async fn reconcile_guarded<K: Kind>(
@@ -141,7 +142,13 @@ pub async fn reconcile_guarded<K: Kind>(
         }
     }
     let key = key_of(object);
+    let _first = (urgency == Urgency::Initial)
+        .then(|| ctx.passes.first_pass(&key))
+        .flatten();
     let pass = async {
+        if urgency == Urgency::Resync {
+            ctx.passes.after_first_passes(ctx.budget.effective()).await;
+        }
         let _admitted = ctx.passes.admit(urgency).await;
         let object = Arc::new(object.clone());
         // Boxed only once admitted: a pass still waiting holds a small future, not the pass.

@@ -23,6 +23,11 @@ impl Failures {
     pub fn clear(&self, key: &str) {
         self.0.lock().remove(key);
     }
+
+    /// `key`'s consecutive failures so far.
+    pub fn attempts(&self, key: &str) -> u32 {
+        self.0.lock().get(key).copied().unwrap_or(0)
+    }
 }
 
 /// Requeue delay after the `attempt`-th consecutive failure: retryable errors start at 1 s and

@@ -65,10 +65,15 @@ where
     }
 }
 
-/// Runs `controller` until shutdown: the one place a Controller gets its configuration (no
-/// slot limit: admission is the passes', see `passes`) and its reconcile.
+/// Builds the Controller of `T` over `changes` and `store` (`wire` adds what else wakes it) and
+/// runs it until shutdown: the one place a Controller is built and configured (no slot limit:
+/// admission is the passes', see `passes`).
 fn start<T, R, Fut>(
-    controller: Controller<T>,
+    (changes, store): (
+        impl futures::Stream<Item = Arc<T>> + Send + 'static,
+        reflector::Store<T>,
+    ),
+    wire: impl FnOnce(Controller<T>) -> Controller<T>,
     shutdown: future::Shared<future::BoxFuture<'static, ()>>,
     reconcile: R,
     error_policy: impl Fn(Arc<T>, &ReconcileError, Arc<Context>) -> Action + Send + Sync + 'static,
@@ -85,7 +90,7 @@ where
     R: FnMut(Arc<T>, Arc<Context>) -> Fut,
     Fut: std::future::Future<Output = Result<Action, ReconcileError>> + Send + 'static,
 {
-    controller
+    wire(Controller::for_shared_stream(changes, store))
         .with_config(ControllerConfig::default().concurrency(0))
         .graceful_shutdown_on(shutdown)
         .run(reconcile, error_policy, ctx)
@@ -107,10 +112,13 @@ where
 {
     let (changes, watch) =
         watches::kind_watch(api_for(&ctx.client, namespace), writer, ctx.clone());
-    let controller = Controller::for_shared_stream(changes, store.clone()).reconcile_on(woken);
-    let controller = triggers.attach(controller, store, ctx.passes.marks.clone());
+    let (marks, woken_store) = (ctx.passes.marks.clone(), store.clone());
+    let wire = move |controller: Controller<_>| {
+        triggers.attach(controller.reconcile_on(woken), woken_store, marks)
+    };
     let run = start(
-        controller,
+        (changes, store),
+        wire,
         shutdown,
         instrument::measured(reconciler::reconcile_guarded::<K>),
         instrument::error_policy,
@@ -269,9 +277,9 @@ fn run_accounts(
     store: reflector::Store<CloudAccount>,
     shutdown: future::Shared<future::BoxFuture<'static, ()>>,
 ) -> impl std::future::Future<Output = ()> {
-    let controller = Controller::for_shared_stream(watches::account_changes(changes), store);
     start(
-        controller,
+        (watches::account_changes(changes), store),
+        |controller| controller,
         shutdown,
         kinds::account::reconcile,
         instrument::error_policy,

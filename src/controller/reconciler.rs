@@ -14,6 +14,7 @@ use kube::runtime::controller::Action;
 use kube::{Resource, ResourceExt};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
+use tracing::Instrument;
 
 use super::budget::{Budget, Calls};
 use super::clock;
@@ -21,6 +22,7 @@ use super::conditions::{self, DesiredCondition, READY, SYNCED};
 use super::context::Context;
 use super::error::ReconcileError;
 use super::finalizer;
+use super::instrument;
 use super::keys::{counter_key, key_of};
 use super::passes::{current_for, urgency_of};
 use super::plan::{FieldChange, Plan, describe};
@@ -147,12 +149,15 @@ pub async fn reconcile_guarded<K: Kind>(
         .flatten();
     let pass = async {
         if urgency == Urgency::Resync {
-            ctx.passes.after_first_passes(ctx.budget.effective()).await;
+            // Boxed: inline, its timer would size every waiting pass (a bulk's 10,000).
+            Box::pin(ctx.passes.after_first_passes(ctx.budget.effective())).await;
         }
         let _admitted = ctx.passes.admit(urgency).await;
         let object = Arc::new(object.clone());
-        // Boxed only once admitted: a pass still waiting holds a small future, not the pass.
-        cloud::with_urgency(urgency, Box::pin(run(object, &ctx))).await
+        // Boxed, and given its span, only once admitted: a pass still waiting holds a small
+        // future, not the pass.
+        let span = instrument::pass_span(&K::kind(&()), &key);
+        cloud::with_urgency(urgency, Box::pin(run(object, &ctx).instrument(span))).await
     };
     if urgency == Urgency::Interactive {
         return pass.await;

@@ -7,7 +7,8 @@
 //! A claim is known from the pass that made it (this process), else from the status the owner
 //! last wrote (`accountId`, `endpoint`, and the resolved `userId`), so a restart keeps the owner.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
 
 use parking_lot::Mutex;
 
@@ -16,7 +17,7 @@ use kube::{Resource, ResourceExt};
 use crate::api::{CommonStatus, Reason};
 use crate::controller::conditions::{self, READY};
 use crate::controller::error::ReconcileError;
-use crate::controller::keys::key_of;
+use crate::controller::keys::{fingerprint, key_of};
 use crate::controller::wake::Waker;
 
 /// What a resource claims in the cloud.
@@ -74,31 +75,100 @@ pub trait Claimant: Resource<DynamicType = ()> {
     }
 }
 
+/// Where a claim is: what every user of a directory reached the same way shares.
+#[derive(Debug, PartialEq, Eq, Hash)]
+struct Route {
+    account_id: String,
+    endpoint: String,
+    directory_id: String,
+}
+
+/// What the registry keeps of one resource's claim: its uid (a hash: a re-created object is
+/// another claimant), the route (shared), the user.
+struct Kept {
+    uid: u64,
+    route: Arc<Route>,
+    user_id: Option<Box<str>>,
+}
+
+impl Kept {
+    fn claim(&self) -> Claim {
+        Claim {
+            account_id: self.route.account_id.clone(),
+            endpoint: self.route.endpoint.clone(),
+            directory_id: self.route.directory_id.clone(),
+            user_id: self.user_id.as_deref().map(str::to_string),
+        }
+    }
+}
+
+#[derive(Default)]
+struct Claims {
+    by_key: HashMap<Box<str>, Kept>,
+    /// Each route once, however many users claim through it (10,000 users of a directory kept
+    /// 30 bytes each instead of three strings each).
+    routes: HashSet<Arc<Route>>,
+}
+
+impl Claims {
+    fn route(&mut self, claim: &Claim) -> Arc<Route> {
+        let route = Route {
+            account_id: claim.account_id.clone(),
+            endpoint: claim.endpoint.clone(),
+            directory_id: claim.directory_id.clone(),
+        };
+        if let Some(kept) = self.routes.get(&route) {
+            return kept.clone();
+        }
+        let route = Arc::new(route);
+        self.routes.insert(route.clone());
+        route
+    }
+
+    /// Drops `route` from the set when only the set still holds it.
+    fn release(&mut self, route: Arc<Route>) {
+        if Arc::strong_count(&route) == 2 {
+            self.routes.remove(&route);
+        }
+    }
+}
+
+fn uid_of<K: Resource>(object: &K) -> u64 {
+    fingerprint(&object.meta().uid)
+}
+
 /// The claims the passes of this process made, by `namespace/name` (with the uid: a re-created
 /// object is another claimant). An entry goes with its object (`forget`).
 #[derive(Default)]
-pub struct Registry(Mutex<HashMap<String, (Option<String>, Claim)>>);
+pub struct Registry(Mutex<Claims>);
 
 impl Registry {
     /// Records `object`'s claim; returns the one recorded before (None when it is new).
     pub fn record<K: Resource>(&self, object: &K, claim: &Claim) -> Option<Claim> {
         let mut claims = self.0.lock();
-        let entry = (object.meta().uid.clone(), claim.clone());
-        claims
-            .insert(key_of(object), entry)
-            .filter(|(uid, _)| *uid == object.meta().uid)
-            .map(|(_, claim)| claim)
+        let kept = Kept {
+            uid: uid_of(object),
+            route: claims.route(claim),
+            user_id: claim.user_id.as_deref().map(Box::from),
+        };
+        let before = claims.by_key.insert(key_of(object).into(), kept)?;
+        let claim = (before.uid == uid_of(object)).then(|| before.claim());
+        claims.release(before.route);
+        claim
     }
 
     pub fn forget<K: Resource>(&self, object: &K) {
-        self.0.lock().remove(&key_of(object));
+        let mut claims = self.0.lock();
+        if let Some(kept) = claims.by_key.remove(key_of(object).as_str()) {
+            claims.release(kept.route);
+        }
     }
 
     /// The claim of `object`: this process's record of it, else its status.
     pub fn claim_of<K: Claimant>(&self, object: &K) -> Option<Claim> {
         let claims = self.0.lock();
-        match claims.get(&key_of(object)) {
-            Some((uid, claim)) if *uid == object.meta().uid => Some(claim.clone()),
+        match claims.by_key.get(key_of(object).as_str()) {
+            Some(kept) if kept.uid == uid_of(object) => Some(kept.claim()),
             _ => object.recorded_claim(),
         }
     }
@@ -325,5 +395,34 @@ mod tests {
         assert!(check(&young, &real, [&old, &young], &registry).is_err());
         old.metadata.deletion_timestamp = old.metadata.creation_timestamp.clone();
         assert!(check(&young, &real, [&old, &young], &registry).is_ok());
+    }
+
+    #[test]
+    fn a_route_is_kept_once_and_goes_with_its_last_claimant() {
+        let registry = Registry::default();
+        let (a, b) = (
+            user("a", "x", "2026-01-01T00:00:00Z"),
+            user("b", "y", "2026-01-01T00:00:00Z"),
+        );
+        let real = claim("1", "https://cloudsso/");
+        assert_eq!(registry.record(&a, &real), None);
+        registry.record(&b, &real);
+        assert_eq!(registry.0.lock().routes.len(), 1);
+        assert_eq!(registry.claim_of(&a), Some(real.clone()));
+        // A moved claim is returned as it was, and the route left behind goes once unused.
+        assert_eq!(
+            registry.record(&a, &claim("2", "https://cloudsso/")),
+            Some(real.clone())
+        );
+        assert_eq!(registry.0.lock().routes.len(), 2);
+        registry.forget(&b);
+        assert_eq!(registry.0.lock().routes.len(), 1);
+        registry.forget(&a);
+        assert!(registry.0.lock().routes.is_empty());
+        // A re-created object (another uid) is another claimant.
+        registry.record(&a, &real);
+        let mut again = a.clone();
+        again.metadata.uid = Some("other".into());
+        assert_eq!(registry.record(&again, &real), None);
     }
 }

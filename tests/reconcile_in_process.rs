@@ -8,6 +8,7 @@ mod fakekube;
 use std::sync::Arc;
 
 use cloudsso_mfa_operator::api::{DirectoryMfaPolicy, RamUserMfaStatus, UserMfaSetting};
+use cloudsso_mfa_operator::controller::context::Context;
 use cloudsso_mfa_operator::controller::instrument;
 use cloudsso_mfa_operator::controller::keys::FINALIZER;
 use cloudsso_mfa_operator::controller::reconciler::{reconcile, reconcile_guarded};
@@ -26,6 +27,15 @@ fn user_spec(url: &str, by: Value) -> Value {
         .unwrap()
         .extend(by.as_object().unwrap().clone());
     spec
+}
+
+/// Bob's UserMfaSetting (by userId, at `url`) on a fresh fake API holding the namespace's keys:
+/// the context, the fake API, the object and its path.
+fn bob_by_id(url: &str) -> (Arc<Context>, fakekube::Shared, UserMfaSetting, String) {
+    let (client, server) = fakekube::with_keys(ACCESS_KEY_ID, ACCESS_KEY_SECRET);
+    let spec = user_spec(url, json!({"userId": BOB}));
+    let (user, path) = object::<UserMfaSetting>(&server, "usermfasettings", "bob", CREATED, spec);
+    (context(client), server, user, path)
 }
 
 #[tokio::test]
@@ -75,10 +85,7 @@ async fn a_new_user_setting_converges_and_a_current_one_costs_no_call() {
 #[tokio::test]
 async fn a_due_resync_waits_while_a_new_resource_waits_for_its_first_pass() {
     let (url, _state) = start_emulator().await;
-    let (client, server) = fakekube::with_keys(ACCESS_KEY_ID, ACCESS_KEY_SECRET);
-    let ctx = context(client);
-    let spec = user_spec(&url, json!({"userId": BOB}));
-    let (user, path) = object::<UserMfaSetting>(&server, "usermfasettings", "bob", CREATED, spec);
+    let (ctx, server, user, path) = bob_by_id(&url);
     reconcile(Arc::new(user), ctx.clone()).await.unwrap();
     // Its last sync an hour ago: a resync is due.
     let mut due: UserMfaSetting = stored(&server, &path);
@@ -104,10 +111,7 @@ async fn a_due_resync_waits_while_a_new_resource_waits_for_its_first_pass() {
 async fn a_pass_waiting_for_admission_holds_a_small_future() {
     // A bulk apply of 10,000 starts 10,000 reconciles at once, and each waits for admission:
     // what each holds meanwhile is its boxed future (no span, no copy of the object, no pass).
-    let (client, server) = fakekube::with_keys(ACCESS_KEY_ID, ACCESS_KEY_SECRET);
-    let ctx = context(client);
-    let spec = user_spec("http://127.0.0.1:9", json!({"userId": BOB}));
-    let (user, _) = object::<UserMfaSetting>(&server, "usermfasettings", "bob", CREATED, spec);
+    let (ctx, _server, user, _) = bob_by_id("http://127.0.0.1:9");
     let mut measured = instrument::measured(reconcile_guarded::<UserMfaSetting>);
     let waiting = measured(Arc::new(DeserializeGuard(Ok(user))), ctx);
     let size = std::mem::size_of_val(&*waiting);
@@ -118,11 +122,7 @@ async fn a_pass_waiting_for_admission_holds_a_small_future() {
 #[tokio::test]
 async fn the_pass_that_adds_the_finalizer_goes_on_to_converge() {
     let (url, _state) = start_emulator().await;
-    let (client, server) = fakekube::with_keys(ACCESS_KEY_ID, ACCESS_KEY_SECRET);
-    let ctx = context(client);
-    let spec = user_spec(&url, json!({"userId": BOB}));
-    let (mut user, path) =
-        object::<UserMfaSetting>(&server, "usermfasettings", "bob", CREATED, spec);
+    let (ctx, server, mut user, path) = bob_by_id(&url);
     user.metadata.finalizers = None;
     server.lock().unwrap().objects.get_mut(&path).unwrap()["metadata"]["finalizers"] = json!(null);
     reconcile(Arc::new(user), ctx)
@@ -148,10 +148,7 @@ async fn restore_to_survives_a_write_that_fails_right_after_it_was_recorded() {
         json!({"failActions": ["UpdateUserMFAAuthenticationSettings"]}),
     )
     .await;
-    let (client, server) = fakekube::with_keys(ACCESS_KEY_ID, ACCESS_KEY_SECRET);
-    let ctx = context(client);
-    let spec = user_spec(&url, json!({"userId": BOB}));
-    let (user, path) = object::<UserMfaSetting>(&server, "usermfasettings", "bob", CREATED, spec);
+    let (ctx, server, user, path) = bob_by_id(&url);
     let error = reconcile(Arc::new(user), ctx).await.unwrap_err();
     assert!(error.is_retryable(), "{error}");
     let status = server.lock().unwrap().last_status(&path).unwrap();

@@ -119,9 +119,17 @@ impl Passes {
     /// Waits until no first pass is under way, for at most `limit` (a stream of new resources
     /// delays a resync by at most that, never starves it).
     pub async fn after_first_passes(&self, limit: Duration) {
+        if *self.first_passes.borrow() == 0 {
+            return;
+        }
         let mut count = self.first_passes.subscribe();
-        let idle = count.wait_for(|count| *count == 0);
-        if tokio::time::timeout(limit, idle).await.is_err() {
+        // Boxed, and only when there is something to wait for: inline, the timer would size
+        // the future of every pass that may wait (a bulk's 10,000).
+        let idle = Box::pin(tokio::time::timeout(
+            limit,
+            count.wait_for(|count| *count == 0),
+        ));
+        if idle.await.is_err() {
             tracing::debug!(?limit, "a resync waited its limit for first passes");
         }
     }

@@ -149,8 +149,7 @@ pub async fn reconcile_guarded<K: Kind>(
         .flatten();
     let pass = async {
         if urgency == Urgency::Resync {
-            // Boxed: inline, its timer would size every waiting pass (a bulk's 10,000).
-            Box::pin(ctx.passes.after_first_passes(ctx.budget.effective())).await;
+            ctx.passes.after_first_passes(ctx.budget.effective()).await;
         }
         let _admitted = ctx.passes.admit(urgency).await;
         let object = Arc::new(object.clone());

@@ -8,13 +8,15 @@ mod fakekube;
 use std::sync::Arc;
 
 use cloudsso_mfa_operator::api::{DirectoryMfaPolicy, RamUserMfaStatus, UserMfaSetting};
+use cloudsso_mfa_operator::cloud::Urgency;
+use cloudsso_mfa_operator::controller::admission::Wake;
 use cloudsso_mfa_operator::controller::context::Context;
-use cloudsso_mfa_operator::controller::instrument;
-use cloudsso_mfa_operator::controller::keys::FINALIZER;
+use cloudsso_mfa_operator::controller::keys::{FINALIZER, fingerprint};
 use cloudsso_mfa_operator::controller::reconciler::{reconcile, reconcile_guarded};
 use common::*;
 use fakekube::{context, object, stored};
 use kube::core::DeserializeGuard;
+use kube::runtime::controller::Action;
 use serde_json::{Value, json};
 
 const BOB: &str = "u-00q8wbq42wiltcrk0002";
@@ -83,7 +85,7 @@ async fn a_new_user_setting_converges_and_a_current_one_costs_no_call() {
 }
 
 #[tokio::test]
-async fn a_due_resync_waits_while_a_new_resource_waits_for_its_first_pass() {
+async fn a_due_resync_waits_in_line_while_a_first_pass_runs_and_comes_back_after_it() {
     let (url, _state) = start_emulator().await;
     let (ctx, server, user, path) = bob_by_id(&url);
     reconcile(Arc::new(user), ctx.clone()).await.unwrap();
@@ -93,30 +95,70 @@ async fn a_due_resync_waits_while_a_new_resource_waits_for_its_first_pass() {
     status.common.last_sync_time = Some("2000-01-01T00:00:00Z".into());
     let writes = || server.lock().unwrap().statuses.len();
     let (calls, statuses) = (every_call(&url).await, writes());
-    let first = ctx.passes.first_pass("team/new").expect("counted");
-    let resync = reconcile(Arc::new(due), ctx.clone());
-    tokio::pin!(resync);
-    let waited = tokio::time::timeout(std::time::Duration::from_millis(500), &mut resync).await;
-    assert!(waited.is_err(), "the resync ran beside a first pass");
+    // What the controller's queue would get back.
+    let (send, mut back) = futures::channel::mpsc::unbounded::<String>();
+    let wake: Wake = Arc::new(move |key: &str| send.unbounded_send(key.to_string()).is_ok());
+    let hour = std::time::Duration::from_secs(3600);
+    let first = ctx
+        .passes
+        .admission
+        .arrive(fingerprint("UserMfaSetting/team/new"))
+        .enter(Urgency::Initial, "team/new", hour, &wake)
+        .expect("a slot for the first pass");
+    let due = Arc::new(DeserializeGuard(Ok(due)));
+    // The resync returns at once: no future waits in the controller, no call, no status.
+    let action = reconcile_guarded(due.clone(), ctx.clone(), wake.clone())
+        .await
+        .unwrap();
+    assert_eq!(action, Action::await_change());
     assert_eq!(every_call(&url).await, calls, "a call meanwhile");
     assert_eq!(writes(), statuses, "a status written meanwhile");
+    assert!(
+        back.try_recv().is_err(),
+        "sent back while the first pass ran"
+    );
     drop(first);
-    resync
+    assert_eq!(back.try_recv().unwrap(), "team/bob");
+    reconcile_guarded(due, ctx.clone(), wake)
         .await
-        .expect("the resync runs once no first pass waits");
+        .expect("the resync runs in the slot kept for it");
     assert_eq!(writes(), statuses + 1, "its new lastSyncTime");
+    assert_eq!(ctx.passes.admission.waiting(), [0, 0, 0]);
 }
 
 #[tokio::test]
-async fn a_pass_waiting_for_admission_holds_a_small_future() {
-    // A bulk apply of 10,000 starts 10,000 reconciles at once, and each waits for admission:
-    // what each holds meanwhile is its boxed future (no span, no copy of the object, no pass).
-    let (ctx, _server, user, _) = bob_by_id("http://127.0.0.1:9");
-    let mut measured = instrument::measured(reconcile_guarded::<UserMfaSetting>);
-    let waiting = measured(Arc::new(DeserializeGuard(Ok(user))), ctx);
-    let size = std::mem::size_of_val(&*waiting);
-    // 688 bytes in two boxes and a span before; 1,216 with a future made before it was awaited.
-    assert!(size <= 512, "a waiting reconcile holds {size} bytes");
+async fn passes_past_the_slots_return_at_once_and_come_back_in_turn() {
+    // A bulk apply starts a reconcile of every new object at once: past the slots, each takes a
+    // line and returns (its controller holds nothing for it), and is sent back when a slot frees.
+    let (url, _state) = start_emulator().await;
+    let (ctx, server, _, _) = bob_by_id(&url);
+    let (send, mut back) = futures::channel::mpsc::unbounded::<String>();
+    let wake: Wake = Arc::new(move |key: &str| send.unbounded_send(key.to_string()).is_ok());
+    let hour = std::time::Duration::from_secs(3600);
+    let held: Vec<_> = (0..4)
+        .map(|i| {
+            let key = format!("team/held{i}");
+            let hash = fingerprint(&format!("UserMfaSetting/{key}"));
+            let arrival = ctx.passes.admission.arrive(hash);
+            arrival
+                .enter(Urgency::Initial, &key, hour, &wake)
+                .expect("a slot")
+        })
+        .collect();
+    let spec = user_spec(&url, json!({"userId": BOB}));
+    let (user, path) = object::<UserMfaSetting>(&server, "usermfasettings", "new", CREATED, spec);
+    let user = Arc::new(DeserializeGuard(Ok(user)));
+    let action = reconcile_guarded(user.clone(), ctx.clone(), wake.clone());
+    assert_eq!(action.await.unwrap(), Action::await_change());
+    assert_eq!(ctx.passes.admission.waiting()[Urgency::Initial as usize], 1);
+    assert!(server.lock().unwrap().last_status(&path).is_none());
+    drop(held);
+    assert_eq!(back.try_recv().unwrap(), "team/new");
+    reconcile_guarded(user, ctx.clone(), wake)
+        .await
+        .expect("the pass runs once sent back");
+    let status = server.lock().unwrap().last_status(&path).unwrap();
+    assert_eq!(status["userId"], BOB, "{status}");
 }
 
 #[tokio::test]

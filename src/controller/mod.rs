@@ -2,8 +2,8 @@
 //! CloudAccount), built in one place (`wiring::start`), and what they are made of.
 //!
 //! - `kinds/`: what each kind says (its `Kind`/`Writable` impl and pure planner).
-//! - `reconciler`: the one skeleton every kind runs; `passes`: the current-status shortcut,
-//!   urgencies and admission; `status`, `conditions`, `plan`, `restore`, `finalizer`: what a
+//! - `reconciler`: the one skeleton every kind runs; `passes`: the current-status shortcut and
+//!   urgencies; `admission`: the slots per urgency and the line of passes waiting; `status`, `conditions`, `plan`, `restore`, `finalizer`: what a
 //!   pass writes; `reports`: the PolicyReports a UserMfaPolicy publishes.
 //! - `watches`, `triggers`, `wake`: what starts a pass; `instrument`, `retry`, `events`: what
 //!   surrounds one.
@@ -12,6 +12,7 @@
 //! - `context`, `keys`, `clock`, `error`: what they share; `wiring`: the stores, the context
 //!   and the controllers, started together.
 
+pub mod admission;
 pub mod budget;
 pub mod census;
 pub mod clients;

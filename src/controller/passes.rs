@@ -1,11 +1,9 @@
 //! What kind of pass a resource needs, decided from the object alone before any cloud call: none
 //! yet (its status is current: returns at once with its next requeue, so the queue after a
 //! restart drains in milliseconds), or one of the three urgencies the rate limiter serves in
-//! order (a spec change or deletion, a new resource's first pass, a resync). And admission:
-//! passes that wait hold a small future, not a controller slot, so a spec change never waits
-//! behind a bulk of new resources or a queue of resyncs for a slot, only at the limiter; and a
-//! resync waits while first passes are under way, so no user is read again while another still
-//! waits for its first read (a bulk apply converges on the floor's calls).
+//! order (a spec change or deletion, a new resource's first pass, a resync); and the bookkeeping
+//! of passes the controllers share: failures, marks, admission (see `admission`), and which
+//! lesser passes under way a change of their object ends.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -14,8 +12,9 @@ use std::time::Duration;
 use jiff::Timestamp;
 use kube::Resource;
 use parking_lot::Mutex;
-use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, watch};
+use tokio::sync::Notify;
 
+use super::admission::Admission;
 use super::conditions::{self, SYNCED};
 use super::keys::fingerprint;
 use super::retry::Failures;
@@ -83,54 +82,20 @@ pub struct Passes {
     pub failures: Failures,
     /// Objects woken by something other than their own change (see `wake::Marks`).
     pub marks: Arc<Marks>,
-    /// Passes making cloud calls at once, per urgency: each class has its own, so resyncs
-    /// waiting at the limiter never keep a new resource's first pass from starting.
-    admission: [Arc<Semaphore>; 3],
+    /// Passes making cloud calls at once, per urgency, and the line of those that wait.
+    pub admission: Admission,
     /// The resyncs and first passes under way, by a hash of `namespace/name`: a spec change or
     /// deletion of the object ends them (see `superseded`).
     under_way: Mutex<HashMap<u64, Arc<Notify>>>,
-    /// First passes under way or waiting (see `first_pass`); resyncs wait for none.
-    first_passes: watch::Sender<usize>,
 }
 
 impl Passes {
     pub fn new(concurrency: usize) -> Self {
-        let permits = || Arc::new(Semaphore::new(concurrency.max(1)));
         Self {
             failures: Failures::default(),
             marks: Arc::default(),
-            admission: [permits(), permits(), permits()],
+            admission: Admission::new(concurrency),
             under_way: Mutex::default(),
-            first_passes: watch::Sender::new(0),
-        }
-    }
-
-    /// Counts a new resource's first pass from now until the returned guard drops. Only a first
-    /// attempt counts: a first pass that failed and is retried (a missing user, a bad secret)
-    /// must not hold every resync back for as long as it keeps failing.
-    pub fn first_pass(&self, key: &str) -> Option<FirstPass> {
-        if self.failures.attempts(key) > 0 {
-            return None;
-        }
-        self.first_passes.send_modify(|count| *count += 1);
-        Some(FirstPass(self.first_passes.clone()))
-    }
-
-    /// Waits until no first pass is under way, for at most `limit` (a stream of new resources
-    /// delays a resync by at most that, never starves it).
-    pub async fn after_first_passes(&self, limit: Duration) {
-        if *self.first_passes.borrow() == 0 {
-            return;
-        }
-        let mut count = self.first_passes.subscribe();
-        // Boxed, and only when there is something to wait for: inline, the timer would size
-        // the future of every pass that may wait (a bulk's 10,000).
-        let idle = Box::pin(tokio::time::timeout(
-            limit,
-            count.wait_for(|count| *count == 0),
-        ));
-        if idle.await.is_err() {
-            tracing::debug!(?limit, "a resync waited its limit for first passes");
         }
     }
 
@@ -154,25 +119,6 @@ impl Passes {
         if let Some(signal) = self.under_way.lock().get(&fingerprint(key)) {
             signal.notify_one();
         }
-    }
-
-    /// Waits until a pass of `urgency` may make cloud calls; the permit lets the next in when
-    /// dropped.
-    pub async fn admit(&self, urgency: Urgency) -> Option<OwnedSemaphorePermit> {
-        self.admission[urgency as usize]
-            .clone()
-            .acquire_owned()
-            .await
-            .ok()
-    }
-}
-
-/// A first pass counted (see `Passes::first_pass`); uncounted when dropped, however it ends.
-pub struct FirstPass(watch::Sender<usize>);
-
-impl Drop for FirstPass {
-    fn drop(&mut self) {
-        self.0.send_modify(|count| *count = count.saturating_sub(1));
     }
 }
 
@@ -276,33 +222,5 @@ mod tests {
             current_for(&object(1), Some(&failed), minute, now(10)),
             None
         );
-    }
-
-    #[tokio::test(start_paused = true)]
-    async fn a_resync_waits_for_first_passes_but_not_for_a_retried_one_nor_past_its_limit() {
-        let passes = Passes::new(1);
-        let hour = Duration::from_secs(3600);
-        let first = passes.first_pass("ns/new").unwrap();
-        let started = tokio::time::Instant::now();
-        let waiting = passes.after_first_passes(hour);
-        tokio::pin!(waiting);
-        assert!(
-            tokio::time::timeout(Duration::from_secs(10), &mut waiting)
-                .await
-                .is_err(),
-            "a resync ran while a first pass was under way"
-        );
-        drop(first);
-        waiting.await;
-        assert!(started.elapsed() < Duration::from_secs(11));
-        // A first pass that failed before does not count: it may keep failing.
-        passes.failures.record("ns/broken");
-        assert!(passes.first_pass("ns/broken").is_none());
-        passes.after_first_passes(hour).await;
-        // A first pass that never ends delays a resync by the limit only.
-        let _stuck = passes.first_pass("ns/slow").unwrap();
-        let started = tokio::time::Instant::now();
-        passes.after_first_passes(Duration::from_secs(60)).await;
-        assert_eq!(started.elapsed().as_secs(), 60);
     }
 }

@@ -16,6 +16,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use tracing::Instrument;
 
+use super::admission::Wake;
 use super::budget::{Budget, Calls};
 use super::clock;
 use super::conditions::{self, DesiredCondition, READY, SYNCED};
@@ -23,7 +24,7 @@ use super::context::Context;
 use super::error::ReconcileError;
 use super::finalizer;
 use super::instrument;
-use super::keys::{counter_key, key_of};
+use super::keys::{counter_key, fingerprint, key_of};
 use super::passes::{current_for, urgency_of};
 use super::plan::{FieldChange, Plan, describe};
 use super::status::{self, StatusWriter};
@@ -110,29 +111,36 @@ pub fn count<K: Kind>(budget: &Budget, object: &K) {
     budget.count(&counter_key(object), object.calls());
 }
 
-/// The reconcile of every kind (see `reconcile_guarded`).
+/// The reconcile of every kind (see `reconcile_guarded`), outside a controller: a pass that
+/// is not admitted at once is not sent back (tests, one-off passes).
 pub async fn reconcile<K: Kind>(
     object: Arc<K>,
     ctx: Arc<Context>,
 ) -> Result<Action, ReconcileError> {
     let guard = Arc::new(DeserializeGuard(Ok(Arc::unwrap_or_clone(object))));
-    reconcile_guarded(guard, ctx).await
+    let nowhere: Wake = Arc::new(|_: &str| false);
+    reconcile_guarded(guard, ctx, nowhere).await
 }
 
 /// The reconcile of every kind, on the watch's own copy. A resource whose status is current
-/// returns at once with its next requeue (no cloud call, no slot); the rest wait for admission
-/// at their urgency (a resync first waits for the first passes under way, for at most an
-/// interval), and every cloud call of the pass waits at the limiter at that urgency. The
-/// object is cloned for the pass only once admitted, so 10,000 waiting passes (a bulk apply)
-/// hold no copies of their objects.
+/// returns at once with its next requeue (no cloud call, no slot). The rest are admitted at
+/// their urgency, or take a line and return (`admission`): `wake` sends the object back to its
+/// controller when a slot is its, so 10,000 waiting passes (a bulk apply) hold no future, no
+/// copy of their object and nothing in kube-runtime's runner. Every cloud call of an admitted
+/// pass waits at the limiter at its urgency.
 pub async fn reconcile_guarded<K: Kind>(
     guard: Arc<DeserializeGuard<K>>,
     ctx: Arc<Context>,
+    wake: Wake,
 ) -> Result<Action, ReconcileError> {
     let Ok(object) = &guard.0 else {
         // An object that does not deserialize is `instrument::measured`'s to report.
         return Ok(Action::await_change());
     };
+    let arrival = ctx
+        .passes
+        .admission
+        .arrive(fingerprint(&counter_key(object)));
     let marked = ctx.passes.marks.take(object);
     let urgency = urgency_of(object, object.status());
     let finalized = !K::FINALIZES || finalizer::holds(object);
@@ -144,17 +152,21 @@ pub async fn reconcile_guarded<K: Kind>(
         }
     }
     let key = key_of(object);
-    let _first = (urgency == Urgency::Initial)
-        .then(|| ctx.passes.first_pass(&key))
-        .flatten();
-    let pass = async {
-        if urgency == Urgency::Resync {
-            ctx.passes.after_first_passes(ctx.budget.effective()).await;
+    // A first pass that failed before waits as a resync does: a resource that keeps failing (a
+    // missing user, a bad Secret) must not hold every resync back.
+    let class = match urgency {
+        Urgency::Initial if ctx.passes.failures.attempts(&key) > 0 => Urgency::Resync,
+        urgency => urgency,
+    };
+    let Some(_admitted) = arrival.enter(class, &key, ctx.budget.effective(), &wake) else {
+        if marked {
+            // Its pass, when it comes back, still runs in full.
+            ctx.passes.marks.mark(object);
         }
-        let _admitted = ctx.passes.admit(urgency).await;
+        return Ok(Action::await_change());
+    };
+    let pass = async {
         let object = Arc::new(object.clone());
-        // Boxed, and given its span, only once admitted: a pass still waiting holds a small
-        // future, not the pass.
         let span = instrument::pass_span(&K::kind(&()), &key);
         cloud::with_urgency(urgency, Box::pin(run(object, &ctx).instrument(span))).await
     };

@@ -1,7 +1,8 @@
 //! Queues of the controllers: the objects one controller sees (its reflector's store) and a
 //! channel into its queue, so a reconcile of one object can wake others it affects (a policy's
 //! users when the directory's setting changes, the other claimants of a directory). A woken
-//! object is marked, so its next pass runs in full even when its status looks current.
+//! object is marked, so its next pass runs in full even when its status looks current. And the
+//! way admission sends a waiting object back to its controller (`admission_wake`).
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -12,6 +13,7 @@ use kube::core::DeserializeGuard;
 use kube::runtime::reflector::{ObjectRef, Store};
 use parking_lot::Mutex;
 
+use super::admission::Wake;
 use super::keys::{counter_key, fingerprint, guarded_ref};
 
 /// What a controller's queue is fed from.
@@ -62,6 +64,21 @@ where
 {
     let (wake, woken) = unbounded();
     (Waker { store, wake, marks }, woken)
+}
+
+/// How admission sends a waiting object of this kind back (by `namespace/name`), and the
+/// receiver its controller reconciles on; an object no longer in `store` is not sent.
+pub fn admission_wake<K>(store: Store<DeserializeGuard<K>>) -> (Wake, Woken<K>)
+where
+    K: Resource<DynamicType = ()> + Clone + Send + Sync + 'static,
+{
+    let (send, woken) = unbounded();
+    let wake: Wake = Arc::new(move |key: &str| {
+        let (namespace, name) = key.split_once('/').unwrap_or(("", key));
+        let reference = ObjectRef::new(name).within(namespace);
+        store.get(&reference).is_some() && send.unbounded_send(reference).is_ok()
+    });
+    (wake, woken)
 }
 
 impl<K> Waker<K>

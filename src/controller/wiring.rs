@@ -11,6 +11,7 @@ use kube::runtime::controller::{Action, Config as ControllerConfig, Controller};
 use kube::runtime::reflector::{self, ObjectRef};
 use serde::de::DeserializeOwned;
 
+use super::admission::Admission;
 use super::clients::CloudClients;
 use super::context::{Context, Queues, Settings, Stores};
 use super::error::ReconcileError;
@@ -18,7 +19,7 @@ use super::reconciler::{self, Kind};
 use super::tenancy::Tenancy;
 use super::triggers::Triggers;
 use super::watches::{self, Reflector, SHARED_BUFFER, TenancyWatches};
-use super::{instrument, kinds};
+use super::{instrument, kinds, wake};
 use k8s_openapi::api::core::v1::{Namespace, Secret};
 use kube::core::PartialObjectMeta;
 use kube::runtime::reflector::ReflectHandle;
@@ -67,7 +68,7 @@ where
 
 /// Builds the Controller of `T` over `changes` and `store` (`wire` adds what else wakes it) and
 /// runs it until shutdown: the one place a Controller is built and configured (no slot limit:
-/// admission is the passes', see `passes`).
+/// admission is the passes', see `admission`).
 fn start<T, R, Fut>(
     (changes, store): (
         impl futures::Stream<Item = Arc<T>> + Send + 'static,
@@ -113,14 +114,18 @@ where
     let (changes, watch) =
         watches::kind_watch(api_for(&ctx.client, namespace), writer, ctx.clone());
     let (marks, woken_store) = (ctx.passes.marks.clone(), store.clone());
+    // Passes that waited for a slot come back through their own queue (see `admission`).
+    let (wake, admitted) = wake::admission_wake(store.clone());
     let wire = move |controller: Controller<_>| {
+        let woken = futures::stream::select(woken, admitted);
         triggers.attach(controller.reconcile_on(woken), woken_store, marks)
     };
+    let reconcile = move |guard, ctx| reconciler::reconcile_guarded::<K>(guard, ctx, wake.clone());
     let run = start(
         (changes, store),
         wire,
         shutdown,
-        instrument::measured(reconciler::reconcile_guarded::<K>),
+        instrument::measured(reconcile),
         instrument::error_policy,
         ctx.clone(),
     );
@@ -178,8 +183,22 @@ pub async fn run_controllers(
     // The Secret, CloudAccount and Namespace watches feed the controllers and go with them.
     let controllers = async { futures::join!(namespaced, accounts) };
     let watches = async { futures::join!(secret_watch, tenancy_watch) };
+    let controllers = async {
+        future::select(Box::pin(controllers), Box::pin(admission_clock(&ctx))).await;
+    };
     future::select(Box::pin(controllers), Box::pin(watches)).await;
     tracing::info!("controllers stopped; every reconcile in flight finished");
+}
+
+/// Admission's clock (leases that ran out, resyncs past their wait; see `admission`), and the
+/// passes waiting, in the metrics.
+async fn admission_clock(ctx: &Context) {
+    let report = |admission: &Admission| {
+        for (urgency, waiting) in admission.waiting_by_name() {
+            ctx.metrics.set_passes_waiting(urgency, waiting);
+        }
+    };
+    ctx.passes.admission.keep_time(report).await;
 }
 
 /// How many namespaced kinds run (each gets a handle on every shared watch).

@@ -29,6 +29,12 @@ pub struct ReconcileErrorLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct UrgencyLabels {
+    /// `interactive` (a spec change or deletion), `initial` (a new resource), `resync`.
+    pub urgency: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct CloudCallLabels {
     /// `cloudsso` or `ims`.
     pub api: String,
@@ -102,6 +108,7 @@ pub struct Metrics {
     cloud_call_duration: HistogramFamily<CloudActionLabels>,
     cloud_throttled: Family<CloudActionLabels, Counter>,
     rate_limiter_wait: Histogram,
+    passes_waiting: Family<UrgencyLabels, Gauge>,
     leader: Gauge,
     effective_resync: Gauge<f64, AtomicU64>,
     cloud_rate: Gauge<f64, AtomicU64>,
@@ -136,6 +143,7 @@ impl Metrics {
             cloud_call_duration: Family::new_with_constructor(call_buckets),
             cloud_throttled: Family::default(),
             rate_limiter_wait: Histogram::new(exponential_buckets(0.001, 4.0, 9)),
+            passes_waiting: Family::default(),
             leader: Gauge::default(),
             effective_resync: Gauge::default(),
             cloud_rate: Gauge::default(),
@@ -183,6 +191,11 @@ impl Metrics {
             "Time a cloud API request waited for the client-side rate limiter (the sum is the total wait)",
             Unit::Seconds,
             metrics.rate_limiter_wait.clone(),
+        );
+        registry.register(
+            "passes_waiting",
+            "Resources whose pass waits for a slot, by urgency (the slots are per urgency: --max-concurrent-reconciles, or --cloud-qps)",
+            metrics.passes_waiting.clone(),
         );
         registry.register(
             "leader",
@@ -255,6 +268,16 @@ impl Metrics {
 
     pub fn set_effective_resync(&self, interval: Duration) {
         self.effective_resync.set(interval.as_secs_f64());
+    }
+
+    /// How many passes wait for a slot, per urgency.
+    pub fn set_passes_waiting(&self, urgency: &str, waiting: usize) {
+        let labels = UrgencyLabels {
+            urgency: urgency.to_string(),
+        };
+        self.passes_waiting
+            .get_or_create(&labels)
+            .set(i64::try_from(waiting).unwrap_or(i64::MAX));
     }
 
     pub fn set_leader(&self, leading: bool) {

@@ -98,6 +98,13 @@ async fn metrics_show_counters_moving_and_compliance_per_directory() {
             ) >= Some(1.0)
         );
         assert!(first.value(&metric("rate_limiter_wait_seconds_count"), &[]) >= Some(1.0));
+        for urgency in ["interactive", "initial", "resync"] {
+            let waiting = first.value(&metric("passes_waiting"), &[("urgency", urgency)]);
+            assert!(
+                waiting.is_some_and(|n| n >= 0.0),
+                "passes_waiting{{{urgency}}}"
+            );
+        }
         assert_eq!(first.value(&metric("leader"), &[]), Some(1.0));
         // The census runs in the background; the policy shows it as soon as it completes.
         eventually(

@@ -259,9 +259,6 @@ pub trait Writable: Kind {
 
     fn management_policy(&self) -> ManagementPolicy;
 
-    /// Whether deleting the resource writes back what the cloud had (`deletionPolicy: Restore`).
-    fn restores(&self) -> bool;
-
     /// Finds what to work on and reads it.
     fn observe(
         &self,
@@ -315,8 +312,7 @@ pub struct Converged<K: Writable> {
 }
 
 /// Observe, plan, and act only under `Enforce`: writes the plan (after recording
-/// `status.restoreTo`, which stays in `status` through a failure that follows; written first
-/// under `deletionPolicy: Restore`), confirms the
+/// `status.restoreTo`, which stays in `status` through a failure that follows), confirms the
 /// cloud kept it, and says so in conditions and Events.
 pub async fn sync_writable<K: Writable>(
     object: &K,
@@ -334,15 +330,10 @@ pub async fn sync_writable<K: Writable>(
     let conditions = match (object.management_policy(), &plan.write) {
         (ManagementPolicy::Enforce, Some(write)) => {
             if restore_to.is_none() {
+                // Recorded before the first write, so a crash in between loses nothing.
                 restore_to = Some(K::restore_point(&observed));
                 K::set_restore_to(status, restore_to.clone());
-                // Written before the first write when a delete will restore it, so a crash in
-                // between loses nothing; otherwise it goes with the pass's own status (success
-                // or failure), and a spec change waits for one API write less (a busy API
-                // server takes 100-200 ms for it: half a bulk's slowest changes).
-                if object.restores() {
-                    writer.apply(status).await?;
-                }
+                writer.apply(status).await?;
             }
             observed = object.act(ctx, &target, write).await?;
             let still = object.plan(&observed).changes;

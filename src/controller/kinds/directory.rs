@@ -333,10 +333,6 @@ impl Writable for DirectoryMfaPolicy {
         self.spec.management_policy
     }
 
-    fn restores(&self) -> bool {
-        self.spec.deletion_policy == DeletionPolicy::Restore
-    }
-
     async fn observe(&self, ctx: &Context) -> Result<(Target, MfaSettingInfo), ReconcileError> {
         let directory_id = &self.spec.directory_id;
         let (endpoint, client, identity) = ctx.cloudsso_of(self, directory_id).await?;

@@ -296,10 +296,6 @@ impl Writable for RamSecurityPreference {
         self.spec.management_policy
     }
 
-    fn restores(&self) -> bool {
-        self.spec.deletion_policy == DeletionPolicy::Restore
-    }
-
     /// The account's preference, read only once this resource owns it (a loser costs no call).
     async fn observe(&self, ctx: &Context) -> Result<(Target, SecurityPreference), ReconcileError> {
         let (client, identity) = ctx.ims_of(self).await?;

@@ -285,10 +285,6 @@ impl Writable for RamUserMfaSetting {
         self.spec.management_policy
     }
 
-    fn restores(&self) -> bool {
-        self.spec.deletion_policy == DeletionPolicy::Restore
-    }
-
     /// The user's login profile, read only once this resource owns the user.
     async fn observe(&self, ctx: &Context) -> Result<(Target, LoginProfile), ReconcileError> {
         let principal = self.spec.user_principal_name.as_str();

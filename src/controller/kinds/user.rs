@@ -348,10 +348,6 @@ impl Writable for UserMfaSetting {
         self.spec.management_policy
     }
 
-    fn restores(&self) -> bool {
-        self.spec.deletion_policy == DeletionPolicy::Restore
-    }
-
     /// Resolves the user, then reads its setting (a read younger than the resync is reused,
     /// unless the spec changed).
     async fn observe(&self, ctx: &Context) -> Result<(Target, UserMfaSettings), ReconcileError> {

@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use cloudsso_mfa_operator::api::{DirectoryMfaPolicy, RamUserMfaStatus, UserMfaSetting};
 use cloudsso_mfa_operator::cloud::Urgency;
-use cloudsso_mfa_operator::controller::admission::Wake;
+use cloudsso_mfa_operator::controller::admission::{Place, Wake};
 use cloudsso_mfa_operator::controller::context::Context;
 use cloudsso_mfa_operator::controller::keys::{FINALIZER, fingerprint};
 use cloudsso_mfa_operator::controller::reconciler::{reconcile, reconcile_guarded};
@@ -103,7 +103,7 @@ async fn a_due_resync_waits_in_line_while_a_first_pass_runs_and_comes_back_after
         .passes
         .admission
         .arrive(fingerprint("UserMfaSetting/team/new"))
-        .enter(Urgency::Initial, "team/new", hour, &wake)
+        .enter(Place::of(Urgency::Initial), "team/new", hour, &wake)
         .expect("a slot for the first pass");
     let due = Arc::new(DeserializeGuard(Ok(due)));
     // The resync returns at once: no future waits in the controller, no call, no status.
@@ -141,7 +141,7 @@ async fn passes_past_the_slots_return_at_once_and_come_back_in_turn() {
             let hash = fingerprint(&format!("UserMfaSetting/{key}"));
             let arrival = ctx.passes.admission.arrive(hash);
             arrival
-                .enter(Urgency::Initial, &key, hour, &wake)
+                .enter(Place::of(Urgency::Initial), &key, hour, &wake)
                 .expect("a slot")
         })
         .collect();

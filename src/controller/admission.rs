@@ -48,6 +48,8 @@ struct State {
     lines: HashMap<u64, Line>,
     /// Objects sent back to their controllers, holding a slot until their reconcile arrives.
     leases: HashMap<u64, Lease>,
+    /// First passes (that count, see `Place`) waiting, leased or running: resyncs wait for 0.
+    first_passes: usize,
     next_line: u64,
 }
 
@@ -58,6 +60,25 @@ struct Class {
     /// Objects holding a line in `queue` (without the stale lines).
     waiting: usize,
     queue: VecDeque<Waiting>,
+}
+
+/// Where a pass stands in admission: its class, and whether it counts as a first pass that
+/// resyncs wait for (a first pass that failed before does not: a resource that keeps failing,
+/// a missing user or a bad Secret, must not hold every resync back).
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub struct Place {
+    pub class: Urgency,
+    pub first: bool,
+}
+
+impl Place {
+    /// A pass of `class` that counts as a first pass if it is one.
+    pub fn of(class: Urgency) -> Self {
+        Self {
+            class,
+            first: class == Urgency::Initial,
+        }
+    }
 }
 
 struct Waiting {
@@ -71,27 +92,27 @@ struct Waiting {
 
 #[derive(Clone, Copy, PartialEq, Eq)]
 struct Line {
-    class: Urgency,
+    place: Place,
     number: u64,
 }
 
 struct Lease {
-    class: Urgency,
+    place: Place,
     until: Instant,
 }
 
-/// An object's reconcile has come in, holding the slot leased to it, if any, until it enters
-/// (see `Arrival::enter`); dropped before that (its status is current), it frees the slot.
+/// An object's reconcile has come in; it enters (see `Arrival::enter`) or, dropped before that
+/// (its status is current), frees the slot leased to it, if any.
 pub struct Arrival<'a> {
     admission: &'a Admission,
     hash: u64,
-    leased: Option<Urgency>,
+    entered: bool,
 }
 
-/// A pass admitted at `class`; frees its slot (and wakes the next in line) when dropped.
+/// A pass admitted; frees its slot (and wakes the next in line) when dropped.
 pub struct Admitted<'a> {
     admission: &'a Admission,
-    class: Urgency,
+    place: Place,
 }
 
 impl Admission {
@@ -105,16 +126,10 @@ impl Admission {
 
     /// The reconcile of the object with this hash (of `Kind/namespace/name`) has come in.
     pub fn arrive(&self, hash: u64) -> Arrival<'_> {
-        let leased = self
-            .state
-            .lock()
-            .leases
-            .remove(&hash)
-            .map(|lease| lease.class);
         Arrival {
             admission: self,
             hash,
-            leased,
+            entered: false,
         }
     }
 
@@ -136,22 +151,18 @@ impl Admission {
     /// every `TICK` (see `keep_time`).
     pub fn tick(&self) {
         let now = Instant::now();
-        let woken = {
-            let mut state = self.state.lock();
-            let expired: Vec<(u64, Urgency)> = state
+        self.locked(|state| {
+            let expired: Vec<u64> = state
                 .leases
                 .iter()
                 .filter(|(_, lease)| lease.until <= now)
-                .map(|(hash, lease)| (*hash, lease.class))
+                .map(|(hash, _)| *hash)
                 .collect();
-            for (hash, class) in expired {
+            for hash in expired {
                 tracing::debug!(hash, "a leased slot ran out: its object never came back");
-                state.leases.remove(&hash);
-                state.classes[class as usize].leased -= 1;
+                state.drop_lease(hash);
             }
-            state.pump(self.slots, now)
-        };
-        self.wake(woken);
+        });
     }
 
     /// Ticks until the process ends; `report` is told the waiting passes after each tick.
@@ -165,8 +176,14 @@ impl Admission {
         }
     }
 
-    /// Sends back the objects `pump` gave slots to; one that is gone gives its slot on.
-    fn wake(&self, mut woken: Vec<(u64, Box<str>, Wake)>) {
+    /// Runs `change` under the lock, then gives free slots on (`pump`) and sends back whom they
+    /// went to, outside the lock; an object that is gone gives its slot on again.
+    fn locked<T>(&self, change: impl FnOnce(&mut State) -> T) -> T {
+        let (result, mut woken) = {
+            let mut state = self.state.lock();
+            let result = change(&mut state);
+            (result, state.pump(self.slots, Instant::now()))
+        };
         while !woken.is_empty() {
             let gone: Vec<u64> = woken
                 .drain(..)
@@ -174,25 +191,15 @@ impl Admission {
                 .map(|(hash, _, _)| hash)
                 .collect();
             if gone.is_empty() {
-                return;
+                break;
             }
             let mut state = self.state.lock();
             for hash in gone {
-                if let Some(lease) = state.leases.remove(&hash) {
-                    state.classes[lease.class as usize].leased -= 1;
-                }
+                state.drop_lease(hash);
             }
             woken = state.pump(self.slots, Instant::now());
         }
-    }
-
-    fn release(&self, class: Urgency) {
-        let woken = {
-            let mut state = self.state.lock();
-            state.classes[class as usize].running -= 1;
-            state.pump(self.slots, Instant::now())
-        };
-        self.wake(woken);
+        result
     }
 }
 
@@ -206,55 +213,57 @@ fn name(class: Urgency) -> &'static str {
 }
 
 impl<'a> Arrival<'a> {
-    /// Admits the pass at `class` now (with the slot leased to it, or a free one when nobody of
+    /// Admits the pass at `place` now (with the slot leased to it, or a free one when nobody of
     /// its class waits), or gives it a line and returns None: `wake` sends it back when a slot is
     /// its. A resync also waits while first passes are queued or under way, for at most `limit`.
     pub fn enter(
         mut self,
-        class: Urgency,
+        place: Place,
         key: &str,
         limit: Duration,
         wake: &Wake,
     ) -> Option<Admitted<'a>> {
-        let admission = self.admission;
-        let now = Instant::now();
-        let (admitted, woken) = {
-            let mut state = admission.state.lock();
-            let leased = self.leased.take();
-            if let Some(leased) = leased.filter(|leased| *leased != class) {
-                state.classes[leased as usize].leased -= 1;
+        self.entered = true;
+        let (admission, hash) = (self.admission, self.hash);
+        let limit = Instant::now() + limit;
+        // The lease is taken and the decision made under one lock: a slot freed meanwhile on
+        // another thread cannot lease this object a second slot.
+        let place = admission.locked(|state| match state.leases.remove(&hash) {
+            Some(lease) if lease.place.class == place.class => {
+                let class = &mut state.classes[place.class as usize];
+                class.leased -= 1;
+                class.running += 1;
+                Some(lease.place)
             }
-            let admitted = if leased == Some(class) {
-                let slot = &mut state.classes[class as usize];
-                slot.leased -= 1;
-                slot.running += 1;
-                true
-            } else {
-                state.admit_or_queue(admission.slots, class, self.hash, key, now + limit, wake)
-            };
-            (admitted, state.pump(admission.slots, now))
-        };
-        admission.wake(woken);
-        admitted.then(|| Admitted { admission, class })
+            lease => {
+                if let Some(lease) = lease {
+                    state.forget_lease(lease.place);
+                }
+                state
+                    .admit_or_queue(admission.slots, place, hash, key, limit, wake)
+                    .then_some(place)
+            }
+        })?;
+        Some(Admitted { admission, place })
     }
 }
 
 impl Drop for Arrival<'_> {
     fn drop(&mut self) {
-        if let Some(class) = self.leased.take() {
-            let woken = {
-                let mut state = self.admission.state.lock();
-                state.classes[class as usize].leased -= 1;
-                state.pump(self.admission.slots, Instant::now())
-            };
-            self.admission.wake(woken);
+        if !self.entered {
+            let hash = self.hash;
+            self.admission.locked(|state| state.drop_lease(hash));
         }
     }
 }
 
 impl Drop for Admitted<'_> {
     fn drop(&mut self) {
-        self.admission.release(self.class);
+        let place = self.place;
+        self.admission.locked(|state| {
+            state.classes[place.class as usize].running -= 1;
+            state.leave(place);
+        });
     }
 }
 
@@ -264,10 +273,28 @@ impl State {
         class.running + class.leased < slots
     }
 
-    /// No first pass is queued, leased or running: resyncs may go.
-    fn first_passes_idle(&self) -> bool {
-        let first = &self.classes[Urgency::Initial as usize];
-        first.running + first.leased + first.waiting == 0
+    fn join(&mut self, place: Place) {
+        if place.first {
+            self.first_passes += 1;
+        }
+    }
+
+    fn leave(&mut self, place: Place) {
+        if place.first {
+            self.first_passes -= 1;
+        }
+    }
+
+    /// A lease given up (its object gone, never back, or back with nothing to do).
+    fn drop_lease(&mut self, hash: u64) {
+        if let Some(lease) = self.leases.remove(&hash) {
+            self.forget_lease(lease.place);
+        }
+    }
+
+    fn forget_lease(&mut self, place: Place) {
+        self.classes[place.class as usize].leased -= 1;
+        self.leave(place);
     }
 
     /// Takes a slot for a pass that holds no lease, or gives it a line (keeping the one it has
@@ -275,27 +302,30 @@ impl State {
     fn admit_or_queue(
         &mut self,
         slots: usize,
-        class: Urgency,
+        place: Place,
         hash: u64,
         key: &str,
         limit: Instant,
         wake: &Wake,
     ) -> bool {
+        let class = place.class;
         if let Some(line) = self.lines.get(&hash).copied() {
-            if line.class == class {
+            if line.place.class == class {
                 return false;
             }
             self.lines.remove(&hash);
-            self.classes[line.class as usize].waiting -= 1;
+            self.classes[line.place.class as usize].waiting -= 1;
+            self.leave(line.place);
         }
-        let gated = class == Urgency::Resync && !self.first_passes_idle();
+        self.join(place);
+        let gated = class == Urgency::Resync && self.first_passes > 0;
         if self.free(slots, class) && self.classes[class as usize].waiting == 0 && !gated {
             self.classes[class as usize].running += 1;
             return true;
         }
         let number = self.next_line;
         self.next_line += 1;
-        self.lines.insert(hash, Line { class, number });
+        self.lines.insert(hash, Line { place, number });
         let waiting = &mut self.classes[class as usize];
         waiting.waiting += 1;
         waiting.queue.push_back(Waiting {
@@ -317,15 +347,16 @@ impl State {
                 let Some(head) = self.classes[class as usize].queue.front() else {
                     break;
                 };
-                let line = Line {
-                    class,
-                    number: head.line,
-                };
-                if self.lines.get(&head.hash) != Some(&line) {
+                let line = self
+                    .lines
+                    .get(&head.hash)
+                    .copied()
+                    .filter(|line| line.number == head.line && line.place.class == class);
+                let Some(line) = line else {
                     self.classes[class as usize].queue.pop_front();
                     continue;
-                }
-                if class == Urgency::Resync && !self.first_passes_idle() && now < head.limit {
+                };
+                if class == Urgency::Resync && self.first_passes > 0 && now < head.limit {
                     break;
                 }
                 let Some(head) = self.classes[class as usize].queue.pop_front() else {
@@ -336,11 +367,11 @@ impl State {
                 leased.waiting -= 1;
                 leased.leased += 1;
                 let lease = Lease {
-                    class,
+                    place: line.place,
                     until: now + LEASE,
                 };
                 if let Some(old) = self.leases.insert(head.hash, lease) {
-                    self.classes[old.class as usize].leased -= 1;
+                    self.forget_lease(old.place);
                 }
                 woken.push((head.hash, head.key, head.wake));
             }
@@ -377,7 +408,7 @@ mod tests {
     ) -> Option<Admitted<'a>> {
         admission
             .arrive(super::super::keys::fingerprint(key))
-            .enter(class, key, HOUR, wake)
+            .enter(Place::of(class), key, HOUR, wake)
     }
 
     #[tokio::test]
@@ -424,7 +455,7 @@ mod tests {
         let arrival = admission.arrive(super::super::keys::fingerprint("ns/old"));
         assert!(
             arrival
-                .enter(Urgency::Resync, "ns/old", limit, &wake)
+                .enter(Place::of(Urgency::Resync), "ns/old", limit, &wake)
                 .is_none()
         );
         drop(first);
@@ -438,7 +469,7 @@ mod tests {
         let arrival = admission.arrive(super::super::keys::fingerprint("ns/other"));
         assert!(
             arrival
-                .enter(Urgency::Resync, "ns/other", limit, &wake)
+                .enter(Place::of(Urgency::Resync), "ns/other", limit, &wake)
                 .is_none()
         );
         tokio::time::advance(Duration::from_secs(59)).await;
@@ -474,5 +505,34 @@ mod tests {
         assert!(enter(&admission, Urgency::Initial, "ns/h", &wake).is_none());
         drop(admission.arrive(super::super::keys::fingerprint("ns/g")));
         assert_eq!(sent.lock().last().map(String::as_str), Some("ns/h"));
+    }
+
+    #[tokio::test]
+    async fn a_retried_first_pass_keeps_its_class_but_holds_no_resync_back() {
+        let admission = Admission::new(1);
+        let (wake, sent, _) = recorder();
+        let retried = Place {
+            class: Urgency::Initial,
+            first: false,
+        };
+        let hash = super::super::keys::fingerprint("ns/broken");
+        let broken = admission
+            .arrive(hash)
+            .enter(retried, "ns/broken", HOUR, &wake);
+        assert!(broken.is_some(), "a slot of its own class");
+        let _old = enter(&admission, Urgency::Resync, "ns/old", &wake).expect("not held back");
+        // Queued behind it, it still holds no resync back.
+        assert!(
+            admission
+                .arrive(1)
+                .enter(retried, "ns/x", HOUR, &wake)
+                .is_none()
+        );
+        assert!(enter(&admission, Urgency::Resync, "ns/older", &wake).is_none());
+        assert_eq!(admission.state.lock().first_passes, 0);
+        drop(broken);
+        assert_eq!(*sent.lock(), ["ns/x"]);
+        assert!(enter(&admission, Urgency::Initial, "ns/new", &wake).is_none());
+        assert_eq!(admission.state.lock().first_passes, 1);
     }
 }

@@ -16,7 +16,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use tracing::Instrument;
 
-use super::admission::Wake;
+use super::admission::{Place, Wake};
 use super::budget::{Budget, Calls};
 use super::clock;
 use super::conditions::{self, DesiredCondition, READY, SYNCED};
@@ -152,13 +152,12 @@ pub async fn reconcile_guarded<K: Kind>(
         }
     }
     let key = key_of(object);
-    // A first pass that failed before waits as a resync does: a resource that keeps failing (a
-    // missing user, a bad Secret) must not hold every resync back.
-    let class = match urgency {
-        Urgency::Initial if ctx.passes.failures.attempts(&key) > 0 => Urgency::Resync,
-        urgency => urgency,
+    // A first pass that failed before holds no resync back (see `Place`).
+    let place = Place {
+        first: urgency == Urgency::Initial && ctx.passes.failures.attempts(&key) == 0,
+        ..Place::of(urgency)
     };
-    let Some(_admitted) = arrival.enter(class, &key, ctx.budget.effective(), &wake) else {
+    let Some(_admitted) = arrival.enter(place, &key, ctx.budget.effective(), &wake) else {
         if marked {
             // Its pass, when it comes back, still runs in full.
             ctx.passes.marks.mark(object);

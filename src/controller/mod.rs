@@ -3,8 +3,9 @@
 //!
 //! - `kinds/`: what each kind says (its `Kind`/`Writable` impl and pure planner).
 //! - `reconciler`: the one skeleton every kind runs; `passes`: the current-status shortcut and
-//!   urgencies; `admission`: the slots per urgency and the line of passes waiting; `status`, `conditions`, `plan`, `restore`, `finalizer`: what a
-//!   pass writes; `reports`: the PolicyReports a UserMfaPolicy publishes.
+//!   urgencies; `admission`: the slots per urgency and the line of passes waiting; `status`,
+//!   `conditions`, `plan`, `restore`, `finalizer`: what a pass writes; `reports`: the
+//!   PolicyReports a UserMfaPolicy publishes.
 //! - `watches`, `triggers`, `wake`: what starts a pass; `instrument`, `retry`, `events`: what
 //!   surrounds one.
 //! - `state/`: what the operator keeps of the cloud; `census`, `budget`: the users counted and

@@ -655,12 +655,14 @@ def percentile(values, p):
     return ordered[min(len(ordered) - 1, max(0, math.ceil(p / 100 * len(ordered)) - 1))]
 
 
-def timed_changes(world, indices, setting, timeout_s, pace_s=0.0, until=None, sent=None):
+def timed_changes(world, indices, setting, timeout_s, pace_s=0.0, until=None, sent=None, detail=None):
     """Patches the resources `indices` one at a time; ms from just before each PATCH to the
     emulator's arrival time (`atMs`) of the Update call for that user that succeeded. A change
     whose Update is not seen within `timeout_s` is a miss (None) and the next one goes on; past
     `until` (an epoch second) the rest are not made. `pace_s`: at least this long from one change
-    to the next (spreads them over a bulk); `sent` (a list) gets each PATCH's epoch second.
+    to the next (spreads them over a bulk); `sent` (a list) gets each PATCH's epoch second;
+    `detail` (a list) gets (epoch second sent, ms the PATCH itself took, ms to the Update) of each
+    timed change, so a slow one can be put down to the API server's answer or to what followed.
     Returns (samples, misses, made)."""
     samples, misses, made = [], [], 0
     t0 = time.time()
@@ -675,6 +677,7 @@ def timed_changes(world, indices, setting, timeout_s, pace_s=0.0, until=None, se
         sent_ms = time.time() * 1000
         KUBE.request("PATCH", f"{GROUP}/namespaces/{world.ns}/usermfasettings/user{i}",
                      {"spec": {"userMfaAuthenticationSettings": setting}}, "application/merge-patch+json")
+        patched_ms = time.time() * 1000 - sent_ms
         made += 1
         if sent is not None:
             sent.append(sent_ms / 1000)
@@ -684,6 +687,8 @@ def timed_changes(world, indices, setting, timeout_s, pace_s=0.0, until=None, se
                    and w["action"] == "UpdateUserMFAAuthenticationSettings"]
             if hit:
                 samples.append(hit[0]["atMs"] - sent_ms)
+                if detail is not None:
+                    detail.append((sent_ms / 1000, patched_ms, samples[-1]))
                 break
             if time.time() > deadline:
                 misses.append(i)
@@ -885,9 +890,12 @@ def bulk(procs, rows, n, existing=1000):
     indices = [min(existing - 1, k * step + k % 2) for k in range(count)]
     pace = 0.8 * floor_new / count
     log(f"bulk: {n} new UserMfaSettings being created; {count} spec changes of existing ones, one every {pace:.1f}s or more")
-    sent = []
+    sent, detail = [], []
     samples, misses, made = timed_changes(world, indices, "Disabled", timeout_s=120, pace_s=pace,
-                                          until=started + FACTOR * floor_new + 60, sent=sent)
+                                          until=started + FACTOR * floor_new + 60, sent=sent, detail=detail)
+    for at, patched, took in sorted(detail, key=lambda d: -d[2])[:5]:
+        log(f"bulk: a slow change, {at - started:.1f}s into the burst: {took:.0f} ms to its Update, "
+            f"of which its own PATCH {patched:.0f} ms")
     busy = (total(world.emulator.calls()) - total(before)) / (time.time() - started)
     changes_done = time.time() - started
     threads[0].join(FACTOR * floor_new + 60)

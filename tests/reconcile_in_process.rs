@@ -7,7 +7,9 @@ mod fakekube;
 
 use std::sync::Arc;
 
-use cloudsso_mfa_operator::api::{DirectoryMfaPolicy, RamUserMfaStatus, UserMfaSetting};
+use cloudsso_mfa_operator::api::{
+    DirectoryMfaPolicy, RamUserMfaStatus, UserMfaAuthenticationSettings, UserMfaSetting,
+};
 use cloudsso_mfa_operator::cloud::Urgency;
 use cloudsso_mfa_operator::controller::admission::{Place, Wake};
 use cloudsso_mfa_operator::controller::context::Context;
@@ -199,6 +201,88 @@ async fn restore_to_survives_a_write_that_fails_right_after_it_was_recorded() {
         "{status}"
     );
     assert_eq!(status["conditions"][0]["status"], "False");
+}
+
+/// Bob's setting declared as the cloud has it (`Disabled`), synced once (no write, so no
+/// `restoreTo`), then its spec changed to `Enabled`: the changed object (generation 2).
+async fn bob_in_sync_then_changed(
+    url: &str,
+) -> (Arc<Context>, fakekube::Shared, UserMfaSetting, String) {
+    let (ctx, server, mut user, path) = bob_by_id(url);
+    user.spec.user_mfa_authentication_settings = UserMfaAuthenticationSettings::Disabled;
+    reconcile(Arc::new(user), ctx.clone()).await.unwrap();
+    let status = server.lock().unwrap().last_status(&path).unwrap();
+    assert!(status.get("restoreTo").is_none(), "{status}");
+    let mut changed: UserMfaSetting = stored(&server, &path);
+    changed.spec.user_mfa_authentication_settings = UserMfaAuthenticationSettings::Enabled;
+    changed.metadata.generation = Some(2);
+    (ctx, server, changed, path)
+}
+
+#[tokio::test]
+async fn a_first_write_records_restore_to_while_it_reads() {
+    let (url, _state) = start_emulator().await;
+    let (ctx, server, changed, path) = bob_in_sync_then_changed(&url).await;
+    let writes = server.lock().unwrap().statuses.len();
+    // Every cloud answer 1.5 s late: restoreTo is in status while the read still waits.
+    set_faults(&url, json!({"latencyMs": 1500})).await;
+    let pass = tokio::spawn(reconcile(Arc::new(changed), ctx));
+    let recorded = || {
+        let status = server.lock().unwrap().last_status(&path).unwrap();
+        status["restoreTo"]["userMfaAuthenticationSettings"] == "Disabled"
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(1);
+    while !recorded() && std::time::Instant::now() < deadline {
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    assert!(recorded(), "restoreTo not written during the read");
+    assert!(!pass.is_finished());
+    assert_eq!(
+        calls(&url, "UpdateUserMFAAuthenticationSettings", "ok").await,
+        0
+    );
+    pass.await.unwrap().expect("the pass succeeds");
+    assert_eq!(cloud_user_setting(&state(&url).await, BOB), "Enabled");
+    let status = server.lock().unwrap().last_status(&path).unwrap();
+    assert_eq!(
+        status["restoreTo"]["userMfaAuthenticationSettings"],
+        "Disabled"
+    );
+    // The early status and the pass's own: no third write to record it again.
+    assert_eq!(server.lock().unwrap().statuses.len(), writes + 2);
+}
+
+#[tokio::test]
+async fn an_early_restore_to_the_read_does_not_confirm_is_not_kept() {
+    let (url, _state) = start_emulator().await;
+    // Someone set the cloud to the new spec meanwhile: no write, so no restoreTo.
+    let (ctx, server, changed, path) = bob_in_sync_then_changed(&url).await;
+    change_state(&url, |state| {
+        for user in state["directories"][0]["users"].as_array_mut().unwrap() {
+            if user["userId"] == BOB {
+                user["userMfaAuthenticationSettings"] = json!("Enabled");
+            }
+        }
+    })
+    .await;
+    reconcile(Arc::new(changed.clone()), ctx.clone())
+        .await
+        .unwrap();
+    let status = server.lock().unwrap().last_status(&path).unwrap();
+    assert!(status.get("restoreTo").is_none(), "{status}");
+    assert_eq!(write_calls(&url).await, 0);
+    // A read that fails: the failure status holds no restoreTo it never confirmed.
+    let (url, _state) = start_emulator().await;
+    let (ctx, server, changed, path) = bob_in_sync_then_changed(&url).await;
+    set_faults(
+        &url,
+        json!({"failActions": ["GetUserMFAAuthenticationSettings"]}),
+    )
+    .await;
+    reconcile(Arc::new(changed), ctx).await.unwrap_err();
+    let status = server.lock().unwrap().last_status(&path).unwrap();
+    assert!(status.get("restoreTo").is_none(), "{status}");
+    assert_eq!(status["conditions"][0]["status"], "False", "{status}");
 }
 
 #[tokio::test]

@@ -344,7 +344,7 @@ impl State {
         let mut woken = Vec::new();
         for class in SERVED {
             while self.free(slots, class) {
-                let Some(head) = self.classes[class as usize].queue.front() else {
+                let Some(head) = self.classes[class as usize].queue.pop_front() else {
                     break;
                 };
                 let line = self
@@ -352,16 +352,14 @@ impl State {
                     .get(&head.hash)
                     .copied()
                     .filter(|line| line.number == head.line && line.place.class == class);
+                // A stale line (its object left or took another): dropped.
                 let Some(line) = line else {
-                    self.classes[class as usize].queue.pop_front();
                     continue;
                 };
                 if class == Urgency::Resync && self.first_passes > 0 && now < head.limit {
+                    self.classes[class as usize].queue.push_front(head);
                     break;
                 }
-                let Some(head) = self.classes[class as usize].queue.pop_front() else {
-                    break;
-                };
                 self.lines.remove(&head.hash);
                 let leased = &mut self.classes[class as usize];
                 leased.waiting -= 1;

@@ -15,7 +15,7 @@ use tracing::Instrument;
 
 use super::context::Context;
 use super::error::ReconcileError;
-use super::keys::key_of;
+use super::keys::{counter_key, key_of};
 use super::retry;
 use crate::api::Reason;
 
@@ -92,13 +92,13 @@ pub fn pass_span(kind: &str, key: &str) -> tracing::Span {
 
 /// The requeue after a failed pass: backoff by error class, growing with the object's
 /// consecutive failures.
-pub fn error_policy<K: Resource>(
+pub fn error_policy<K: Resource<DynamicType = ()>>(
     object: Arc<K>,
     error: &ReconcileError,
     ctx: Arc<Context>,
 ) -> Action {
     let key = key_of(object.as_ref());
-    let attempt = ctx.passes.failures.record(&key);
+    let attempt = ctx.passes.failures.record(&counter_key(object.as_ref()));
     let delay = retry::delay(error.is_retryable(), attempt);
     tracing::warn!(object = %key, reason = error.reason().as_str(), %error, attempt, ?delay, "reconcile failed");
     Action::requeue(delay)

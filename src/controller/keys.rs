@@ -20,6 +20,16 @@ pub fn key_of<K: Resource>(object: &K) -> String {
     )
 }
 
+/// The reference of the object `key_of` named `key` (no namespace before the `/`: cluster-scoped).
+pub fn ref_of_key<K: Resource<DynamicType = ()>>(key: &str) -> ObjectRef<K> {
+    let (namespace, name) = key.split_once('/').unwrap_or(("", key));
+    let reference = ObjectRef::new(name);
+    match namespace {
+        "" => reference,
+        namespace => reference.within(namespace),
+    }
+}
+
 /// The reference the controllers queue for `object` (they watch its guarded form).
 pub fn guarded_ref<K: Resource<DynamicType = ()>>(object: &K) -> ObjectRef<DeserializeGuard<K>> {
     let reference = ObjectRef::new(object.meta().name.as_deref().unwrap_or_default());

@@ -2,10 +2,11 @@
 //! CloudAccount), built in one place (`wiring::start`), and what they are made of.
 //!
 //! - `kinds/`: what each kind says (its `Kind`/`Writable` impl and pure planner).
-//! - `reconciler`: the one skeleton every kind runs; `passes`: the current-status shortcut and
-//!   urgencies; `admission`: the slots per urgency and the line of passes waiting; `status`,
-//!   `conditions`, `plan`, `restore`, `finalizer`: what a pass writes; `reports`: the
-//!   PolicyReports a UserMfaPolicy publishes.
+//! - `reconciler`: the one skeleton every kind runs; `writable`: its observe, plan and write for
+//!   the kinds that write; `passes`: the current-status shortcut and urgencies; `admission`: the
+//!   slots per urgency and the line of passes waiting; `status`, `conditions`, `plan`,
+//!   `restore`, `finalizer`: what a pass writes; `reports`: the PolicyReports a UserMfaPolicy
+//!   publishes.
 //! - `watches`, `triggers`, `wake`: what starts a pass; `instrument`, `retry`, `events`: what
 //!   surrounds one.
 //! - `state/`: what the operator keeps of the cloud; `census`, `budget`: the users counted and
@@ -39,5 +40,6 @@ pub mod triggers;
 pub mod wake;
 pub mod watches;
 pub mod wiring;
+pub mod writable;
 
 pub use wiring::{ControllerOptions, api_for, default_concurrency, run_controllers};

@@ -1,7 +1,7 @@
 //! The one reconcile every kind runs: the current-status shortcut, admission at the pass's
 //! urgency, the finalizer, then observe, plan and act (act only under `Enforce`), the conditions
 //! and Events that follow, one status built and written from one place, and the requeue. A kind
-//! says only what differs: `Kind` for every kind, `Writable` for the kinds that write.
+//! says only what differs: `Kind` for every kind, `writable::Writable` for the kinds that write.
 
 use std::future::Future;
 use std::sync::Arc;
@@ -19,16 +19,16 @@ use tracing::Instrument;
 use super::admission::{Place, Wake};
 use super::budget::{Budget, Calls};
 use super::clock;
-use super::conditions::{self, DesiredCondition, READY, SYNCED};
+use super::conditions::{self, DesiredCondition};
 use super::context::Context;
 use super::error::ReconcileError;
 use super::finalizer;
 use super::instrument;
 use super::keys::{counter_key, fingerprint, key_of};
 use super::passes::{current_for, urgency_of};
-use super::plan::{FieldChange, Plan, describe};
+
 use super::status::{self, StatusWriter};
-use crate::api::{CloudSpec, CommonStatus, HasCommonStatus, ManagementPolicy, Reason};
+use crate::api::{CloudSpec, HasCommonStatus};
 use crate::cloud::{self, Urgency};
 
 /// What one kind brings to the shared reconcile (its spec names the cloud and the credentials;
@@ -137,11 +137,11 @@ pub async fn reconcile_guarded<K: Kind>(
         // An object that does not deserialize is `instrument::measured`'s to report.
         return Ok(Action::await_change());
     };
-    let arrival = ctx
-        .passes
-        .admission
-        .arrive(fingerprint(&counter_key(object)));
-    let marked = ctx.passes.marks.take(object);
+    // Failures, marks, lines and superseding know it by kind too: two kinds may hold one name.
+    let counted = counter_key(object);
+    let hash = fingerprint(&counted);
+    let arrival = ctx.passes.admission.arrive(hash);
+    let marked = ctx.passes.marks.take_hash(hash);
     let urgency = urgency_of(object, object.status());
     let finalized = !K::FINALIZES || finalizer::holds(object);
     if urgency == Urgency::Resync && !marked && finalized && object.may_skip(&ctx) {
@@ -154,13 +154,13 @@ pub async fn reconcile_guarded<K: Kind>(
     let key = key_of(object);
     // A first pass that failed before holds no resync back (see `Place`).
     let place = Place {
-        first: urgency == Urgency::Initial && ctx.passes.failures.attempts(&key) == 0,
+        first: urgency == Urgency::Initial && ctx.passes.failures.attempts(&counted) == 0,
         ..Place::of(urgency)
     };
     let Some(_admitted) = arrival.enter(place, &key, ctx.budget.effective(), &wake) else {
         if marked {
             // Its pass, when it comes back, still runs in full.
-            ctx.passes.marks.mark(object);
+            ctx.passes.marks.mark_hash(hash);
         }
         return Ok(Action::await_change());
     };
@@ -174,7 +174,7 @@ pub async fn reconcile_guarded<K: Kind>(
     }
     // A spec change or deletion ends a lesser pass of the object (as a crash would: the change's
     // pass reads afresh), so it never waits behind that pass's turn at the limiter.
-    let superseded = ctx.passes.supersedable(&key);
+    let superseded = ctx.passes.supersedable(&counted);
     tokio::select! {
         result = pass => result,
         () = superseded.fired() => {
@@ -226,7 +226,7 @@ async fn apply<K: Kind>(
         status::common_status(previous.common(), &desired, object.meta().generation, &now);
     match outcome {
         Ok((_, mut synced)) => {
-            ctx.passes.failures.clear(&key_of(object.as_ref()));
+            ctx.passes.failures.clear(&counter_key(object.as_ref()));
             object.publish(ctx, &mut synced).await;
             let next = object.requeue_within(&synced, ctx.budget.next_resync(started));
             object.project(synced, &mut status);
@@ -243,182 +243,4 @@ async fn apply<K: Kind>(
             Err(error)
         }
     }
-}
-
-/// What a kind that writes to the cloud brings to `sync_writable`.
-pub trait Writable: Kind {
-    /// The client and ids a pass works on.
-    type Target: Send + Sync;
-    /// What the cloud has, as the planner compares it.
-    type Observed: Clone + Send + Sync;
-    /// The write that makes the cloud match.
-    type Write: Send + Sync;
-    /// What `status.restoreTo` keeps.
-    type RestorePoint: Clone + Send + Sync;
-
-    fn management_policy(&self) -> ManagementPolicy;
-
-    /// Finds what to work on and reads it.
-    fn observe(
-        &self,
-        ctx: &Context,
-    ) -> impl Future<Output = Result<(Self::Target, Self::Observed), ReconcileError>> + Send;
-
-    /// What differs and the write that fixes it (None under Observe); pure.
-    fn plan(&self, observed: &Self::Observed) -> Plan<Self::Write>;
-
-    /// Makes the write, then reads back what the cloud now has.
-    fn act(
-        &self,
-        ctx: &Context,
-        target: &Self::Target,
-        write: &Self::Write,
-    ) -> impl Future<Output = Result<Self::Observed, ReconcileError>> + Send;
-
-    /// How messages and Events name what is written: `directory d-…`, `user u-…`.
-    fn subject(&self, target: &Self::Target) -> String;
-
-    /// Ready's message when the cloud already matches.
-    fn ready_message(&self, target: &Self::Target, _mode: ManagementPolicy) -> String {
-        format!("{} has the declared MFA setting", self.subject(target))
-    }
-
-    /// The error when the cloud did not keep a write (`still` is what differs after it).
-    fn not_kept(&self, still: &[FieldChange]) -> String {
-        format!("the cloud did not keep the setting: {}", describe(still))
-    }
-
-    /// Whether the pass reaches another cloud object than the one the status recorded (the
-    /// credentials moved to another account or endpoint, or a name resolved to another user):
-    /// `restoreTo` was the old object's and must not be written to this one.
-    fn moved(&self, _target: &Self::Target) -> bool {
-        false
-    }
-
-    fn restore_to(status: &Self::Status) -> Option<Self::RestorePoint>;
-    fn restore_point(observed: &Self::Observed) -> Self::RestorePoint;
-    fn set_restore_to(status: &mut Self::Status, restore_to: Option<Self::RestorePoint>);
-}
-
-/// What `sync_writable` leaves for the kind's own reporting.
-pub struct Converged<K: Writable> {
-    pub target: K::Target,
-    pub observed: K::Observed,
-    pub conditions: Vec<DesiredCondition>,
-    pub restore_to: Option<K::RestorePoint>,
-    /// Whether this pass wrote to the cloud.
-    pub wrote: bool,
-}
-
-/// Observe, plan, and act only under `Enforce`: writes the plan (after recording
-/// `status.restoreTo`, which stays in `status` through a failure that follows), confirms the
-/// cloud kept it, and says so in conditions and Events.
-pub async fn sync_writable<K: Writable>(
-    object: &K,
-    ctx: &Context,
-    status: &mut K::Status,
-    writer: &StatusWriter<K>,
-) -> Result<Converged<K>, ReconcileError> {
-    let (target, mut observed) = object.observe(ctx).await?;
-    let plan = object.plan(&observed);
-    // The object the status recorded is not this one: its restore point is not this one's.
-    let mut restore_to = K::restore_to(status).filter(|_| !object.moved(&target));
-    K::set_restore_to(status, restore_to.clone());
-    let subject = object.subject(&target);
-    let wrote = object.management_policy() == ManagementPolicy::Enforce && plan.write.is_some();
-    let conditions = match (object.management_policy(), &plan.write) {
-        (ManagementPolicy::Enforce, Some(write)) => {
-            if restore_to.is_none() {
-                // Recorded before the first write, so a crash in between loses nothing.
-                restore_to = Some(K::restore_point(&observed));
-                K::set_restore_to(status, restore_to.clone());
-                writer.apply(status).await?;
-            }
-            observed = object.act(ctx, &target, write).await?;
-            let still = object.plan(&observed).changes;
-            if !still.is_empty() {
-                return Err(ReconcileError::Cloud(object.not_kept(&still)));
-            }
-            updated(ctx, object, status.common(), &subject, &plan.changes).await
-        }
-        (ManagementPolicy::Observe, _) if !plan.changes.is_empty() => {
-            drifted(ctx, object, status.common(), &plan.changes).await
-        }
-        (mode, _) => in_sync(mode, object.ready_message(&target, mode)),
-    };
-    Ok(Converged {
-        target,
-        observed,
-        conditions,
-        restore_to,
-        wrote,
-    })
-}
-
-/// After a write: `DriftRepaired` when the spec had been in force (someone changed the cloud),
-/// else `Updated`; an Event says what changed.
-async fn updated<K: Kind>(
-    ctx: &Context,
-    object: &K,
-    previous: &CommonStatus,
-    subject: &str,
-    changes: &[FieldChange],
-) -> Vec<DesiredCondition> {
-    let described = describe(changes);
-    let drift = conditions::is_true(&previous.conditions, SYNCED)
-        && previous.observed_generation == object.meta().generation;
-    let (reason, note) = if drift {
-        (
-            Reason::DriftRepaired,
-            format!("{subject} was changed outside Kubernetes; set back: {described}"),
-        )
-    } else {
-        (Reason::Updated, format!("{subject}: {described}"))
-    };
-    ctx.events
-        .publish(object, false, reason, "Update", note)
-        .await;
-    vec![
-        DesiredCondition::new(
-            READY,
-            true,
-            Reason::Enforced,
-            format!("{subject} has the declared MFA setting"),
-        ),
-        DesiredCondition::new(SYNCED, true, reason, format!("set {described}")),
-    ]
-}
-
-/// Observe found a difference: not written; a Warning Event the first time it reads so.
-async fn drifted<K: Kind>(
-    ctx: &Context,
-    object: &K,
-    previous: &CommonStatus,
-    changes: &[FieldChange],
-) -> Vec<DesiredCondition> {
-    let message = format!(
-        "the cloud differs from the spec (Observe: not written): {}",
-        describe(changes)
-    );
-    if !conditions::says(&previous.conditions, SYNCED, Reason::Drifted, &message) {
-        ctx.events
-            .publish(object, true, Reason::Drifted, "Observe", message.clone())
-            .await;
-    }
-    vec![
-        DesiredCondition::new(READY, false, Reason::Drifted, message.clone()),
-        DesiredCondition::new(SYNCED, false, Reason::Drifted, message),
-    ]
-}
-
-/// Nothing to write: Ready says whether that is by enforcing or only observing.
-fn in_sync(mode: ManagementPolicy, ready_message: String) -> Vec<DesiredCondition> {
-    let reason = match mode {
-        ManagementPolicy::Enforce => Reason::Enforced,
-        ManagementPolicy::Observe => Reason::Observed,
-    };
-    vec![
-        DesiredCondition::new(READY, true, reason, ready_message),
-        DesiredCondition::new(SYNCED, true, Reason::InSync, "the cloud matches the spec"),
-    ]
 }

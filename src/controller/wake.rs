@@ -14,7 +14,7 @@ use kube::runtime::reflector::{ObjectRef, Store};
 use parking_lot::Mutex;
 
 use super::admission::Wake;
-use super::keys::{counter_key, fingerprint, guarded_ref};
+use super::keys::{counter_key, fingerprint, guarded_ref, ref_of_key};
 
 /// What a controller's queue is fed from.
 pub type Woken<K> = UnboundedReceiver<ObjectRef<DeserializeGuard<K>>>;
@@ -30,13 +30,14 @@ impl Marks {
         self.0.lock().insert(fingerprint(&counter_key(object)));
     }
 
-    fn mark_hash(&self, hash: u64) {
+    /// `mark`, given the object's hash (`fingerprint(&counter_key(object))`).
+    pub fn mark_hash(&self, hash: u64) {
         self.0.lock().insert(hash);
     }
 
-    /// Whether `object` was marked since its last pass; unmarks it.
-    pub fn take<K: Resource<DynamicType = ()>>(&self, object: &K) -> bool {
-        self.0.lock().remove(&fingerprint(&counter_key(object)))
+    /// Whether the object of `hash` (see `mark_hash`) was marked since its last pass; unmarks it.
+    pub fn take_hash(&self, hash: u64) -> bool {
+        self.0.lock().remove(&hash)
     }
 }
 
@@ -74,8 +75,7 @@ where
 {
     let (send, woken) = unbounded();
     let wake: Wake = Arc::new(move |key: &str| {
-        let (namespace, name) = key.split_once('/').unwrap_or(("", key));
-        let reference = ObjectRef::new(name).within(namespace);
+        let reference = ref_of_key(key);
         store.get(&reference).is_some() && send.unbounded_send(reference).is_ok()
     });
     (wake, woken)

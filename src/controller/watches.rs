@@ -17,7 +17,7 @@ use kube::{Resource, ResourceExt};
 use parking_lot::Mutex;
 
 use super::context::Context;
-use super::keys::{fingerprint, key_of};
+use super::keys::{counter_key, fingerprint, key_of};
 use super::reconciler::{Kind, count};
 use crate::api::CloudAccount;
 
@@ -75,10 +75,10 @@ pub fn kind_watch<K: Kind>(
                 }
             }
             Ok(watcher::Event::Delete(guard)) => {
-                let key = key_of(guard);
-                ctx.budget.release(&format!("{}/{key}", K::kind(&())));
-                ctx.passes.failures.clear(&key);
-                forget.lock().remove(&fingerprint(&key));
+                let counted = counter_key(guard);
+                ctx.budget.release(&counted);
+                ctx.passes.failures.clear(&counted);
+                forget.lock().remove(&fingerprint(&key_of(guard)));
             }
             _ => {}
         });
@@ -91,7 +91,7 @@ pub fn kind_watch<K: Kind>(
         let before = seen.lock().insert(fingerprint(&key), hash);
         if before.is_some_and(|before| before != hash) {
             // A change of an object already known: whatever lesser pass of it is under way ends.
-            superseding.passes.superseded(&key);
+            superseding.passes.superseded(&counter_key(guard.as_ref()));
         }
         future::ready(before != Some(hash))
     });

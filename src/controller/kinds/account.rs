@@ -13,7 +13,7 @@ use crate::controller::clock;
 use crate::controller::conditions::{DesiredCondition, READY};
 use crate::controller::context::Context;
 use crate::controller::error::ReconcileError;
-use crate::controller::keys::key_of;
+use crate::controller::keys::counter_key;
 use crate::controller::status::{self, StatusWriter};
 use crate::controller::tenancy::{Plan, Service};
 
@@ -68,7 +68,7 @@ pub async fn reconcile(
     );
     match outcome {
         Ok((account_id, endpoint)) => {
-            ctx.passes.failures.clear(&key_of(account.as_ref()));
+            ctx.passes.failures.clear(&counter_key(account.as_ref()));
             status.common.account_id = account_id.or(previous.common.account_id.clone());
             status.common.endpoint = Some(endpoint);
             let resync = ctx.budget.effective();

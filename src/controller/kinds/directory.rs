@@ -17,11 +17,12 @@ use crate::controller::context::Context;
 use crate::controller::error::ReconcileError;
 use crate::controller::keys::{DirectoryKey, counter_key};
 use crate::controller::plan::{FieldChange, Plan, shown};
-use crate::controller::reconciler::{Converged, Kind, Writable, sync_writable};
+use crate::controller::reconciler::Kind;
 use crate::controller::restore;
 use crate::controller::state::claims::{self, Claim, Claimant};
 use crate::controller::status::StatusWriter;
 use crate::controller::tenancy::Identity;
+use crate::controller::writable::{Converged, Writable, sync_writable};
 
 fn sorted(types: Option<&Vec<String>>) -> Vec<String> {
     let mut types = types.cloned().unwrap_or_default();
@@ -396,6 +397,10 @@ impl Writable for DirectoryMfaPolicy {
 
     fn restore_to(status: &Self::Status) -> Option<ObservedDirectoryMfa> {
         status.restore_to.clone()
+    }
+
+    fn last_observed(status: &Self::Status) -> Option<ObservedDirectoryMfa> {
+        status.observed.clone()
     }
 
     fn restore_point(observed: &MfaSettingInfo) -> ObservedDirectoryMfa {

@@ -15,12 +15,13 @@ use crate::controller::conditions::DesiredCondition;
 use crate::controller::context::Context;
 use crate::controller::error::ReconcileError;
 use crate::controller::plan::{FieldChange, Plan, shown};
-use crate::controller::reconciler::{Converged, Kind, Writable, sync_writable};
+use crate::controller::reconciler::Kind;
 use crate::controller::restore;
 use crate::controller::state::RamAccountKey;
 use crate::controller::state::claims::{self, Claim, Claimant};
 use crate::controller::status::StatusWriter;
 use crate::controller::tenancy::Identity;
+use crate::controller::writable::{Converged, Writable, sync_writable};
 
 /// What every claim of a RAM kind names as its "directory": an account has one RAM.
 pub const RAM: &str = "ram";
@@ -359,6 +360,10 @@ impl Writable for RamSecurityPreference {
 
     fn restore_to(status: &Self::Status) -> Option<ObservedRamSecurityPreference> {
         status.restore_to.clone()
+    }
+
+    fn last_observed(status: &Self::Status) -> Option<ObservedRamSecurityPreference> {
+        status.observed.clone()
     }
 
     fn restore_point(observed: &SecurityPreference) -> ObservedRamSecurityPreference {

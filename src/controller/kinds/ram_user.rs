@@ -19,12 +19,13 @@ use crate::controller::conditions::{DesiredCondition, EFFECTIVE};
 use crate::controller::context::Context;
 use crate::controller::error::ReconcileError;
 use crate::controller::plan::{FieldChange, Plan};
-use crate::controller::reconciler::{Converged, Kind, Writable, sync_writable};
+use crate::controller::reconciler::Kind;
 use crate::controller::restore;
 use crate::controller::state::RamAccountKey;
 use crate::controller::state::claims::{self, Claim, Claimant};
 use crate::controller::status::StatusWriter;
 use crate::controller::tenancy::Identity;
+use crate::controller::writable::{Converged, Writable, sync_writable};
 
 /// What differs between the spec and the user's login profile, and the write that fixes it
 /// (None under Observe).
@@ -335,6 +336,10 @@ impl Writable for RamUserMfaSetting {
 
     fn restore_to(status: &Self::Status) -> Option<ObservedRamLogin> {
         status.restore_to.clone()
+    }
+
+    fn last_observed(status: &Self::Status) -> Option<ObservedRamLogin> {
+        status.observed.clone()
     }
 
     fn restore_point(observed: &LoginProfile) -> ObservedRamLogin {

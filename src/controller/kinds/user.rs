@@ -18,11 +18,12 @@ use crate::controller::context::Context;
 use crate::controller::error::ReconcileError;
 use crate::controller::keys::{DirectoryKey, UserKey};
 use crate::controller::plan::{FieldChange, Plan, shown};
-use crate::controller::reconciler::{Converged, Kind, Writable, sync_writable};
+use crate::controller::reconciler::Kind;
 use crate::controller::restore;
 use crate::controller::state::claims::{self, Claim, Claimant};
 use crate::controller::status::StatusWriter;
 use crate::controller::tenancy::Identity;
+use crate::controller::writable::{Converged, Writable, sync_writable};
 
 /// What differs between the spec and the user's setting, and the write that fixes it (for the
 /// user `user_id`; None under Observe).
@@ -431,6 +432,10 @@ impl Writable for UserMfaSetting {
 
     fn restore_to(status: &Self::Status) -> Option<ObservedUserMfa> {
         status.restore_to.clone()
+    }
+
+    fn last_observed(status: &Self::Status) -> Option<ObservedUserMfa> {
+        status.observed.clone()
     }
 
     fn restore_point(observed: &UserMfaSettings) -> ObservedUserMfa {

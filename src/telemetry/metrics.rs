@@ -156,7 +156,7 @@ impl Metrics {
         };
         registry.register(
             "reconciles",
-            "Reconciles run, by kind",
+            "Reconciles run, by kind (also those that return at once: a current status, or waiting for a slot)",
             metrics.reconciles.clone(),
         );
         registry.register(

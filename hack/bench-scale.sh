@@ -951,6 +951,8 @@ def bulk(procs, rows, n, existing=1000):
     if detail:
         row(rows, "bulk", n, "of which the PATCH itself (the API server's answer): p50 / p99 / max",
             spread([patched for _, patched, _ in detail]), "")
+        row(rows, "bulk", n, "and from the PATCH's answer to the Update (the watch's delivery, the operator, the cloud): p50 / p99 / max",
+            spread([took - patched for _, patched, took in detail]), "")
     row(rows, "bulk", n, "changes whose Update came after 20 s (or not within 120 s)", f"{over} ({len(misses)} not within 120 s)", "0")
     row(rows, "bulk", n, f"changes made in (from the burst's start); cloud calls/s meanwhile",
         f"{changes_done:.1f} s; {busy:.0f}/s ({QPS})", "")

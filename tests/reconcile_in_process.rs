@@ -8,7 +8,8 @@ mod fakekube;
 use std::sync::Arc;
 
 use cloudsso_mfa_operator::api::{
-    DirectoryMfaPolicy, RamUserMfaStatus, UserMfaAuthenticationSettings, UserMfaSetting,
+    DeletionPolicy, DirectoryMfaPolicy, RamUserMfaStatus, UserMfaAuthenticationSettings,
+    UserMfaSetting,
 };
 use cloudsso_mfa_operator::cloud::Urgency;
 use cloudsso_mfa_operator::controller::admission::{Place, Wake};
@@ -271,6 +272,20 @@ async fn an_early_restore_to_the_read_does_not_confirm_is_not_kept() {
     let status = server.lock().unwrap().last_status(&path).unwrap();
     assert!(status.get("restoreTo").is_none(), "{status}");
     assert_eq!(write_calls(&url).await, 0);
+    // A change that writes nothing (the deletion policy only): no early restoreTo at all.
+    let (url, _state) = start_emulator().await;
+    let (ctx, server, mut changed, path) = bob_in_sync_then_changed(&url).await;
+    changed.spec.user_mfa_authentication_settings = UserMfaAuthenticationSettings::Disabled;
+    changed.spec.deletion_policy = DeletionPolicy::Orphan;
+    let writes = server.lock().unwrap().statuses.len();
+    reconcile(Arc::new(changed), ctx).await.unwrap();
+    assert_eq!(
+        server.lock().unwrap().statuses.len(),
+        writes + 1,
+        "only the pass's own status"
+    );
+    let status = server.lock().unwrap().last_status(&path).unwrap();
+    assert!(status.get("restoreTo").is_none(), "{status}");
     // A read that fails: the failure status holds no restoreTo it never confirmed.
     let (url, _state) = start_emulator().await;
     let (ctx, server, changed, path) = bob_in_sync_then_changed(&url).await;

@@ -26,7 +26,6 @@ use super::finalizer;
 use super::instrument;
 use super::keys::{counter_key, fingerprint, key_of};
 use super::passes::{current_for, urgency_of};
-
 use super::status::{self, StatusWriter};
 use crate::api::{CloudSpec, HasCommonStatus};
 use crate::cloud::{self, Urgency};

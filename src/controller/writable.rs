@@ -64,8 +64,13 @@ pub trait Writable: Kind {
 
     fn restore_to(status: &Self::Status) -> Option<Self::RestorePoint>;
     fn restore_point(observed: &Self::Observed) -> Self::RestorePoint;
-    /// The restore point of what the last pass observed (`status.observed`).
-    fn last_observed(status: &Self::Status) -> Option<Self::RestorePoint>;
+    /// When a spec change will likely write (what the last pass saw, `status.observed`, differs
+    /// from what the spec now declares, and this resource owns what it names): the restore
+    /// point of what the last pass saw, for `sync_writable` to record during its read. None (the
+    /// default): it is recorded after the read, before the write.
+    fn restore_point_before_change(&self, _status: &Self::Status) -> Option<Self::RestorePoint> {
+        None
+    }
     fn set_restore_to(status: &mut Self::Status, restore_to: Option<Self::RestorePoint>);
 }
 
@@ -136,10 +141,13 @@ pub async fn sync_writable<K: Writable>(
     })
 }
 
-/// A spec change of a resource that has no `restoreTo` yet will likely be its first write: the
-/// restore point of what the last pass saw, and the status that records it, to write during the
-/// read (an API write less on the change's path). `sync_writable` keeps it only when the read
-/// finds the same; else (no write, or the cloud changed since) its own status replaces it.
+/// A spec change that the kind expects to be the resource's first write (no `restoreTo` yet, see
+/// `restore_point_before_change`): the restore point of what the last pass saw, and the status
+/// that records it, to write during the read (an API write less on the change's path).
+/// `sync_writable` keeps it only when the read finds the same; else (no write after all, the
+/// cloud changed since, a failed read) the pass's own status replaces it. Left: when that status
+/// is never written (it fails too, or the process dies in between), `restoreTo` keeps what the
+/// last pass saw, which is the value to restore unless the cloud changed in that window.
 fn early_restore_point<K: Writable>(
     object: &K,
     status: &K::Status,
@@ -149,7 +157,7 @@ fn early_restore_point<K: Writable>(
     if !enforced || !changed || K::restore_to(status).is_some() {
         return None;
     }
-    let point = K::last_observed(status)?;
+    let point = object.restore_point_before_change(status)?;
     let mut early = status.clone();
     K::set_restore_to(&mut early, Some(point.clone()));
     Some((point, early))

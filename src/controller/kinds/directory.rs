@@ -399,10 +399,6 @@ impl Writable for DirectoryMfaPolicy {
         status.restore_to.clone()
     }
 
-    fn last_observed(status: &Self::Status) -> Option<ObservedDirectoryMfa> {
-        status.observed.clone()
-    }
-
     fn restore_point(observed: &MfaSettingInfo) -> ObservedDirectoryMfa {
         observed_of(observed)
     }

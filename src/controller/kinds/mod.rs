@@ -8,4 +8,5 @@ pub mod ram_preference;
 pub mod ram_user;
 pub mod user;
 pub mod user_id;
+pub mod user_plan;
 pub mod user_policy;

@@ -362,10 +362,6 @@ impl Writable for RamSecurityPreference {
         status.restore_to.clone()
     }
 
-    fn last_observed(status: &Self::Status) -> Option<ObservedRamSecurityPreference> {
-        status.observed.clone()
-    }
-
     fn restore_point(observed: &SecurityPreference) -> ObservedRamSecurityPreference {
         observed_of(observed)
     }

@@ -338,10 +338,6 @@ impl Writable for RamUserMfaSetting {
         status.restore_to.clone()
     }
 
-    fn last_observed(status: &Self::Status) -> Option<ObservedRamLogin> {
-        status.observed.clone()
-    }
-
     fn restore_point(observed: &LoginProfile) -> ObservedRamLogin {
         ObservedRamLogin {
             mfa_bind_required: Some(observed.mfa_bind_required),

@@ -84,8 +84,8 @@ pub struct Passes {
     pub marks: Arc<Marks>,
     /// Passes making cloud calls at once, per urgency, and the line of those that wait.
     pub admission: Admission,
-    /// The resyncs and first passes under way, by a hash of `namespace/name`: a spec change or
-    /// deletion of the object ends them (see `superseded`).
+    /// The resyncs and first passes under way, by a hash of `Kind/namespace/name`: a spec change
+    /// or deletion of the object ends them (see `superseded`).
     under_way: Mutex<HashMap<u64, Arc<Notify>>>,
 }
 

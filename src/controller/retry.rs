@@ -8,7 +8,8 @@ use parking_lot::Mutex;
 
 use crate::cloud::backoff;
 
-/// Failure counts per object; an entry goes with the object's first success or its deletion.
+/// Failure counts per object (by `Kind/namespace/name`: two kinds may hold one name); an entry
+/// goes with the object's first success or its deletion.
 #[derive(Default)]
 pub struct Failures(Mutex<HashMap<String, u32>>);
 
